@@ -1,0 +1,412 @@
+"""Hand-derived forward and backward of one time step of the built-in cells.
+
+The fused BPTT engine (:mod:`rnnkit.unroll`) owns the loop over time and the recurrent
+product; the input part ``xp_t = U x_t + b`` has been computed for all steps at once before
+the loop. Each step the engine writes ``rec_t = W (m ⊙ h_{t-1}) (+ b_hh)`` (plus ``xp_t`` when
+``input_in_rec``) into ``kernel.rec_steps[t]``; the kernel does the rest of the step
+(pointwise maths and layer norm) and its exact derivative:
+
+    forward(t):  (xp_t, rec_t, state_{t-1})  ->  state_t            (kept on the tape)
+    backward(t): dL/dstate_t  ->  dL/dxp_t (on the tape), dL/drec_t, direct dL/dstate_{t-1}
+
+The engine adds W^T dL/drec_t to dL/dh_{t-1} and forms dL/dW = sum_t dL/drec_t^T h_{t-1}
+with one matmul after the loop; :meth:`StepKernel.param_grads` does the same for the
+kernel's own small parameters (peepholes, layer-norm gains, leak rates).
+
+Rows are in packed-sequence layout: step t owns rows o_t : o_t + b_t of every (N, ...)
+buffer (b_t = sequences still running at t, longest first). Buffers are split into per-step
+views once, in C++, so a step touches only list items and runs a dozen tensor ops written
+in place or ``out=``: at small batch sizes the number of ops is what costs.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import Tensor
+
+_layer_norm_backward = torch.ops.aten.native_layer_norm_backward
+
+
+class Tape:
+    """Buffers of one scan: each a full (N, width) tensor and its per-step row views."""
+
+    def __init__(self, batch_sizes: list[int], like: Tensor) -> None:
+        self.batch_sizes = batch_sizes
+        self.like = like
+        self.num_rows = sum(batch_sizes)
+
+    def rows(self, full: Tensor) -> list[Tensor]:
+        """Per-step views of an (N, ...) tensor: rows o_t : o_t + b_t."""
+        return list(full.split(self.batch_sizes))
+
+    def buffer(self, width: int) -> tuple[Tensor, list[Tensor]]:
+        """A new (N, width) buffer and its per-step views."""
+        full = self.like.new_empty(self.num_rows, width)
+        return full, self.rows(full)
+
+    def columns(self, full: Tensor, width: int, n: int) -> list[list[Tensor]]:
+        """Per-step views of each of the n column blocks of width ``width``."""
+        return [self.rows(full[:, k * width : (k + 1) * width]) for k in range(n)]
+
+
+def sigmoid_derivative(y: Tensor) -> Tensor:
+    """sigma'(a) from y = sigma(a): y (1 - y)."""
+    return torch.addcmul(y, y, y, value=-1.0)
+
+
+def activation_backward(activation: str, dy: Tensor, y: Tensor, out: Tensor) -> Tensor:
+    """dL/da into ``out``, from dL/dy and the output y = act(a), for the Elman activations."""
+    if activation == "tanh":  # 1 - y^2
+        return torch.addcmul(dy, dy * y, y, value=-1.0, out=out)
+    if activation == "sigmoid":
+        return torch.mul(dy, sigmoid_derivative(y), out=out)
+    if activation == "relu":
+        return torch.where(y > 0, dy, 0.0, out=out)
+    if activation == "elu":  # y = a for a > 0, exp(a) - 1 otherwise: derivative y + 1
+        return torch.where(y > 0, dy, dy * (y + 1.0), out=out)
+    raise ValueError(f"unknown activation {activation!r}")
+
+
+_IN_PLACE = {
+    "tanh": Tensor.tanh_,
+    "sigmoid": Tensor.sigmoid_,
+    "relu": Tensor.relu_,
+    "elu": torch.nn.functional.elu_,
+}
+
+
+class StepKernel(abc.ABC):
+    """Interface of a fused step kernel (see the module docstring).
+
+    The engine owns the state histories (h_t, and c_t for the LSTM) and hands the kernel
+    per-step views: ``prev`` = state_{t-1}, ``new``/``cur`` = state_t. The kernel keeps no
+    reference to h, which is the scan's output (that would tie the output to its own
+    backward node and keep the whole tape alive until the garbage collector runs).
+
+    Attributes:
+        input_in_rec: the engine adds xp_t into rec_t (one addmm instead of two ops).
+    """
+
+    input_in_rec: bool = False
+
+    def params(self) -> tuple[Tensor, ...]:
+        """The kernel's own parameters (gradients come from :meth:`param_grads`)."""
+        return ()
+
+    @abc.abstractmethod
+    def state_widths(self, H: int) -> tuple[int, ...]:
+        """Width of each state tensor, h first."""
+
+    @abc.abstractmethod
+    def allocate(self, tape: Tape, H: int, xp: Tensor) -> None:
+        """Create the forward buffers for hidden size H."""
+
+    @abc.abstractmethod
+    def rec_target(self, t: int, new: list[Tensor]) -> Tensor:
+        """Where the engine writes rec_t (or xp_t + rec_t) for step t."""
+
+    @abc.abstractmethod
+    def forward(self, t: int, prev: list[Tensor], new: list[Tensor]) -> None:
+        """Write state_t into ``new`` from xp_t, rec_t and state_{t-1} = ``prev``."""
+
+    @abc.abstractmethod
+    def allocate_grads(self, tape: Tape, H: int) -> None:
+        """Create the gradient buffers (``d_xp`` at least)."""
+
+    @abc.abstractmethod
+    def backward(self, t: int, d_state: list[Tensor], prev: list[Tensor],
+                 cur: list[Tensor]) -> tuple[Tensor | None, Tensor]:
+        """Backward of step t.
+
+        ``d_state`` holds views of dL/dstate_t; the kernel overwrites ``d_state[k]`` for
+        k >= 1 with dL/dstate_{t-1}, writes dL/dxp_t, and returns (direct part of
+        dL/dh_{t-1} or None, dL/drec_t).
+        """
+
+    @abc.abstractmethod
+    def d_xp(self) -> Tensor:
+        """dL/dxp for all rows, (N, G)."""
+
+    @abc.abstractmethod
+    def d_rec(self) -> Tensor:
+        """dL/drec for all rows, (N, G)."""
+
+    def param_grads(self, prev_all: list[Tensor], states: list[Tensor],
+                    needs: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
+        """Gradients of :meth:`params`; per state, ``prev_all`` holds state_{t-1} and
+        ``states`` state_t of every row (N, width)."""
+        return ()
+
+
+class ElmanKernel(StepKernel):
+    """h_t = act(a_t), or with leak rates alpha: h_t = h_{t-1} + alpha ⊙ (act(a_t) - h_{t-1}).
+
+    a_t = xp_t + rec_t. Backward: dL/da_t = act'(a_t) ⊙ alpha ⊙ dL/dh_t (= d_xp = d_rec),
+    direct dL/dh_{t-1} = (1 - alpha) ⊙ dL/dh_t, dL/dalpha = sum_t dL/dh_t ⊙ (n_t - h_{t-1}).
+    """
+
+    input_in_rec = True
+
+    def __init__(self, activation: str, alpha: Tensor | None) -> None:
+        self.activation = activation
+        self.alpha = alpha
+
+    def params(self) -> tuple[Tensor, ...]:
+        return () if self.alpha is None else (self.alpha,)
+
+    def state_widths(self, H):
+        return (H,)
+
+    def allocate(self, tape, H, xp):
+        if self.alpha is not None:
+            self.n, self.n_steps = tape.buffer(H)  # a_t, then n_t = act(a_t) in place
+
+    def rec_target(self, t, new):
+        # without leak, a_t is written where h_t goes and activated in place
+        return new[0] if self.alpha is None else self.n_steps[t]
+
+    def forward(self, t, prev, new):
+        if self.alpha is None:
+            _IN_PLACE[self.activation](new[0])
+            return
+        n = _IN_PLACE[self.activation](self.n_steps[t])
+        torch.addcmul(prev[0], self.alpha, n - prev[0], out=new[0])
+
+    def allocate_grads(self, tape, H):
+        self._d_xp, self.d_xp_steps = tape.buffer(H)
+        if self.alpha is not None:
+            self.d_h, self.d_h_steps = tape.buffer(H)
+
+    def backward(self, t, d_state, prev, cur):
+        dh = d_state[0]
+        d_xp = self.d_xp_steps[t]
+        if self.alpha is None:
+            return None, activation_backward(self.activation, dh, cur[0], d_xp)
+        self.d_h_steps[t].copy_(dh)
+        activation_backward(self.activation, dh * self.alpha, self.n_steps[t], d_xp)
+        return dh - dh * self.alpha, d_xp
+
+    def d_xp(self):
+        return self._d_xp
+
+    def d_rec(self):
+        return self._d_xp
+
+    def param_grads(self, prev_all, states, needs):
+        if self.alpha is None:
+            return ()
+        if not needs[0]:
+            return (None,)
+        return (((self.n - prev_all[0]) * self.d_h).sum(0),)
+
+
+class GRUKernel(StepKernel):
+    """r, z = sigmoid(xp_rz + rec_rz); n = tanh(xp_n + r ⊙ rec_n); h = n + z ⊙ (h_{t-1} - n).
+
+    Backward (dh = dL/dh_t):
+        dz  = dh ⊙ (h_{t-1} - n)          dn = dh ⊙ (1 - z)       direct dh_{t-1} = dh ⊙ z
+        da_n = dn ⊙ (1 - n^2)             dr = da_n ⊙ rec_n
+        da_r = dr ⊙ r (1 - r)             da_z = dz ⊙ z (1 - z)
+        d_xp = [da_r, da_z, da_n]         d_rec = [da_r, da_z, r ⊙ da_n]
+    """
+
+    def state_widths(self, H):
+        return (H,)
+
+    def allocate(self, tape, H, xp):
+        rec, self.rec_steps = tape.buffer(3 * H)  # W h_{t-1} + b_hh
+        self.rec_rz, self.rec_n = tape.columns(rec, 2 * H, 2)
+        gates, _ = tape.buffer(3 * H)  # r, z, n
+        self.rz, self.n = tape.columns(gates, 2 * H, 2)
+        self.r, self.z = tape.columns(gates, H, 2)
+        self.xp_rz, self.xp_n = tape.columns(xp, 2 * H, 2)
+
+    def rec_target(self, t, new):
+        return self.rec_steps[t]
+
+    def forward(self, t, prev, new):
+        torch.add(self.xp_rz[t], self.rec_rz[t], out=self.rz[t]).sigmoid_()
+        n = torch.addcmul(self.xp_n[t], self.r[t], self.rec_n[t], out=self.n[t]).tanh_()
+        torch.addcmul(n, self.z[t], prev[0] - n, out=new[0])
+
+    def allocate_grads(self, tape, H):
+        self._d_xp, _ = tape.buffer(3 * H)
+        self.d_xp_rz, self.d_xp_n = tape.columns(self._d_xp, 2 * H, 2)
+        self.d_xp_r, self.d_xp_z = tape.columns(self._d_xp, H, 2)
+        self._d_rec, self.d_rec_steps = tape.buffer(3 * H)
+        self.d_rec_rz, self.d_rec_n = tape.columns(self._d_rec, 2 * H, 2)
+
+    def backward(self, t, d_state, prev, cur):
+        dh = d_state[0]
+        n = self.n[t]
+        dh_z = dh * self.z[t]  # the direct path to h_{t-1}
+        dn = dh - dh_z
+        da_n = torch.addcmul(dn, dn * n, n, value=-1.0, out=self.d_xp_n[t])
+        torch.mul(da_n, self.rec_n[t], out=self.d_xp_r[t])  # dr
+        torch.mul(dh, prev[0] - n, out=self.d_xp_z[t])  # dz
+        d_rz = self.d_xp_rz[t].mul_(sigmoid_derivative(self.rz[t]))
+        self.d_rec_rz[t].copy_(d_rz)
+        torch.mul(da_n, self.r[t], out=self.d_rec_n[t])
+        return dh_z, self.d_rec_steps[t]
+
+    def d_xp(self):
+        return self._d_xp
+
+    def d_rec(self):
+        return self._d_rec
+
+
+class LSTMKernel(StepKernel):
+    """LSTM step with optional diagonal peepholes p and layer norm N_h, N_c (see LSTMCell).
+
+    Forward: a = xp_t + N_h(rec_t); i, f = sigmoid(a_if + p_if ⊙ c_{t-1}); g = tanh(a_g);
+    c_t = f ⊙ c_{t-1} + i ⊙ g; o = sigmoid(a_o + p_o ⊙ c_t); h_t = o ⊙ tanh(N_c(c_t)).
+
+    Backward (dh = dL/dh_t, dc = dL/dc_t from step t+1):
+        da_o = dh ⊙ tanh(N_c(c_t)) ⊙ o (1 - o)
+        dc  += N_c'^T (dh ⊙ o ⊙ (1 - tanh^2)) + p_o ⊙ da_o
+        da_i = dc ⊙ g ⊙ i (1 - i)     da_f = dc ⊙ c_{t-1} ⊙ f (1 - f)     da_g = dc ⊙ i ⊙ (1 - g^2)
+        dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f
+        d_xp = da,  d_rec = N_h'^T da
+    """
+
+    def __init__(self, peephole: Tensor | None, ln_gain_hh: Tensor | None,
+                 ln_gain_c: Tensor | None, ln_bias_c: Tensor | None, eps: float) -> None:
+        self.peephole = peephole
+        self.ln_gain_hh = ln_gain_hh
+        self.ln_gain_c = ln_gain_c
+        self.ln_bias_c = ln_bias_c
+        self.layer_norm = ln_gain_hh is not None
+        self.eps = eps
+        self.input_in_rec = not self.layer_norm  # a = xp + W h in one addmm
+
+    def params(self):
+        ps = ()
+        if self.peephole is not None:
+            ps += (self.peephole,)
+        if self.layer_norm:
+            ps += (self.ln_gain_hh, self.ln_gain_c, self.ln_bias_c)
+        return ps
+
+    def state_widths(self, H):
+        return (H, H)
+
+    def allocate(self, tape, H, xp):
+        self.H = H
+        gates, self.a_steps = tape.buffer(4 * H)  # pre-activations, then i, f, g, o in place
+        self.i, self.f, self.g, self.o = tape.columns(gates, H, 4)
+        self.if_, _ = tape.columns(gates, 2 * H, 2)
+        _, self.tanh_c_steps = tape.buffer(H)  # tanh(N_c(c_t))
+        self.xp_steps = tape.rows(xp)
+        if self.layer_norm:
+            self.rec, self.rec_steps = tape.buffer(4 * H)  # W h_{t-1}, input of N_h
+            self.stats_h: list[tuple[Tensor, Tensor]] = []  # (mean, 1/std) of N_h per step
+            self.stats_c: list[tuple[Tensor, Tensor]] = []
+        else:
+            self.rec_steps = self.a_steps  # the engine writes xp_t + W h_{t-1} straight here
+        if self.peephole is not None:
+            self.p_i, self.p_f, self.p_o = self.peephole
+
+    def rec_target(self, t, new):
+        return self.rec_steps[t]
+
+    def forward(self, t, prev, new):
+        H = self.H
+        c_prev = prev[1]
+        if self.layer_norm:
+            rec_n, mean, rstd = torch.native_layer_norm(self.rec_steps[t], (4 * H,), self.ln_gain_hh, None, self.eps)
+            self.stats_h.append((mean, rstd))
+            torch.add(self.xp_steps[t], rec_n, out=self.a_steps[t])
+        i, f, g, o = self.i[t], self.f[t], self.g[t], self.o[t]
+        if self.peephole is not None:
+            i.addcmul_(self.p_i, c_prev)
+            f.addcmul_(self.p_f, c_prev)
+        else:
+            o.sigmoid_()
+        self.if_[t].sigmoid_()
+        g.tanh_()
+        c = torch.mul(f, c_prev, out=new[1]).addcmul_(i, g)
+        if self.peephole is not None:
+            o.addcmul_(self.p_o, c).sigmoid_()
+        if self.layer_norm:
+            c, mean, rstd = torch.native_layer_norm(c, (H,), self.ln_gain_c, self.ln_bias_c, self.eps)
+            self.stats_c.append((mean, rstd))
+        torch.mul(o, torch.tanh(c, out=self.tanh_c_steps[t]), out=new[0])
+
+    def allocate_grads(self, tape, H):
+        self._d_xp, self.d_xp_steps = tape.buffer(4 * H)
+        self.d_i, self.d_f, self.d_g, self.d_o = tape.columns(self._d_xp, H, 4)
+        self.d_if, _ = tape.columns(self._d_xp, 2 * H, 2)
+        if self.layer_norm:
+            self._d_rec, self.d_rec_steps = tape.buffer(4 * H)
+            self.d_cn, self.d_cn_steps = tape.buffer(H)  # dL/dN_c(c_t), for N_c's gain and shift
+
+    def backward(self, t, d_state, prev, cur):
+        dh, dc = d_state
+        H = self.H
+        i, f, g, o, tanh_c = self.i[t], self.f[t], self.g[t], self.o[t], self.tanh_c_steps[t]
+        da_o = torch.mul(dh, tanh_c, out=self.d_o[t]).mul_(sigmoid_derivative(o))
+        d_tanh = dh * o
+        if self.layer_norm:  # dL/dN_c(c_t), kept for the gain and shift of N_c
+            d_cn = torch.addcmul(d_tanh, d_tanh * tanh_c, tanh_c, value=-1.0, out=self.d_cn_steps[t])
+            mean, rstd = self.stats_c[t]
+            d_cn = _layer_norm_backward(d_cn, cur[1], (H,), mean, rstd,
+                                        self.ln_gain_c, self.ln_bias_c, [True, False, False])[0]
+        else:
+            d_cn = torch.addcmul(d_tanh, d_tanh * tanh_c, tanh_c, value=-1.0)
+        dc_t = dc + d_cn  # dL/dc_t in full
+        if self.peephole is not None:
+            dc_t.addcmul_(self.p_o, da_o)
+        torch.mul(dc_t, g, out=self.d_i[t])
+        torch.mul(dc_t, prev[1], out=self.d_f[t])
+        d_g = torch.mul(dc_t, i, out=self.d_g[t])
+        self.d_if[t].mul_(sigmoid_derivative(self.if_[t]))
+        d_g.addcmul_(d_g * g, g, value=-1.0)
+        torch.mul(dc_t, f, out=dc)  # dL/dc_{t-1} (direct)
+        if self.peephole is not None:
+            dc.addcmul_(self.p_i, self.d_i[t]).addcmul_(self.p_f, self.d_f[t])
+        da = self.d_xp_steps[t]
+        if not self.layer_norm:
+            return None, da
+        mean, rstd = self.stats_h[t]
+        d_rec = self.d_rec_steps[t]
+        d_rec.copy_(_layer_norm_backward(da, self.rec_steps[t], (4 * H,), mean, rstd,
+                                         self.ln_gain_hh, None, [True, False, False])[0])
+        return None, d_rec
+
+    def d_xp(self):
+        return self._d_xp
+
+    def d_rec(self):
+        return self._d_rec if self.layer_norm else self._d_xp
+
+    def param_grads(self, prev_all, states, needs):
+        grads: list[Tensor | None] = []
+        c = states[1]
+        H = self.H
+        da = self._d_xp
+        k = 0
+        if self.peephole is not None:
+            if needs[0]:
+                c_prev = prev_all[1]
+                grads.append(torch.stack([
+                    (da[:, :H] * c_prev).sum(0),
+                    (da[:, H : 2 * H] * c_prev).sum(0),
+                    (da[:, 3 * H :] * c).sum(0),
+                ]))
+            else:
+                grads.append(None)
+            k = 1
+        if self.layer_norm:
+            # the gains' and shift's gradients over all rows at once, without big temporaries
+            mean, rstd = (torch.cat(s) for s in zip(*self.stats_h))
+            d_gain_hh = _layer_norm_backward(da, self.rec, (4 * H,), mean, rstd, self.ln_gain_hh,
+                                             None, [False, True, False])[1]
+            mean, rstd = (torch.cat(s) for s in zip(*self.stats_c))
+            _, d_gain_c, d_bias_c = _layer_norm_backward(
+                self.d_cn, c, (H,), mean, rstd, self.ln_gain_c, self.ln_bias_c,
+                [False, needs[k + 1], needs[k + 2]])
+            grads += [d_gain_hh if needs[k] else None, d_gain_c, d_bias_c]
+        return tuple(grads)
