@@ -432,12 +432,10 @@ class LSTMCell(_GatedCell):
 
     def input_pre_activation(self, x: Tensor) -> Tensor:
         """N_x(U x) + b for any number of leading dims: the part hoisted out of the loop."""
-        a = F.linear(x, self.weight_ih)
-        if self.layer_norm:
-            a = self._layer_norm(a, self.ln_gain_ih)
-        if self.bias:
-            a = a + (self.bias_ih + self.bias_hh)
-        return a
+        b = self.bias_ih + self.bias_hh if self.bias else None
+        if not self.layer_norm:
+            return F.linear(x, self.weight_ih, b)
+        return self._layer_norm(F.linear(x, self.weight_ih), self.ln_gain_ih, b)  # b as N_x's shift
 
     def forward(
         self, x_t: Tensor, state: State, recurrent_mask: Tensor | None = None

@@ -121,6 +121,7 @@ class Recurrent(nn.Module):
         self.dropout = float(dropout)
         self.input_dropout = float(input_dropout)
         self.implementation = implementation
+        self.learn_initial_state = bool(learn_initial_state)
         self.layers = nn.ModuleList(nn.ModuleList(self._directions(c, i)) for i, c in enumerate(
             [cells] if isinstance(cells, Cell) else list(cells)))
         if len(self.layers) == 0:
@@ -128,7 +129,7 @@ class Recurrent(nn.Module):
         self._check_sizes()
         if implementation == "native":
             for i, layer in enumerate(self.layers):
-                self._native_or_raise(i, layer)
+                self._native_or_raise(i, layer, training=False)
         if implementation == "fused":
             for i, layer in enumerate(self.layers):
                 for c in layer:
@@ -136,7 +137,6 @@ class Recurrent(nn.Module):
                         raise ValueError(
                             f"implementation='fused' needs built-in cells; layer {i} has "
                             f"{type(c).__name__}. Use implementation='auto' or 'loop'.")
-        self.learn_initial_state = bool(learn_initial_state)
         if learn_initial_state:
             self.initial_states = nn.ParameterList(
                 nn.Parameter(torch.zeros(1, *shape))
@@ -200,14 +200,15 @@ class Recurrent(nn.Module):
 
     # ------------------------------------------------------------------ paths
 
-    def _native_or_raise(self, index: int, layer: Sequence[Cell]) -> str:
+    def _native_or_raise(self, index: int, layer: Sequence[Cell], training: bool) -> str:
+        """torch's mode for this layer, or a ValueError saying why it has none."""
         modes = {c.native_mode() for c in layer}
         biases = {getattr(c, "bias", None) for c in layer}
         if None in modes or len(modes) != 1 or len(biases) != 1:
             raise ValueError(
                 f"implementation='native' needs plain LSTM/GRU/Elman tanh or relu cells; layer "
                 f"{index} has {', '.join(repr(c) for c in layer)}. Use implementation='auto'.")
-        if self.training and any(c.recurrent_dropout > 0 for c in layer):
+        if training and any(c.recurrent_dropout > 0 for c in layer):
             raise ValueError(
                 f"implementation='native' cannot apply recurrent_dropout (layer {index}) in "
                 "training mode. Use implementation='auto'.")
@@ -217,7 +218,7 @@ class Recurrent(nn.Module):
         """Which path layer ``index`` takes on ``device``: "native", "fused" or "loop"."""
         layer = self.layers[index]
         if self.implementation == "native":
-            self._native_or_raise(index, layer)
+            self._native_or_raise(index, layer, self.training)
             return "native"
         fused = all(c.fused_kernel() is not None for c in layer)
         if self.implementation == "fused":
@@ -225,7 +226,7 @@ class Recurrent(nn.Module):
         if self.implementation == "loop":
             return "loop"
         try:
-            mode = self._native_or_raise(index, layer)
+            mode = self._native_or_raise(index, layer, self.training)
         except ValueError:
             mode = None
         if mode in NATIVE_PREFERRED.get(torch.device(device).type, ()):

@@ -172,7 +172,8 @@ class _FusedBPTT(torch.autograd.Function):
         bs = [b for _, b in sched.steps]
         tape = Tape(bs, xp)
         H = weight_hh.shape[1]
-        states = [tape.buffer(w) for w in kernel.state_widths(H)]  # state_t of every row
+        # state_t of every row; h is the output, so it escapes the workspace
+        states = [tape.buffer(w, escapes=(k == 0)) for k, w in enumerate(kernel.state_widths(H))]
         history = [steps for _, steps in states]
         kernel.allocate(tape, H, xp)
         xp_steps = tape.rows(xp)

@@ -1,0 +1,42 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def run_and_grad(module: torch.nn.Module, x: torch.Tensor, lengths=None, state=None, impl=None):
+    """Outputs, final state and gradients (of x and every parameter) of a weighted loss."""
+    m = copy.deepcopy(module)
+    if impl is not None:
+        m.implementation = impl
+    x = x.detach().clone().requires_grad_()
+    out, final = m(x, lengths, state)
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view(out.shape)
+    loss = (out * w).sum() + sum((s * s).sum() * 0.5 for f in final for s in f)
+    loss.backward()
+    grads = {"x": x.grad, **{n: p.grad for n, p in m.named_parameters()}}
+    return out, final, grads
+
+
+def assert_same(a, b, atol: float, rtol: float = 0.0):
+    """Outputs, final states and gradients of two run_and_grad results agree."""
+    (oa, fa, ga), (ob, fb, gb) = a, b
+    torch.testing.assert_close(oa, ob, atol=atol, rtol=rtol)
+    for sa, sb in zip(fa, fb):
+        for ta, tb in zip(sa, sb):
+            torch.testing.assert_close(ta, tb, atol=atol, rtol=rtol)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        if ga[k] is None or gb[k] is None:
+            assert ga[k] is None and gb[k] is None, k
+            continue
+        torch.testing.assert_close(ga[k], gb[k], atol=atol, rtol=rtol, msg=lambda m: f"grad {k}: {m}")

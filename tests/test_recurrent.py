@@ -1,0 +1,384 @@
+"""Recurrent layers: lengths, direction, stacking, carried state, paths, torch interop, dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import assert_same, run_and_grad
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import rnnkit
+
+CONFIGS = {
+    "lstm": lambda F, H, **k: rnnkit.LSTM(F, H, **k),
+    "lstm-ln-peephole": lambda F, H, **k: rnnkit.LSTM(F, H, layer_norm=True, peephole=True, **k),
+    "gru": lambda F, H, **k: rnnkit.GRU(F, H, **k),
+    "rnn-relu": lambda F, H, **k: rnnkit.RNN(F, H, activation="relu", **k),
+    "rnn-sigmoid": lambda F, H, **k: rnnkit.RNN(F, H, activation="sigmoid", **k),
+    "leaky": lambda F, H, num_layers=1, bidirectional=False, **k: rnnkit.Recurrent(
+        [rnnkit.LeakyCell(F if i == 0 else H * (2 if bidirectional else 1), H, alpha=0.4, learn_alpha=True)
+         for i in range(num_layers)], bidirectional=bidirectional, **k),
+    "skip-gru": lambda F, H, **k: rnnkit.GRU(F, H, skip_delay=2, **k),
+}
+
+
+def _paths(name: str) -> list[str]:
+    paths = ["loop"]
+    if not name.startswith("skip"):
+        paths.append("fused")
+    if name in ("lstm", "gru", "rnn-relu"):
+        paths.append("native")
+    return paths
+
+
+# ----------------------------------------------------------------------------- path equivalence
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_paths_agree(name):
+    """native == fused == autograd loop in float64: outputs, final states and every gradient."""
+    m = CONFIGS[name](4, 5, num_layers=2, bidirectional=True).double()
+    x = torch.randn(4, 7, 4, dtype=torch.double)
+    lengths = torch.tensor([7, 3, 5, 1])
+    results = {p: run_and_grad(m, x, lengths, impl=p) for p in _paths(name)}
+    for r in results.values():
+        assert_same(results["loop"], r, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_paths_float32_error_against_float64(name):
+    """Every path in float32 is within 1e-5 of the float64 truth (relative to each tensor's
+    largest value). With layer norm the autograd loop itself needs 5e-5: the normalisation
+    divides by the pre-activations' standard deviation, which amplifies rounding."""
+    bound = 5e-5 if "ln" in name else 1e-5
+    m = CONFIGS[name](4, 5, num_layers=2, bidirectional=True).double()
+    x = torch.randn(4, 7, 4, dtype=torch.double)
+    lengths = torch.tensor([7, 3, 5, 1])
+    out, final, grads = run_and_grad(m, x, lengths, impl="loop")
+    truth = [out, *[s for f in final for s in f], *grads.values()]
+    for p in _paths(name):
+        out, final, grads = run_and_grad(m.float(), x.float(), lengths, impl=p)
+        got = [out, *[s for f in final for s in f], *grads.values()]
+        for a, b in zip(got, truth):
+            error = ((a.double() - b).abs().max() / b.abs().max()).item()
+            assert error < bound, (p, error)
+        m.double()
+
+
+def test_auto_dispatch_table_on_cpu():
+    assert rnnkit.LSTM(2, 3).layer_path(0, "cpu") == "native"
+    assert rnnkit.GRU(2, 3).layer_path(0, "cpu") == "fused"
+    assert rnnkit.RNN(2, 3).layer_path(0, "cpu") == "fused"
+    assert rnnkit.LSTM(2, 3, layer_norm=True).layer_path(0, "cpu") == "fused"
+    assert rnnkit.LSTM(2, 3, skip_delay=2).layer_path(0, "cpu") == "loop"
+    assert rnnkit.GRU(2, 3).layer_path(0, "cuda") == "native"
+    m = rnnkit.LSTM(2, 3, recurrent_dropout=0.3)
+    assert m.layer_path(0, "cpu") == "fused"  # training: the mask needs our engine
+    assert m.eval().layer_path(0, "cpu") == "native"  # no dropout in eval: torch's kernel
+
+
+# ----------------------------------------------------------------------------- lengths
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_padded_batch_equals_each_sequence_alone(name):
+    m = CONFIGS[name](3, 4, num_layers=2, bidirectional=True).double()
+    lengths = torch.tensor([2, 6, 1, 4])
+    x = torch.randn(4, 6, 3, dtype=torch.double)
+    x_padded = x.clone()
+    for b, n in enumerate(lengths):
+        x_padded[b, n:] = 1e3  # garbage in the padding must not leak anywhere
+    out, final = m(x_padded, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone, alone_final = m(x[b : b + 1, :n])
+        torch.testing.assert_close(out[b, :n], alone[0], atol=1e-12, rtol=0)
+        assert torch.all(out[b, n:] == 0), "outputs past the length are zero"
+        for s, s_alone in zip(final, alone_final):
+            for t, t_alone in zip(s, s_alone):
+                torch.testing.assert_close(t[b], t_alone[0], atol=1e-12, rtol=0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    extra=st.integers(0, 2),
+    impl=st.sampled_from(["fused", "loop", "native"]),
+    kind=st.sampled_from(["lstm", "gru"]),
+    bidirectional=st.booleans(),
+)
+def test_property_padding_never_changes_results(lengths, extra, impl, kind, bidirectional):
+    """Any lengths, any amount of padding past the longest, any path: each row as if alone."""
+    torch.manual_seed(1)
+    m = CONFIGS[kind](2, 3, bidirectional=bidirectional, implementation=impl).double()
+    T = max(lengths) + extra
+    x = torch.randn(len(lengths), T, 2, dtype=torch.double)
+    out, final = m(x, torch.tensor(lengths))
+    assert out.shape == (len(lengths), T, m.output_size)
+    for b, n in enumerate(lengths):
+        alone, alone_final = m(x[b : b + 1, :n])
+        torch.testing.assert_close(out[b, :n], alone[0], atol=1e-12, rtol=0)
+        assert torch.all(out[b, n:] == 0)
+        torch.testing.assert_close(final[0][0][b], alone_final[0][0][0], atol=1e-12, rtol=0)
+
+
+def test_lengths_accept_int32_and_device_of_x():
+    m = rnnkit.GRU(2, 3)
+    x = torch.randn(3, 4, 2)
+    a, _ = m(x, torch.tensor([4, 2, 3]))
+    b, _ = m(x, torch.tensor([4, 2, 3], dtype=torch.int32))
+    torch.testing.assert_close(a, b)
+
+
+# ----------------------------------------------------------------------------- direction
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_bidirectional_backward_half_is_the_reversed_sequence(name):
+    """The backward direction equals its cell run forward on each sequence reversed within its length."""
+    m = CONFIGS[name](3, 4, bidirectional=True).double()
+    lengths = torch.tensor([5, 2, 4])
+    x = torch.randn(3, 5, 3, dtype=torch.double)
+    out, final = m(x, lengths)
+    backward_only = rnnkit.Recurrent(m.layers[0][1])
+    for b, n in enumerate(lengths.tolist()):
+        rev, rev_final = backward_only(x[b : b + 1, :n].flip(1))
+        torch.testing.assert_close(out[b, :n, 4:], rev[0].flip(0), atol=1e-12, rtol=0)
+        torch.testing.assert_close(final[1][0][b], rev_final[0][0][0], atol=1e-12, rtol=0)
+
+
+def test_merge_sum_adds_the_directions():
+    cat = rnnkit.LSTM(3, 4, bidirectional=True)
+    summed = rnnkit.LSTM(3, 4, bidirectional=True, merge="sum")
+    summed.load_state_dict(cat.state_dict())
+    x = torch.randn(2, 5, 3)
+    out_cat, _ = cat(x)
+    out_sum, _ = summed(x)
+    torch.testing.assert_close(out_sum, out_cat[..., :4] + out_cat[..., 4:])
+
+
+def test_bidirectional_copies_a_single_cell_with_fresh_weights():
+    m = rnnkit.Recurrent(rnnkit.GRUCell(3, 4), bidirectional=True)
+    fw, bw = m.layers[0]
+    assert not torch.equal(fw.weight_hh, bw.weight_hh)
+    assert fw.weight_hh.data_ptr() != bw.weight_hh.data_ptr()
+
+
+# ----------------------------------------------------------------------------- carried state
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_chunked_state_carry_equals_one_run(name):
+    m = CONFIGS[name](3, 4, num_layers=2).double()
+    x = torch.randn(2, 12, 3, dtype=torch.double)
+    whole, whole_final = m(x)
+    first, state = m(x[:, :5])
+    state = rnnkit.detach(state)
+    second, final = m(x[:, 5:], state=state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, atol=1e-12, rtol=0)
+    for a, b in zip(final, whole_final):
+        for s, t in zip(a, b):
+            torch.testing.assert_close(s, t, atol=1e-12, rtol=0)
+
+
+def test_detach_cuts_the_graph_between_chunks():
+    m = rnnkit.LSTM(2, 3)
+    _, state = m(torch.randn(1, 4, 2))
+    detached = rnnkit.detach(state)
+    assert all(not s.requires_grad for f in detached for s in f)
+    assert all(s.requires_grad for f in state for s in f)
+    with pytest.raises(TypeError, match="detach expects tensors"):
+        rnnkit.detach({"h": 1})
+
+
+def test_learned_initial_state_is_used_and_trained():
+    m = rnnkit.LSTM(2, 3, num_layers=2, learn_initial_state=True)
+    with torch.no_grad():
+        for p in m.initial_states:
+            p.normal_()
+    x = torch.randn(4, 5, 2)
+    out, _ = m(x)
+    zeros = tuple(tuple(torch.zeros_like(s) for s in f) for f in m.initial_state(4))
+    assert not torch.allclose(out, m(x, state=zeros)[0])
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.initial_states)
+
+
+# ----------------------------------------------------------------------------- torch interop
+
+@pytest.mark.parametrize("cls,torch_cls,kw", [
+    (rnnkit.LSTM, nn.LSTM, {}),
+    (rnnkit.GRU, nn.GRU, {}),
+    (rnnkit.RNN, nn.RNN, {"nonlinearity": "relu"}),
+    (rnnkit.LSTM, nn.LSTM, {"bias": False}),
+])
+@pytest.mark.parametrize("impl", ["auto", "fused", "loop"])
+def test_from_torch_equals_torch(cls, torch_cls, kw, impl):
+    ref = torch_cls(3, 5, num_layers=2, bidirectional=True, batch_first=True, **kw)
+    ours = cls.from_torch(ref)
+    ours.implementation = impl
+    x = torch.randn(4, 6, 3)
+    lengths = torch.tensor([6, 2, 5, 3])
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref_out, ref_state = ref(packed)
+    ref_out, _ = nn.utils.rnn.pad_packed_sequence(ref_out, batch_first=True, total_length=6)
+    out, state = ours(x, lengths)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=1e-5)
+    ref_h = ref_state[0] if isinstance(ref_state, tuple) else ref_state
+    torch.testing.assert_close(torch.stack([s[0] for s in state]), ref_h, atol=1e-5, rtol=1e-5)
+    if isinstance(ref_state, tuple):
+        torch.testing.assert_close(torch.stack([s[1] for s in state]), ref_state[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN])
+def test_to_torch_round_trip(cls):
+    ours = cls(3, 4, num_layers=2, bidirectional=True)
+    theirs = ours.to_torch()
+    assert theirs.batch_first
+    x = torch.randn(2, 5, 3)
+    torch.testing.assert_close(ours(x)[0], theirs(x)[0], atol=1e-6, rtol=1e-6)
+    back = cls.from_torch(theirs)
+    torch.testing.assert_close(back(x)[0], ours(x)[0], atol=0, rtol=0)
+
+
+def test_to_torch_refuses_what_torch_cannot_express():
+    with pytest.raises(ValueError, match="not representable: layer 0"):
+        rnnkit.LSTM(3, 4, layer_norm=True).to_torch()
+    with pytest.raises(ValueError, match="merge='sum'"):
+        rnnkit.GRU(3, 4, bidirectional=True, merge="sum").to_torch()
+    with pytest.raises(ValueError, match="expects a torch.nn.LSTM"):
+        rnnkit.LSTM.from_torch(nn.GRU(3, 4))
+    with pytest.raises(ValueError, match="proj_size"):
+        rnnkit.LSTM.from_torch(nn.LSTM(3, 4, proj_size=2))
+
+
+# ----------------------------------------------------------------------------- custom cells
+
+
+class MinimalGatedCell(rnnkit.Cell):
+    """A user-written cell (the README's example): minimal gated unit, autograd only.
+
+    f_t = sigmoid(U_f x_t + W_f h_{t-1} + b_f);  h_t = (1 - f_t) h_{t-1} + f_t tanh(U x_t + W (f_t h_{t-1}) + b)
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.state_size = (hidden_size,)
+        self.gate = nn.Linear(input_size + hidden_size, hidden_size)
+        self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x_t, state):
+        (h,) = state
+        f = torch.sigmoid(self.gate(torch.cat([x_t, h], 1)))
+        n = torch.tanh(self.candidate(torch.cat([x_t, f * h], 1)))
+        h = (1 - f) * h + f * n
+        return h, (h,)
+
+
+def test_custom_cell_gets_lengths_bidirectional_and_stacking_for_free():
+    m = rnnkit.Recurrent([MinimalGatedCell(3, 4), MinimalGatedCell(8, 4)], bidirectional=True).double()
+    assert m.layer_path(0, "cpu") == "loop"
+    lengths = torch.tensor([5, 1, 3])
+    x = torch.randn(3, 5, 3, dtype=torch.double)
+    out, final = m(x, lengths)
+    assert out.shape == (3, 5, 8)
+    for b, n in enumerate(lengths.tolist()):
+        alone, alone_final = m(x[b : b + 1, :n])
+        torch.testing.assert_close(out[b, :n], alone[0], atol=1e-12, rtol=0)
+        assert torch.all(out[b, n:] == 0)
+        for s, s_alone in zip(final, alone_final):
+            torch.testing.assert_close(s[0][b], s_alone[0][0], atol=1e-12, rtol=0)
+    # the backward direction of layer 0 is the reversed sequence
+    rev, _ = rnnkit.Recurrent(m.layers[0][1])(x[:1, :5].flip(1))
+    out0, _ = rnnkit.Recurrent([tuple(m.layers[0])], bidirectional=True)(x[:1])
+    torch.testing.assert_close(out0[0, :, 4:], rev[0].flip(0), atol=1e-12, rtol=0)
+
+
+def test_custom_cell_with_wrong_output_gets_a_clear_error():
+    class Broken(MinimalGatedCell):
+        def forward(self, x_t, state):
+            h, _ = super().forward(x_t, state)
+            return h, h  # state must be a tuple
+
+    with pytest.raises(ValueError, match="must return a state tuple of 1 tensors"):
+        rnnkit.Recurrent(Broken(2, 3))(torch.randn(1, 2, 2))
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def test_input_dropout_is_variational():
+    """The same input features are dropped at every step of a sequence."""
+    m = rnnkit.Recurrent(MinimalGatedCell(50, 2), input_dropout=0.5)
+    seen = []
+
+    def record(module, args):
+        seen.append(args[0].detach().clone())
+
+    m.layers[0][0].register_forward_pre_hook(record)
+    m(torch.ones(3, 6, 50))
+    steps = torch.stack(seen, 1)  # (B, T, F)
+    dropped = steps == 0
+    assert dropped.any() and not dropped.all()
+    assert torch.equal(dropped, dropped[:, :1].expand_as(dropped)), "one mask per sequence"
+    assert torch.allclose(steps[~dropped], torch.tensor(2.0)), "kept inputs scaled by 1/(1-p)"
+    m.eval()
+    seen.clear()
+    m(torch.ones(3, 6, 50))
+    assert torch.all(torch.stack(seen) == 1)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn-relu", "leaky"])
+def test_recurrent_dropout_same_mask_on_every_path(name):
+    """Fused BPTT and the autograd loop draw the same mask and agree; eval mode uses none."""
+    m = CONFIGS[name](3, 4, num_layers=2, bidirectional=True).double()
+    for c in m.cells:
+        c.recurrent_dropout = 0.3
+    x = torch.randn(3, 6, 3, dtype=torch.double)
+    lengths = torch.tensor([6, 4, 2])
+    results = []
+    for impl in ("loop", "fused"):
+        torch.manual_seed(7)
+        results.append(run_and_grad(m, x, lengths, impl=impl))
+    assert_same(*results, atol=1e-10, rtol=1e-10)
+    torch.manual_seed(8)
+    other = run_and_grad(m, x, lengths, impl="fused")
+    assert not torch.allclose(other[0], results[0][0]), "a different seed draws a different mask"
+    m.eval()
+    torch.testing.assert_close(m(x, lengths)[0], m(x, lengths)[0])
+
+
+def test_dropout_between_layers_only_in_training():
+    m = rnnkit.GRU(3, 4, num_layers=3, dropout=0.5)
+    x = torch.randn(2, 5, 3)
+    assert not torch.allclose(m(x)[0], m(x)[0])
+    m.eval()
+    torch.testing.assert_close(m(x)[0], m(x)[0])
+
+
+# ----------------------------------------------------------------------------- memory
+
+
+def test_fused_scan_does_not_keep_its_tape_alive():
+    """The output must not reference its own backward node through the tape (a cycle that
+    leaves every buffer to the garbage collector and makes each call touch fresh memory)."""
+    import gc
+    import weakref
+
+    from rnnkit import unroll
+
+    seen = []
+    original = unroll._FusedBPTT.forward
+
+    def spy(ctx, kernel, *args):
+        seen.append(weakref.ref(kernel))
+        return original(ctx, kernel, *args)
+
+    gc.disable()
+    try:
+        unroll._FusedBPTT.forward = staticmethod(spy)
+        out, final = rnnkit.GRU(3, 4)(torch.randn(2, 5, 3))
+        out.sum().backward()
+        del out, final
+        assert seen and all(r() is None for r in seen)
+    finally:
+        unroll._FusedBPTT.forward = staticmethod(original)
+        gc.enable()
