@@ -24,3 +24,4 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/recurrent.py
+	$(PY) benchmarks/ctc.py
