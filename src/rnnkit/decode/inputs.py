@@ -1,0 +1,37 @@
+"""Checks shared by the CTC decoders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def check_ctc_decoder_inputs(log_probs: Tensor, lengths: Tensor | Sequence[int] | None, blank: int,
+                             tokens: Sequence[str] | None, word_delimiter: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(log_probs as a float numpy array (B, T, C), lengths (B,) int64), or a clear ValueError."""
+    if not isinstance(log_probs, Tensor) or log_probs.dim() != 3 or not log_probs.dtype.is_floating_point:
+        got = f"{log_probs.dtype} of shape {tuple(log_probs.shape)}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
+        raise ValueError(f"log_probs must be a float tensor (batch, time, classes), batch first. Received: {got}")
+    B, T, C = log_probs.shape
+    if not 0 <= blank < C:
+        raise ValueError(f"blank must be a class index in [0, {C}). Received: {blank}")
+    if lengths is None:
+        lens = np.full(B, T, dtype=np.int64)
+    else:
+        lens = (lengths.detach().cpu().numpy() if isinstance(lengths, Tensor) else np.asarray(lengths)).astype(np.int64)
+        if lens.shape != (B,):
+            raise ValueError(f"lengths must have shape ({B},). Received: {lens.shape}")
+        if lens.size and (lens.min() < 0 or lens.max() > T):
+            raise ValueError(f"lengths must lie in [0, {T}]. Received: min {lens.min()}, max {lens.max()}")
+    if tokens is not None and len(tokens) != C:
+        raise ValueError(f"tokens must name all {C} classes (one string per id). Received: {len(tokens)} tokens")
+    if word_delimiter is not None and not (0 <= word_delimiter < C and word_delimiter != blank):
+        raise ValueError(f"word_delimiter must be a token id in [0, {C}) other than the blank. Received: {word_delimiter}")
+    x = log_probs.detach().to("cpu", torch.float64 if log_probs.dtype == torch.float64 else torch.float32)
+    if x.numel() and float(x.max()) > 1e-4:
+        raise ValueError("log_probs must be log-probabilities (<= 0): apply log_softmax over the classes first. "
+                         f"Received: a maximum of {float(x.max()):.4g}")
+    return np.ascontiguousarray(x.numpy()), lens

@@ -1,0 +1,96 @@
+"""Autoregressive generation by greedy choice or sampling (temperature, top-k, top-p).
+
+The model is a function ``step(tokens (B,), state) -> (log_probs (B, C), state)``: each new
+token costs one step (the prefix is never run again). Rows are generated together and stop
+on their own (see :mod:`rnnkit.decode.stopping`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit.decode.hypothesis import Hypothesis
+from rnnkit.decode.stopping import StopPolicy, as_policy
+
+Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
+
+
+def filter_log_probs(log_probs: Tensor, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> Tensor:
+    """The sampling distribution, as log-probabilities (B, C), renormalised.
+
+    softmax(log_probs / temperature), then only the ``top_k`` most probable tokens, then
+    only the smallest set of most probable tokens whose mass reaches ``top_p`` (nucleus;
+    the most probable token always stays).
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0 (use greedy=True for argmax). Received: {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1. Received: {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1]. Received: {top_p}")
+    lp = (log_probs / temperature).log_softmax(-1)
+    if top_k is not None and top_k < lp.shape[-1]:
+        kth = lp.topk(top_k, dim=-1).values[..., -1:]
+        lp = lp.masked_fill(lp < kth, -torch.inf)
+    if top_p is not None and top_p < 1.0:
+        sorted_lp, order = lp.sort(-1, descending=True)
+        mass_before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()  # mass of the more probable tokens
+        drop_sorted = mass_before >= top_p
+        lp = lp.masked_fill(torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted), -torch.inf)
+    return lp.log_softmax(-1)
+
+
+@torch.no_grad()
+def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: bool = False,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             stop: StopPolicy | int | None = None, generator: torch.Generator | None = None) -> list[Hypothesis]:
+    """Generate up to ``max_length`` tokens per row from ``start`` (B,) and ``state``.
+
+    Args:
+        step: the model's step function.
+        state: the model state before ``start`` (e.g. after a prompt), batch first.
+        start: (B,) the first input token of each row (a start symbol, or the prompt's last).
+        greedy: take the argmax instead of sampling.
+        temperature, top_k, top_p: see :func:`filter_log_probs`.
+        stop: a :class:`StopPolicy`, or an end-of-sequence token id.
+        generator: a torch.Generator for reproducible sampling (CPU).
+
+    Returns:
+        One :class:`Hypothesis` per row: ``ids``, ``score`` = acoustic_score = the model's
+        log-probability of the ids (unfiltered; the stop token's included when it ends a row).
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1. Received: {max_length}")
+    if not isinstance(start, Tensor) or start.dim() != 1:
+        raise ValueError(f"start must be a (batch,) tensor of token ids. Received: {type(start).__name__}")
+    policy = as_policy(stop)
+    B = start.shape[0]
+    tokens = start
+    done = torch.zeros(B, dtype=torch.bool, device=start.device)
+    total = torch.zeros(B, dtype=torch.float64, device=start.device)
+    out: list[Tensor] = []
+    keep: list[Tensor] = []
+    for i in range(max_length):
+        log_probs, state = step(tokens, state)
+        if greedy:
+            tokens = log_probs.argmax(-1)
+        else:
+            probs = filter_log_probs(log_probs, temperature, top_k, top_p).exp()
+            tokens = torch.multinomial(probs.cpu().float(), 1, generator=generator).squeeze(1).to(start.device)
+        chosen = log_probs.gather(1, tokens[:, None]).squeeze(1).double()
+        total = total + torch.where(done, 0.0, chosen)
+        ends = policy.finished(tokens, state, i) if policy is not None else torch.zeros_like(done)
+        keep.append(~done & (~ends | (policy is not None and policy.emit_stop_token)))
+        out.append(tokens)
+        done = done | ends
+        if bool(done.all()):
+            break
+    ids = torch.stack(out, 1).cpu()
+    mask = torch.stack(keep, 1).cpu()
+    return [Hypothesis(ids=ids[b][mask[b]].tolist(), score=float(total[b]), acoustic_score=float(total[b]))
+            for b in range(B)]

@@ -1,0 +1,265 @@
+"""Scorers: what a decoder adds to the acoustic score, token by token, with a state.
+
+A scorer sees the output one token at a time and keeps a state per hypothesis:
+
+    state_0 = scorer.initial_state()
+    delta, state = scorer.score(state, token)      # natural-log contribution of one token
+    end = scorer.final(state)                      # contribution at the end of the output
+
+``score_many`` does the same for many (state, token) pairs at once; the default loops,
+scorers that gain from batching (an RNN language model) override it. The beam search calls
+a scorer once per new prefix, never per frame.
+
+Here: :class:`Lexicon` (only dictionary words, the lecture's "Option 2"), :class:`Hotwords`
+(phrase boosting), :class:`WordScorer` and :class:`TokenTextScorer` (adapters that feed a
+text-level language model such as :class:`rnnkit.decode.NGramLM` whole words or token
+strings). Language models are in :mod:`rnnkit.decode.lm_scorer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+NEG_INF = -math.inf
+
+
+class Scorer:
+    """Base of every scorer (see the module docstring)."""
+
+    def initial_state(self) -> Any:
+        return None
+
+    def score(self, state: Any, token: int) -> tuple[float, Any]:
+        raise TypeError(f"{type(self).__name__} must implement score(state, token)")
+
+    def score_many(self, states: Sequence[Any], tokens: Sequence[int]) -> tuple[np.ndarray, list[Any]]:
+        deltas = np.empty(len(tokens))
+        new_states = []
+        for i, (s, t) in enumerate(zip(states, tokens)):
+            deltas[i], ns = self.score(s, int(t))
+            new_states.append(ns)
+        return deltas, new_states
+
+    def final(self, state: Any) -> float:
+        return 0.0
+
+
+class Lexicon(Scorer):
+    """Only sequences of dictionary words: a trie of the words' spellings in tokens.
+
+    A hypothesis whose current word leaves the trie is pruned (score -inf), or, with
+    ``unknown_penalty``, pays that (negative) penalty once per unknown word and goes on.
+    Words end at the delimiter token or at the end of the output.
+
+    Args:
+        words: the dictionary, as strings spelled with ``tokens`` (each token a string;
+            multi-character tokens are matched greedily, longest first), or as sequences of
+            token ids.
+        tokens: the token strings, indexed by id (needed for string words).
+        word_delimiter: id of the token between words (e.g. the space or "|"), or None
+            when the output is a single word.
+        unknown_penalty: None for a hard constraint, else the natural-log penalty per
+            out-of-vocabulary word.
+
+    Example:
+        >>> lex = Lexicon(["cat", "cab"], tokens=["_", " ", "a", "b", "c", "t"], word_delimiter=1)
+    """
+
+    _UNKNOWN = -1
+
+    def __init__(self, words: Iterable[str | Sequence[int]], tokens: Sequence[str] | None = None,
+                 word_delimiter: int | None = None, unknown_penalty: float | None = None) -> None:
+        self.children: list[dict[int, int]] = [{}]
+        self.is_word: list[bool] = [False]
+        self.word_delimiter = word_delimiter
+        self.unknown_penalty = unknown_penalty
+        by_string = {t: i for i, t in enumerate(tokens)} if tokens is not None else {}
+        count = 0
+        for word in words:
+            ids = self._spell(word, by_string, tokens) if isinstance(word, str) else [int(i) for i in word]
+            if not ids:
+                raise ValueError("Lexicon words must be non-empty. Received: an empty word")
+            if word_delimiter is not None and word_delimiter in ids:
+                raise ValueError(f"Lexicon word {word!r} contains the word delimiter token {word_delimiter}")
+            node = 0
+            for i in ids:
+                nxt = self.children[node].get(i)
+                if nxt is None:
+                    nxt = len(self.children)
+                    self.children.append({})
+                    self.is_word.append(False)
+                    self.children[node][i] = nxt
+                node = nxt
+            self.is_word[node] = True
+            count += 1
+        if count == 0:
+            raise ValueError("Lexicon needs at least one word. Received: none")
+        self.num_words = count
+
+    @staticmethod
+    def _spell(word: str, by_string: dict[str, int], tokens: Sequence[str] | None) -> list[int]:
+        if tokens is None:
+            raise ValueError(f"Lexicon got the string word {word!r} but no tokens to spell it with")
+        ids, i = [], 0
+        lengths = sorted({len(t) for t in by_string if t}, reverse=True)
+        while i < len(word):
+            for n in lengths:
+                if word[i : i + n] in by_string:
+                    ids.append(by_string[word[i : i + n]])
+                    i += n
+                    break
+            else:
+                raise ValueError(
+                    f"Lexicon word {word!r} has {word[i]!r} at position {i}, which no token spells "
+                    f"(tokens: {list(tokens)[:40]})")
+        return ids
+
+    def initial_state(self) -> int:
+        return 0
+
+    def score(self, state: int, token: int) -> tuple[float, int]:
+        if token == self.word_delimiter:
+            return self.final(state), 0
+        if state == self._UNKNOWN:
+            return 0.0, self._UNKNOWN
+        nxt = self.children[state].get(token)
+        if nxt is not None:
+            return 0.0, nxt
+        if self.unknown_penalty is None:
+            return NEG_INF, 0
+        return self.unknown_penalty, self._UNKNOWN
+
+    def final(self, state: int) -> float:
+        """The current word must be complete (or absent)."""
+        if state == 0 or state == self._UNKNOWN or self.is_word[state]:
+            return 0.0
+        return NEG_INF if self.unknown_penalty is None else self.unknown_penalty
+
+
+class Hotwords(Scorer):
+    """Boost phrases: ``weight`` per token of a phrase matched so far, kept once it completes.
+
+    An Aho-Corasick automaton over the phrases' tokens: the state is one automaton node,
+    each step one dictionary lookup (transitions are cached), so the cost per token does not
+    grow with the number of phrases. A partial match that breaks gives its bonus back.
+
+    Args:
+        phrases: strings spelled with ``tokens``, or sequences of token ids.
+        weight: natural-log bonus per matched token.
+    """
+
+    def __init__(self, phrases: Iterable[str | Sequence[int]], weight: float = 2.0,
+                 tokens: Sequence[str] | None = None) -> None:
+        lex = Lexicon(phrases, tokens=tokens)  # the same spelling rules; a trie of phrases
+        self.goto = lex.children
+        self.is_end = lex.is_word
+        self.weight = float(weight)
+        self.depth = [0] * len(self.goto)
+        self.fail = [0] * len(self.goto)
+        queue = list(self.goto[0].values())
+        for node in queue:  # breadth first: depths, and failure links to the longest proper suffix
+            if node in self.goto[0].values():
+                self.depth[node] = 1
+            for tok, child in self.goto[node].items():
+                self.depth[child] = self.depth[node] + 1
+                f = self.fail[node]
+                while f and tok not in self.goto[f]:
+                    f = self.fail[f]
+                self.fail[child] = self.goto[f].get(tok, 0) if self.goto[f].get(tok, 0) != child else 0
+                queue.append(child)
+        self._cache: dict[tuple[int, int], int] = {}
+
+    def _next(self, node: int, token: int) -> int:
+        key = (node, token)
+        nxt = self._cache.get(key)
+        if nxt is None:
+            f = node
+            while f and token not in self.goto[f]:
+                f = self.fail[f]
+            nxt = self.goto[f].get(token, 0)
+            self._cache[key] = nxt
+        return nxt
+
+    def initial_state(self) -> int:
+        return 0
+
+    def score(self, state: int, token: int) -> tuple[float, int]:
+        nxt = self._next(state, token)
+        banked = self.depth[state] if self.is_end[state] else 0  # a completed phrase keeps its bonus
+        return self.weight * (self.depth[nxt] - self.depth[state] + banked), nxt
+
+    def final(self, state: int) -> float:
+        return 0.0 if self.is_end[state] else -self.weight * self.depth[state]
+
+
+class WordScorer(Scorer):
+    """Feed a text-level language model whole words: tokens accumulate until the delimiter.
+
+    State: (lm_state, the current word's text). The word is scored when the delimiter
+    arrives (and at the end, followed by the end of sentence).
+    """
+
+    def __init__(self, lm: Any, tokens: Sequence[str], word_delimiter: int) -> None:
+        self.lm = lm
+        self.tokens = list(tokens)
+        self.word_delimiter = word_delimiter
+
+    def initial_state(self) -> tuple[Any, str]:
+        return self.lm.initial_state(), ""
+
+    def score(self, state: tuple[Any, str], token: int) -> tuple[float, tuple[Any, str]]:
+        lm_state, word = state
+        if token != self.word_delimiter:
+            return 0.0, (lm_state, word + self.tokens[token])
+        if not word:
+            return 0.0, state
+        delta, lm_state = self.lm.score(lm_state, word)
+        return delta, (lm_state, "")
+
+    def final(self, state: tuple[Any, str]) -> float:
+        lm_state, word = state
+        total = 0.0
+        if word:
+            delta, lm_state = self.lm.score(lm_state, word)
+            total += delta
+        return total + self.lm.final(lm_state)
+
+
+class TokenTextScorer(Scorer):
+    """Feed a text-level language model each token's string (character-level n-grams)."""
+
+    def __init__(self, lm: Any, tokens: Sequence[str]) -> None:
+        self.lm = lm
+        self.tokens = list(tokens)
+
+    def initial_state(self) -> Any:
+        return self.lm.initial_state()
+
+    def score(self, state: Any, token: int) -> tuple[float, Any]:
+        return self.lm.score(state, self.tokens[token])
+
+    def final(self, state: Any) -> float:
+        return self.lm.final(state)
+
+
+class WordBonus(Scorer):
+    """``weight`` per word: per delimiter token, and once at the end for a final word."""
+
+    def __init__(self, weight: float, word_delimiter: int) -> None:
+        self.weight = float(weight)
+        self.word_delimiter = word_delimiter
+
+    def initial_state(self) -> bool:
+        return False  # inside a word?
+
+    def score(self, state: bool, token: int) -> tuple[float, bool]:
+        if token == self.word_delimiter:
+            return (self.weight if state else 0.0), False
+        return 0.0, True
+
+    def final(self, state: bool) -> float:
+        return self.weight if state else 0.0

@@ -1,0 +1,108 @@
+"""Beam search for autoregressive models (language models, decoders of encoder-decoders).
+
+Each row keeps ``beam_width`` live prefixes; every step extends all of them with one batched
+``step`` call and keeps the best ``beam_width`` extensions. A prefix that ends (stop policy)
+moves to the row's finished list. Ranking of finished hypotheses:
+
+    score = log P(y) / |y|^length_normalization + length_penalty * |y|
+
+(length_normalization 0: the raw log-probability, which favours short outputs; 1: the
+per-token average); ``length_penalty`` adds a reward (> 0) or cost (< 0) per token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rnnkit.decode.hypothesis import Hypothesis
+from rnnkit.decode.sampling import Step
+from rnnkit.decode.state import select_rows
+from rnnkit.decode.stopping import StopPolicy, as_policy
+
+
+def _rank(logp: float, length: int, length_normalization: float, length_penalty: float) -> float:
+    return logp / max(length, 1) ** length_normalization + length_penalty * length
+
+
+@torch.no_grad()
+def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_length: int, *,
+                stop: StopPolicy | int | None = None, length_normalization: float = 0.0,
+                length_penalty: float = 0.0, nbest: int = 1) -> list[list[Hypothesis]]:
+    """Beam search from ``start`` (B,) and ``state``: per row the ``nbest`` best outputs.
+
+    Rows that reach ``max_length`` without stopping are finished there. ``score`` is the
+    ranking value above; ``acoustic_score`` the model's log-probability of the ids (the
+    stop token's included).
+    """
+    if not isinstance(beam_width, int) or beam_width < 1:
+        raise ValueError(f"beam_width must be an integer >= 1. Received: {beam_width!r}")
+    if not 1 <= nbest <= beam_width:
+        raise ValueError(f"nbest must be in [1, beam_width={beam_width}]. Received: {nbest}")
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1. Received: {max_length}")
+    policy = as_policy(stop)
+    B, W, dev = start.shape[0], beam_width, start.device
+    policy = policy.expand(W) if policy is not None else None
+    rows = torch.arange(B, device=dev).repeat_interleave(W)
+    state = select_rows(state, rows)  # every row's state, W times   (B*W, ...)
+    tokens = start.repeat_interleave(W)
+    scores = torch.full((B, W), -torch.inf, dtype=torch.float64, device=dev)
+    scores[:, 0] = 0.0  # one live prefix per row at the start
+    prefixes: list[list[int]] = [[] for _ in range(B * W)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    for i in range(max_length):
+        log_probs, state = step(tokens, state)  # (B*W, C)
+        C = log_probs.shape[1]
+        total = (scores.reshape(-1, 1) + log_probs.double()).reshape(B, W * C)
+        top_scores, top = total.topk(min(2 * W, W * C), dim=1)  # room for ends and survivors
+        beam_of, token_of = top // C, top % C
+        src = (torch.arange(B, device=dev)[:, None] * W + beam_of)  # flat parent beam
+        if policy is not None:  # the parent's state is the one that produced the token's distribution
+            stops = policy.finished(token_of.reshape(-1), select_rows(state, src.reshape(-1)), i).reshape(B, -1)
+        else:
+            stops = torch.zeros_like(top, dtype=torch.bool)
+        ends = stops | (i == max_length - 1)
+        new_scores = torch.full((B, W), -torch.inf, dtype=torch.float64, device=dev)
+        new_src = torch.zeros(B, W, dtype=torch.long, device=dev)
+        new_tok = torch.zeros(B, W, dtype=torch.long, device=dev)
+        for b in range(B):
+            n = 0
+            for j in range(top.shape[1]):
+                s = float(top_scores[b, j])
+                if s == -torch.inf:
+                    break
+                tok, parent = int(token_of[b, j]), int(src[b, j])
+                if bool(ends[b, j]):
+                    keep_token = not bool(stops[b, j]) or policy.emit_stop_token
+                    ids = prefixes[parent] + ([tok] if keep_token else [])
+                    finished[b].append(Hypothesis(ids=ids, acoustic_score=s,
+                                                  score=_rank(s, len(ids), length_normalization, length_penalty)))
+                elif n < W:
+                    new_scores[b, n], new_src[b, n], new_tok[b, n] = s, parent, tok
+                    n += 1
+        prefixes = [prefixes[int(p)] + [int(t)] for p, t in zip(new_src.reshape(-1), new_tok.reshape(-1))]
+        scores = new_scores
+        if _all_done(finished, scores, nbest, length_normalization, length_penalty, i + 1, max_length):
+            break
+        state = select_rows(state, new_src.reshape(-1))
+        tokens = new_tok.reshape(-1)
+    return [sorted(f, key=lambda h: -h.score)[:nbest] for f in finished]
+
+
+def _all_done(finished, scores, nbest, alpha, beta, length, max_length) -> bool:
+    """Stop when no live prefix can still beat every row's nbest-th finished hypothesis
+    (exact for alpha = 0 and beta <= 0: extending only lowers a log-probability)."""
+    if length >= max_length:
+        return True
+    if alpha != 0 or beta > 0:
+        return bool(torch.isinf(scores).all())
+    for b, f in enumerate(finished):
+        best_live = float(scores[b].max())
+        if best_live == -torch.inf:
+            continue
+        if len(f) < nbest or sorted(h.score for h in f)[-nbest] < _rank(best_live, length, alpha, beta):
+            return False
+    return True

@@ -1,0 +1,192 @@
+"""Autoregressive generation: sampling distributions, filters, beam search, stopping, incrementality."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import rnnkit
+from rnnkit.decode import (StopAtLength, StopOnHalt, StopOnToken, beam_search, filter_log_probs,
+                           generate)
+
+
+class Markov(nn.Module):
+    """Next-token log-probabilities depend on the last token only: table[last]. The state
+    counts the steps taken."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = table.log_softmax(-1)
+
+    def step(self, tokens, state):
+        return self.table[tokens], state + 1
+
+
+class TinyLM(nn.Module):
+    """Embedding, rnnkit LSTM, softmax: a recurrent language model with a step()."""
+
+    def __init__(self, vocab: int, hidden: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, hidden)
+        self.rnn = rnnkit.LSTM(hidden, hidden, num_layers=2)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens, state=None):
+        h, state = self.rnn(self.embed(tokens), state=state)
+        return self.out(h).log_softmax(-1), state
+
+    def step(self, tokens, state):
+        log_probs, state = self.forward(tokens[:, None], state)
+        return log_probs[:, 0], state
+
+
+def _fixed(logits: list[float], batch: int):
+    table = torch.tensor([logits] * len(logits))
+    return Markov(table), torch.zeros(batch, 1), torch.zeros(batch, dtype=torch.long)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_sampling_frequencies_match_the_softmax(temperature):
+    logits = [0.5, -1.0, 2.0, 0.0, -0.5]
+    model, state, start = _fixed(logits, 20000)
+    g = torch.Generator().manual_seed(0)
+    hyps = generate(model.step, state, start, max_length=1, temperature=temperature, generator=g)
+    counts = torch.bincount(torch.tensor([h.ids[0] for h in hyps]), minlength=5).double() / len(hyps)
+    expected = (torch.tensor(logits).double().log_softmax(-1) / temperature).softmax(-1)
+    assert (counts - expected).abs().max() < 0.015
+
+
+def test_top_k_and_top_p_never_emit_excluded_tokens():
+    logits = [3.0, 2.0, 1.0, 0.0, -1.0, -2.0]
+    model, state, start = _fixed(logits, 5000)
+    g = torch.Generator().manual_seed(1)
+    top_k = {h.ids[0] for h in generate(model.step, state, start, 1, top_k=2, generator=g)}
+    assert top_k == {0, 1}
+    p = torch.tensor(logits).softmax(-1)  # 0.636, 0.234, 0.086, ...
+    nucleus = {h.ids[0] for h in generate(model.step, state, start, 1, top_p=0.8, generator=g)}
+    assert nucleus == {0, 1}, "0.636 < 0.8, so the second token is needed; 0.870 >= 0.8, the third is not"
+    only_best = {h.ids[0] for h in generate(model.step, state, start, 1, top_p=0.5, generator=g)}
+    assert only_best == {0}
+    lp = filter_log_probs(torch.tensor([logits]), top_p=0.8)[0]
+    torch.testing.assert_close(lp[:2].exp(), p[:2] / p[:2].sum())
+
+
+def test_sampling_is_deterministic_under_a_seed():
+    model = TinyLM(7, 8)
+    state = model.rnn.initial_state(4)
+    start = torch.zeros(4, dtype=torch.long)
+    runs = [generate(model.step, state, start, 12, top_k=5, generator=torch.Generator().manual_seed(3))
+            for _ in range(2)]
+    assert [h.ids for h in runs[0]] == [h.ids for h in runs[1]]
+    other = generate(model.step, state, start, 12, top_k=5, generator=torch.Generator().manual_seed(4))
+    assert [h.ids for h in other] != [h.ids for h in runs[0]]
+
+
+@torch.no_grad()
+def test_incremental_generation_equals_rerunning_the_prefix():
+    torch.manual_seed(0)
+    model = TinyLM(9, 16)
+    start = torch.tensor([0, 3])
+    hyps = generate(model.step, model.rnn.initial_state(2), start, 15, greedy=True)
+    for b, h in enumerate(hyps):
+        inputs = torch.tensor([[int(start[b])] + h.ids[:-1]])
+        full, _ = model(inputs)  # the whole prefix at once, from the start
+        chosen = full[0].gather(1, torch.tensor(h.ids)[:, None]).squeeze(1)
+        assert torch.equal(full[0].argmax(-1), torch.tensor(h.ids))
+        assert h.score == pytest.approx(float(chosen.sum()), abs=1e-5)
+
+
+def test_stop_on_token_length_and_halt():
+    table = torch.full((4, 4), -3.0)
+    table[0, 1] = table[1, 2] = table[2, 3] = 3.0  # 0 -> 1 -> 2 -> 3 (3 = end)
+    model = Markov(table)
+    (h,) = generate(model.step, torch.zeros(1, 1), torch.tensor([0]), 10, greedy=True, stop=3)
+    assert h.ids == [1, 2], "the end token ends the output and is not part of it"
+    assert h.score == pytest.approx(float(model.table[0, 1] + model.table[1, 2] + model.table[2, 3]))
+    hyps = generate(model.step, torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), 10, greedy=True,
+                    stop=StopAtLength(torch.tensor([1, 3, 2])))
+    assert [h.ids for h in hyps] == [[1], [1, 2, 3], [1, 2]]
+    halt = StopOnHalt(lambda state: (state[:, 0] >= 2).float())  # halts once two steps are done
+    (h,) = generate(model.step, torch.zeros(1, 1), torch.tensor([0]), 10, greedy=True, stop=halt)
+    assert h.ids == [1, 2]
+    (h,) = generate(model.step, torch.zeros(1, 1), torch.tensor([0]), 10, greedy=True)
+    assert len(h.ids) == 10, "without a stop policy, max_length ends it"
+
+
+def _all_sequences(model: Markov, start: int, eos: int, max_length: int):
+    """Every output up to max_length tokens: (ids without eos, log-probability)."""
+    out = []
+    for n in range(1, max_length + 1):
+        for seq in itertools.product(range(model.table.shape[0]), repeat=n):
+            if eos in seq[:-1]:
+                continue
+            if seq[-1] != eos and n < max_length:
+                continue
+            prev, lp = start, 0.0
+            for tok in seq:
+                lp += float(model.table[prev, tok])
+                prev = tok
+            out.append((list(seq[:-1]) if seq[-1] == eos else list(seq), lp))
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_search_finds_the_best_sequence(alpha):
+    torch.manual_seed(5)
+    model = Markov(torch.randn(4, 4) * 1.5)
+    eos, L = 3, 5
+    candidates = _all_sequences(model, 0, eos, L)
+    rank = lambda ids, lp: lp / max(len(ids) + 1 if len(ids) < L else len(ids), 1) ** alpha  # noqa: E731
+    best_ids, best_lp = max(candidates, key=lambda c: rank(*c))
+    hyps = beam_search(model.step, torch.zeros(2, 1), torch.zeros(2, dtype=torch.long), beam_width=64, max_length=L,
+                       stop=eos, length_normalization=alpha, nbest=3)
+    for row in hyps:
+        assert row[0].ids == best_ids
+        assert row[0].acoustic_score == pytest.approx(best_lp)
+        assert [h.score for h in row] == sorted([h.score for h in row], reverse=True)
+
+
+def test_beam_search_beats_greedy_when_greedy_is_short_sighted():
+    # greedy takes 1 (p=0.6) then is stuck with bad options; 2 (p=0.4) leads to a sure end
+    table = torch.full((5, 5), -20.0)
+    table[0, 1], table[0, 2] = math.log(0.6), math.log(0.4)
+    table[1, 3] = table[1, 4] = math.log(0.5)
+    table[2, 4] = 0.0
+    table[3, 4] = table[4, 4] = 0.0
+    model = Markov(table.exp().log())
+    greedy = generate(model.step, torch.zeros(1, 1), torch.tensor([0]), 5, greedy=True, stop=4)[0]
+    beam = beam_search(model.step, torch.zeros(1, 1), torch.tensor([0]), beam_width=3, max_length=5, stop=4)[0][0]
+    assert greedy.ids[0] == 1 and beam.ids == [2]
+    assert beam.acoustic_score > greedy.score
+
+
+def test_beam_search_length_penalty_and_normalisation_change_the_choice():
+    table = torch.full((3, 3), -8.0)
+    table[0, 2] = math.log(0.5)  # end now: log 0.5
+    table[0, 1] = math.log(0.5)
+    table[1, 1] = math.log(0.9)
+    table[1, 2] = math.log(0.1)
+    model = Markov(table)
+    run = lambda **kw: beam_search(model.step, torch.zeros(1, 1), torch.tensor([0]), 4, 6, stop=2, **kw)[0][0].ids  # noqa: E731
+    assert run() == []
+    assert len(run(length_penalty=1.0)) > 0
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda m, s, x: beam_search(m.step, s, x, beam_width=0, max_length=3), "beam_width must be an integer >= 1"),
+    (lambda m, s, x: beam_search(m.step, s, x, beam_width=2, max_length=3, nbest=3), r"nbest must be in \[1, beam_width=2\]"),
+    (lambda m, s, x: generate(m.step, s, x, 3, temperature=0.0), "temperature must be > 0"),
+    (lambda m, s, x: generate(m.step, s, x, 3, top_p=1.5), r"top_p must be in \(0, 1\]"),
+    (lambda m, s, x: generate(m.step, s, x, 3, top_k=0), "top_k must be >= 1"),
+    (lambda m, s, x: generate(m.step, s, x, 0), "max_length must be >= 1"),
+    (lambda m, s, x: generate(m.step, s, x, 3, stop="eos"), "stop must be a StopPolicy"),
+    (lambda m, s, x: StopAtLength(torch.tensor([0, 2])), "lengths must be a 1-D tensor of lengths >= 1"),
+])
+def test_bad_input(call, message):
+    model, state, start = _fixed([0.0, 1.0, 2.0], 2)
+    with pytest.raises(ValueError, match=message):
+        call(model, state, start)
