@@ -357,3 +357,52 @@ def test_custom_scorer_protocol():
     lp = _frames([[2, 0, 3]], C=len(TOKENS))
     hyp = ctc_beam_search(lp, tokens=TOKENS, lm=NoA(), lm_weight=1.0)[0][0]
     assert "a" not in hyp.text
+
+
+def test_lexicon_python_rules_equal_the_kernel_tables():
+    """Lexicon.score (the Scorer protocol) and Lexicon.tables (what the beam search runs)
+    accept and reject the same token sequences."""
+    g = torch.Generator().manual_seed(6)
+    for penalty in (None, -2.0):
+        lex = Lexicon(["cat", "cab", "dog", "a"], tokens=TOKENS, word_delimiter=1, unknown_penalty=penalty)
+        nxt, is_word = lex.tables(len(TOKENS))
+        unknown = nxt.shape[0] - 1
+        for _ in range(200):
+            seq = torch.randint(1, len(TOKENS), (6,), generator=g).tolist()
+            state, total, u, table_total = lex.initial_state(), 0.0, 0, 0.0
+            for tok in seq:
+                d, state = lex.score(state, tok)
+                total += d
+                if tok == 1:
+                    table_total += 0.0 if (u in (0, unknown) or is_word[u]) else (penalty if penalty is not None else -math.inf)
+                    u = 0
+                elif nxt[u, tok] < 0:
+                    table_total += penalty if penalty is not None else -math.inf
+                    u = unknown
+                else:
+                    u = int(nxt[u, tok])
+                if total == -math.inf:
+                    break
+            assert total == table_total or (total == -math.inf and table_total == -math.inf)
+
+
+@pytest.mark.parametrize("with_scorers", [False, True])
+def test_dropping_dead_prefixes_changes_nothing(monkeypatch, tmp_path, with_scorers):
+    """Compacting the prefix trie on every frame gives exactly the results of never compacting."""
+    from rnnkit.decode import ctc_beam
+
+    g = torch.Generator().manual_seed(7)
+    lp = torch.randn(3, 60, len(TOKENS), generator=g).mul(2).log_softmax(-1)
+    kwargs = dict(beam_width=8, nbest=3, tokens=TOKENS, word_delimiter=1)
+    if with_scorers:
+        path = write_arpa([["cat", "dog"], ["a", "cat"], ["dog"]], tmp_path / "lm.arpa", order=2)
+        kwargs.update(lm=NGramLM(path), lexicon=Lexicon(["cat", "dog", "a", "cab"], tokens=TOKENS, word_delimiter=1,
+                                                         unknown_penalty=-3.0), hotwords=["cab"], word_score=0.5)
+    monkeypatch.setattr(ctc_beam, "COMPACTION_SLACK", 10**9)
+    never = ctc_beam_search(lp, **kwargs)
+    monkeypatch.setattr(ctc_beam, "COMPACTION_SLACK", -10**9)
+    always = ctc_beam_search(lp, **kwargs)
+    for a, b in zip(never, always):
+        assert [(h.ids, h.frames) for h in a] == [(h.ids, h.frames) for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-9)
+        assert [h.lm_score for h in a] == pytest.approx([h.lm_score for h in b], abs=1e-9)

@@ -30,7 +30,7 @@ class NGramLM(Scorer):
     Words outside the vocabulary are scored as ``<unk>`` (-inf if the model has none).
     States are the last order-1 words, starting from ``<s>``; :meth:`final` scores ``</s>``.
     Units are text: whole words, or single characters for a character model (see
-    :class:`rnnkit.decode.scorers.WordScorer` and ``TokenTextScorer``).
+    :func:`rnnkit.decode.ctc_beam_search`, which feeds it whole words, and ``TokenTextScorer``).
 
     Args:
         path: the ARPA file.

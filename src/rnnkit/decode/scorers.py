@@ -11,9 +11,9 @@ scorers that gain from batching (an RNN language model) override it. The beam se
 a scorer once per new prefix, never per frame.
 
 Here: :class:`Lexicon` (only dictionary words, the lecture's "Option 2"), :class:`Hotwords`
-(phrase boosting), :class:`WordScorer` and :class:`TokenTextScorer` (adapters that feed a
-text-level language model such as :class:`rnnkit.decode.NGramLM` whole words or token
-strings). Language models are in :mod:`rnnkit.decode.lm_scorer`.
+(phrase boosting) and :class:`TokenTextScorer` (feeds a text-level language model such as
+:class:`rnnkit.decode.NGramLM` each token's string). Language models are in
+:mod:`rnnkit.decode.lm_scorer`; the beam search feeds word-level models whole words itself.
 """
 
 from __future__ import annotations
@@ -37,12 +37,8 @@ class Scorer:
         raise TypeError(f"{type(self).__name__} must implement score(state, token)")
 
     def score_many(self, states: Sequence[Any], tokens: Sequence[int]) -> tuple[np.ndarray, list[Any]]:
-        deltas = np.empty(len(tokens))
-        new_states = []
-        for i, (s, t) in enumerate(zip(states, tokens)):
-            deltas[i], ns = self.score(s, int(t))
-            new_states.append(ns)
-        return deltas, new_states
+        results = [self.score(s, t) for s, t in zip(states, tokens)]
+        return np.array([r[0] for r in results], dtype=np.float64), [r[1] for r in results]
 
     def final(self, state: Any) -> float:
         return 0.0
@@ -68,8 +64,6 @@ class Lexicon(Scorer):
     Example:
         >>> lex = Lexicon(["cat", "cab"], tokens=["_", " ", "a", "b", "c", "t"], word_delimiter=1)
     """
-
-    _UNKNOWN = -1
 
     def __init__(self, words: Iterable[str | Sequence[int]], tokens: Sequence[str] | None = None,
                  word_delimiter: int | None = None, unknown_penalty: float | None = None) -> None:
@@ -118,24 +112,46 @@ class Lexicon(Scorer):
                     f"(tokens: {list(tokens)[:40]})")
         return ids
 
+    def tables(self, num_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+        """The trie as arrays, as the compiled beam search uses it.
+
+        Returns (next (U+1, C) int64: the node after token c from node u, -1 if the word
+        leaves the dictionary; the last row is the unknown-word state, which stays there;
+        is_word (U+1) bool: a word ends at u).
+        """
+        cached = getattr(self, "_tables", None)
+        if cached is not None and cached[0].shape[1] == num_tokens:
+            return cached
+        U = len(self.children)
+        nxt = np.full((U + 1, num_tokens), -1, dtype=np.int64)
+        for u, kids in enumerate(self.children):
+            for tok, child in kids.items():
+                if tok >= num_tokens:
+                    raise ValueError(f"Lexicon spells words with token {tok}, but the output has only "
+                                     f"{num_tokens} classes")
+                nxt[u, tok] = child
+        nxt[U, :] = U
+        self._tables = (nxt, np.array(self.is_word + [False]))
+        return self._tables
+
     def initial_state(self) -> int:
         return 0
 
     def score(self, state: int, token: int) -> tuple[float, int]:
+        """The beam search applies these rules in compiled code (see :meth:`tables`)."""
+        unknown = len(self.children)
         if token == self.word_delimiter:
             return self.final(state), 0
-        if state == self._UNKNOWN:
-            return 0.0, self._UNKNOWN
+        if state == unknown:
+            return 0.0, unknown
         nxt = self.children[state].get(token)
         if nxt is not None:
             return 0.0, nxt
-        if self.unknown_penalty is None:
-            return NEG_INF, 0
-        return self.unknown_penalty, self._UNKNOWN
+        return (-math.inf if self.unknown_penalty is None else self.unknown_penalty), unknown
 
     def final(self, state: int) -> float:
         """The current word must be complete (or absent)."""
-        if state == 0 or state == self._UNKNOWN or self.is_word[state]:
+        if state == 0 or state == len(self.children) or self.is_word[state]:
             return 0.0
         return NEG_INF if self.unknown_penalty is None else self.unknown_penalty
 
@@ -196,39 +212,6 @@ class Hotwords(Scorer):
         return 0.0 if self.is_end[state] else -self.weight * self.depth[state]
 
 
-class WordScorer(Scorer):
-    """Feed a text-level language model whole words: tokens accumulate until the delimiter.
-
-    State: (lm_state, the current word's text). The word is scored when the delimiter
-    arrives (and at the end, followed by the end of sentence).
-    """
-
-    def __init__(self, lm: Any, tokens: Sequence[str], word_delimiter: int) -> None:
-        self.lm = lm
-        self.tokens = list(tokens)
-        self.word_delimiter = word_delimiter
-
-    def initial_state(self) -> tuple[Any, str]:
-        return self.lm.initial_state(), ""
-
-    def score(self, state: tuple[Any, str], token: int) -> tuple[float, tuple[Any, str]]:
-        lm_state, word = state
-        if token != self.word_delimiter:
-            return 0.0, (lm_state, word + self.tokens[token])
-        if not word:
-            return 0.0, state
-        delta, lm_state = self.lm.score(lm_state, word)
-        return delta, (lm_state, "")
-
-    def final(self, state: tuple[Any, str]) -> float:
-        lm_state, word = state
-        total = 0.0
-        if word:
-            delta, lm_state = self.lm.score(lm_state, word)
-            total += delta
-        return total + self.lm.final(lm_state)
-
-
 class TokenTextScorer(Scorer):
     """Feed a text-level language model each token's string (character-level n-grams)."""
 
@@ -244,22 +227,3 @@ class TokenTextScorer(Scorer):
 
     def final(self, state: Any) -> float:
         return self.lm.final(state)
-
-
-class WordBonus(Scorer):
-    """``weight`` per word: per delimiter token, and once at the end for a final word."""
-
-    def __init__(self, weight: float, word_delimiter: int) -> None:
-        self.weight = float(weight)
-        self.word_delimiter = word_delimiter
-
-    def initial_state(self) -> bool:
-        return False  # inside a word?
-
-    def score(self, state: bool, token: int) -> tuple[float, bool]:
-        if token == self.word_delimiter:
-            return (self.weight if state else 0.0), False
-        return 0.0, True
-
-    def final(self, state: bool) -> float:
-        return self.weight if state else 0.0

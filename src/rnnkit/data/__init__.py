@@ -1,0 +1,5 @@
+"""Datasets: where they live (``paths``)."""
+
+from rnnkit.data.paths import data_roots, find_dataset
+
+__all__ = ["data_roots", "find_dataset"]

@@ -1,0 +1,40 @@
+"""Where datasets live: one resolution order for every command and script.
+
+1. an explicit ``data_dir`` (the ``--data-dir`` option),
+2. the environment variable ``RNNKIT_DATA``,
+3. ``../shared/data`` beside the repository (a development checkout),
+4. ``~/.cache/rnnkit``.
+
+Datasets are never downloaded implicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[3]  # src/rnnkit/data/paths.py -> the checkout
+
+
+def data_roots(data_dir: str | Path | None = None) -> list[Path]:
+    """The candidate data roots, in the order they are searched."""
+    roots = []
+    if data_dir is not None:
+        roots.append(Path(data_dir).expanduser())
+    if os.environ.get("RNNKIT_DATA"):
+        roots.append(Path(os.environ["RNNKIT_DATA"]).expanduser())
+    roots.append(REPOSITORY.parent / "shared" / "data")
+    roots.append(Path.home() / ".cache" / "rnnkit")
+    return roots
+
+
+def find_dataset(name: str, data_dir: str | Path | None = None) -> Path:
+    """The folder of dataset ``name`` under the first root that has it, or a clear error."""
+    roots = data_roots(data_dir)
+    for root in roots:
+        if (root / name).is_dir():
+            return root / name
+    searched = ", ".join(str(r / name) for r in roots)
+    raise FileNotFoundError(
+        f"dataset {name!r} not found (searched: {searched}). Put it in one of these folders, or point "
+        f"--data-dir / the RNNKIT_DATA environment variable at a folder that contains {name}/")
