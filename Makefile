@@ -25,3 +25,4 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/recurrent.py
 	$(PY) benchmarks/ctc.py
+	$(PY) benchmarks/decode.py
