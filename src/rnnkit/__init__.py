@@ -2,6 +2,7 @@
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, TemporalSkip
 from rnnkit.recurrent import GRU, LSTM, RNN, Recurrent, detach
+from rnnkit.models import load
 
 __version__ = "0.1.0"
 
@@ -17,5 +18,6 @@ __all__ = [
     "GRU",
     "LSTM",
     "detach",
+    "load",
     "__version__",
 ]

@@ -173,7 +173,7 @@ class _GatedCell(Cell):
         return s
 
 
-_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "elu": F.elu}
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "elu": F.elu}
 
 
 class ElmanCell(_GatedCell):
@@ -204,9 +204,9 @@ class ElmanCell(_GatedCell):
         bias: bool = True,
         recurrent_dropout: float = 0.0,
     ) -> None:
-        if activation not in _ACTIVATIONS:
+        if activation not in ACTIVATIONS:
             raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}. Received: {activation!r}"
+                f"activation must be one of {sorted(ACTIVATIONS)}. Received: {activation!r}"
             )
         super().__init__(input_size, hidden_size, bias, recurrent_dropout)
         self.activation = activation
@@ -222,7 +222,7 @@ class ElmanCell(_GatedCell):
         self, x_t: Tensor, state: State, recurrent_mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         (h,) = state
-        h_new = _ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
+        h_new = ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
         return h_new, (h_new,)
 
     def fused_kernel(self) -> kernels.StepKernel:
@@ -287,7 +287,7 @@ class LeakyCell(ElmanCell):
         self, x_t: Tensor, state: State, recurrent_mask: Tensor | None = None
     ) -> tuple[Tensor, State]:
         (h,) = state
-        n = _ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
+        n = ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
         h_new = h + self.alpha * (n - h)  # (1 - alpha) h + alpha n
         return h_new, (h_new,)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["sequence_cross_entropy", "final_step_cross_entropy", "aligned_cross_entropy"]
+__all__ = ["sequence_cross_entropy", "final_step_cross_entropy", "aligned_cross_entropy", "step_mask"]
 
 REDUCTIONS = ("none", "sum", "mean")
 
@@ -32,8 +32,8 @@ def _check_logits(logits: Tensor) -> tuple[int, int, int]:
     return tuple(logits.shape)  # type: ignore[return-value]
 
 
-def _step_mask(lengths: Tensor | None, B: int, T: int, device: torch.device) -> Tensor:
-    """(B, T) True on real steps."""
+def step_mask(lengths: Tensor | None, B: int, T: int, device: torch.device | str) -> Tensor:
+    """(B, T) True on the real steps (t < length); all True without lengths."""
     if lengths is None:
         return torch.ones(B, T, dtype=torch.bool, device=device)
     if not isinstance(lengths, Tensor) or lengths.shape != (B,) or lengths.dtype.is_floating_point:
@@ -88,7 +88,7 @@ def sequence_cross_entropy(logits: Tensor, targets: Tensor, lengths: Tensor | No
     if not isinstance(targets, Tensor) or targets.shape != (B, T) or targets.dtype.is_floating_point:
         got = f"{targets.dtype} of shape {tuple(targets.shape)}" if isinstance(targets, Tensor) else type(targets).__name__
         raise ValueError(f"targets must be integer class ids of shape ({B}, {T}). Received: {got}")
-    counted = _step_mask(lengths, B, T, logits.device) & (targets != ignore_index)
+    counted = step_mask(lengths, B, T, logits.device) & (targets != ignore_index)
     ids = targets[counted]
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= C):
         raise ValueError(f"targets must be class ids in [0, {C}) or ignore_index={ignore_index}. "
@@ -116,7 +116,7 @@ def final_step_cross_entropy(logits: Tensor, target: Tensor, lengths: Tensor | N
     if not isinstance(target, Tensor) or target.shape != (B,) or target.dtype.is_floating_point:
         got = f"{target.dtype} of shape {tuple(target.shape)}" if isinstance(target, Tensor) else type(target).__name__
         raise ValueError(f"target must be integer class ids of shape ({B},). Received: {got}")
-    mask = _step_mask(lengths, B, T, logits.device)
+    mask = step_mask(lengths, B, T, logits.device)
     if not everywhere:
         last = mask.sum(1) - 1  # (B,) index of the last real step
         mask = torch.zeros_like(mask).scatter_(1, last[:, None], True)

@@ -1,0 +1,142 @@
+"""Batches that can stop anywhere and resume exactly: token streams and item datasets.
+
+Both iterate over the rest of the current epoch from a saved position, and their
+``state_dict`` holds everything that decides the next batch (epoch, position; random
+choices are drawn from generators seeded by (seed, epoch, position), never from the global
+one), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class StreamBatches:
+    """A token stream cut into B parallel streams and BPTT chunks (truncated BPTT).
+
+    With B = 4 the stream a b c d ... x becomes four rows, each a contiguous piece of text,
+    read chunk by chunk; the target is the input shifted by one::
+
+        a b c d e f | g  h        chunk 0 (bptt 2): input  a b   target b c
+        g h i j k l | m  n                          input  g h   target h i  ...
+        m n o p q r | s  t        chunk 1:          input  c d   target d e
+        s t u v w x |             ...
+
+    Row b of chunk i continues row b of chunk i-1, so the model's state is carried from one
+    chunk to the next (and detached: the gradient stops at the chunk boundary). Batches
+    are dicts {"input" (B, t), "target" (B, t), "new_stream": bool} (new_stream: the first
+    chunk of an epoch, when carried state must be reset).
+
+    Args:
+        tokens: 1-D token ids. batch_size: B. bptt: chunk length.
+        random_length: vary the chunk length as AWD-LSTM does: bptt (or bptt/2 with
+            probability 0.05), plus Gaussian noise of std 5, at least 5.
+        seed: for the random lengths.
+    """
+
+    stateful = True
+
+    def __init__(self, tokens: Tensor, batch_size: int, bptt: int, random_length: bool = False, seed: int = 0) -> None:
+        if tokens.dim() != 1:
+            raise ValueError(f"tokens must be a 1-D tensor of ids. Received: shape {tuple(tokens.shape)}")
+        if batch_size < 1 or bptt < 1:
+            raise ValueError(f"batch_size and bptt must be >= 1. Received: {batch_size}, {bptt}")
+        L = (len(tokens) - 1) // batch_size
+        if L < 1:
+            raise ValueError(f"{len(tokens)} tokens are too few for {batch_size} streams")
+        self.rows = torch.stack([tokens[b * L : b * L + L + 1] for b in range(batch_size)])  # (B, L + 1): one more for the target
+        self.batch_size, self.bptt, self.random_length, self.seed = batch_size, bptt, random_length, seed
+        self.length = L
+        self.epoch, self.position = 0, 0
+
+    def _chunk_length(self, epoch: int, position: int) -> int:
+        if not self.random_length:
+            return self.bptt
+        g = torch.Generator().manual_seed(hash((self.seed, epoch, position)) % (2**63))
+        base = self.bptt if torch.rand((), generator=g) < 0.95 else self.bptt / 2
+        return max(5, int(round(base + 5.0 * float(torch.randn((), generator=g)))))
+
+    def __len__(self) -> int:
+        """Chunks per epoch (with fixed lengths)."""
+        return math.ceil(self.length / self.bptt)
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.batch_size * self.length
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """The rest of the current epoch; the position advances as batches are taken."""
+        while self.position < self.length:
+            start = self.position
+            t = min(self._chunk_length(self.epoch, start), self.length - start)
+            self.position = start + t
+            yield {"input": self.rows[:, start : start + t], "target": self.rows[:, start + 1 : start + t + 1],
+                   "new_stream": start == 0}
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class SequenceBatches:
+    """Batches of dataset items, reshuffled every epoch, collated into dicts of tensors.
+
+    Args:
+        items: the dataset (any sequence). batch_size: items per batch.
+        collate: list of items -> batch dict.
+        shuffle: a new order each epoch, from (seed, epoch).
+        drop_last: skip a final smaller batch.
+    """
+
+    stateful = False
+
+    def __init__(self, items: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], dict[str, Any]],
+                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1. Received: {batch_size}")
+        if len(items) == 0:
+            raise ValueError("items must not be empty")
+        self.items, self.batch_size, self.collate = items, batch_size, collate
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.epoch, self.position = 0, 0
+
+    def __len__(self) -> int:
+        n = len(self.items) // self.batch_size
+        return n if self.drop_last or len(self.items) % self.batch_size == 0 else n + 1
+
+    def _order(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(len(self.items)))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.items), generator=g).tolist()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        order = self._order(self.epoch)
+        while self.position < len(self):
+            i = self.position
+            self.position += 1
+            yield self.collate([self.items[j] for j in order[i * self.batch_size : (i + 1) * self.batch_size]])
+        self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+def pad(sequences: Sequence[Tensor], value: int = 0) -> tuple[Tensor, Tensor]:
+    """Stack 1-D (or (T, F)) tensors of different lengths: (padded (B, T_max, ...), lengths (B,))."""
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
+    out = sequences[0].new_full((len(sequences), int(lengths.max()), *sequences[0].shape[1:]), value)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = s
+    return out, lengths

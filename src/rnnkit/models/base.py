@@ -1,0 +1,171 @@
+"""What every rnnkit model shares: a JSON config, saving and loading, the training interface.
+
+A model is an ``nn.Module`` built from a dataclass config of JSON values (numbers, strings,
+lists, dicts). ``model.save(dir)`` writes
+
+    dir/config.json          {"format": "rnnkit-model", "class": "LanguageModel", "config": {...}}
+    dir/model.safetensors    the weights (safetensors: loading runs no code)
+
+and :func:`load` rebuilds any model from such a directory. For training, a model defines
+``loss(batch, state=None, teacher_forcing=1.0) -> Loss``: the trainer knows nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import Tensor, nn
+
+import rnnkit
+from rnnkit.recurrent import GRU, LSTM, RNN, Recurrent
+from rnnkit.cells import LeakyCell
+
+FORMAT = "rnnkit-model"
+REGISTRY: dict[str, type[Model]] = {}
+
+
+class Loss(NamedTuple):
+    """A model's divergence on a batch.
+
+    value: the mean divergence (what is back-propagated); count: how many units it averages
+    (tokens, frames, sequences) so that means over batches can be weighted; state: the
+    recurrent state to carry into the next chunk (truncated BPTT), or None; stats: extra
+    numbers to log (e.g. correct predictions).
+    """
+
+    value: Tensor
+    count: int
+    state: Any = None
+    stats: dict[str, float] = {}
+
+
+class Model(nn.Module):
+    """Base of the models: ``Config`` (a dataclass), ``loss``, ``save``; see the module docstring."""
+
+    Config: ClassVar[type]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY[cls.__name__] = cls
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        if not isinstance(config, self.Config):
+            raise ValueError(f"{type(self).__name__} needs a {self.Config.__name__}. Received: {type(config).__name__}")
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Model:
+        names = {f.name for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ValueError(f"{cls.__name__} config has unknown fields {unknown}; expected a subset of {sorted(names)}")
+        return cls(cls.Config(**config))
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+        raise TypeError(f"{type(self).__name__} does not define loss()")
+
+    def save(self, directory: str | Path) -> Path:
+        """Write config.json and model.safetensors into ``directory`` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(directory / "config.json", {"format": FORMAT, "rnnkit": rnnkit.__version__,
+                                                      "class": type(self).__name__, "config": self.config_dict()})
+        tmp = directory / "model.safetensors.tmp"
+        save_model(self, str(tmp))  # handles tied weights: shared tensors are stored once
+        _fsync_replace(tmp, directory / "model.safetensors")
+        return directory
+
+
+def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
+    """Rebuild the model saved in ``directory`` (by :meth:`Model.save` or a checkpoint).
+
+    Refuses, with a clear error, directories without a valid config, configs of unknown
+    models, and weight files that are not intact safetensors (truncated, tampered with,
+    or a pickle under the name model.safetensors).
+    """
+    directory = Path(directory)
+    config_path, weights = directory / "config.json", directory / "model.safetensors"
+    if not config_path.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{directory} is not an rnnkit model directory: it needs config.json and "
+                                "model.safetensors")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{config_path} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{config_path} is not an rnnkit model config (expected \"format\": \"{FORMAT}\")")
+    cls = REGISTRY.get(meta.get("class", ""))
+    if cls is None:
+        raise ValueError(f"{config_path} names the unknown model class {meta.get('class')!r}; known: {sorted(REGISTRY)}")
+    model = cls.from_config(meta["config"])
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ValueError(f"{weights} is not a valid safetensors file for this {cls.__name__} "
+                         f"(truncated, altered, or not safetensors at all): {e}") from None
+    if missing or unexpected:
+        raise ValueError(f"{weights} does not match {cls.__name__}: missing {sorted(missing)}, "
+                         f"unexpected {sorted(unexpected)}")
+    return model
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    _fsync_replace(tmp, path)
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    """Make ``tmp`` durable, then rename it over ``final`` (atomic on POSIX)."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+_STACKS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+
+
+def build_recurrent(input_size: int, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
+                    bidirectional: bool = False, **options: Any) -> Recurrent:
+    """A recurrent stack from a JSON spec: cell "lstm", "gru", "rnn" or "leaky", sizes, and the
+    keyword options of :class:`rnnkit.Recurrent` and of the cell (layer_norm, activation, ...)."""
+    if cell in _STACKS:
+        return _STACKS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
+    if cell == "leaky":
+        layer_keys = {"merge", "dropout", "learn_initial_state", "input_dropout", "implementation"}
+        layer = {k: v for k, v in options.items() if k in layer_keys}
+        cell_options = {k: v for k, v in options.items() if k not in layer_keys}
+        D = 2 if bidirectional else 1
+        width = hidden_size * (D if layer.get("merge", "concat") == "concat" else 1)
+        cells = [[LeakyCell(input_size if i == 0 else width, hidden_size, **cell_options) for _ in range(D)]
+                 for i in range(num_layers)]
+        return Recurrent(cells, bidirectional=bidirectional, **layer)
+    raise ValueError(f"cell must be one of {sorted([*_STACKS, 'leaky'])}. Received: {cell!r}")
+
+
+class InputLayer(nn.Module):
+    """Token ids through an embedding (``vocab_size`` given), or feature vectors as they are."""
+
+    def __init__(self, vocab_size: int | None, input_size: int | None, embedding_size: int) -> None:
+        super().__init__()
+        if (vocab_size is None) == (input_size is None):
+            raise ValueError("give exactly one of vocab_size (token inputs) and input_size (feature inputs). "
+                             f"Received: vocab_size={vocab_size}, input_size={input_size}")
+        self.embedding = nn.Embedding(vocab_size, embedding_size) if vocab_size is not None else None
+        self.size = embedding_size if vocab_size is not None else input_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.embedding(x) if self.embedding is not None else x

@@ -1,0 +1,68 @@
+"""Many-to-one: one class per sequence, read at the last real step (or at every step, weighted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rnnkit.divergence import final_step_cross_entropy
+from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
+
+
+@dataclass
+class SequenceClassifierConfig:
+    """num_classes: K. Inputs as :class:`TaggerConfig`. everywhere / step_weights: apply the
+    target at every real step ("uniform" or "linear" weights), not only at the last."""
+
+    num_classes: int
+    vocab_size: int | None = None
+    input_size: int | None = None
+    embedding_size: int = 100
+    rnn: dict = field(default_factory=lambda: {"cell": "lstm", "hidden_size": 128})
+    dropout: float = 0.0
+    everywhere: bool = False
+    step_weights: str = "uniform"
+
+
+class SequenceClassifier(Model):
+    """y_t = softmax(V h_t + c); the class is y_L at the last real step L.
+
+    DIV = Xent(class, y_L), or sum_t w_t Xent(class, y_t) with ``everywhere``: the
+    intermediate outputs then learn too, instead of "pretending there is no useful
+    information" before the end.
+    """
+
+    Config = SequenceClassifierConfig
+
+    def __init__(self, config: SequenceClassifierConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.inputs = InputLayer(c.vocab_size, c.input_size, c.embedding_size)
+        self.rnn = build_recurrent(self.inputs.size, **c.rnn)
+        self.drop = nn.Dropout(c.dropout)
+        self.output = nn.Linear(self.rnn.output_size, c.num_classes)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        h, _ = self.rnn(self.drop(self.inputs(x)), lengths)
+        return self.output(self.drop(h))  # (B, T, K): a prediction at every step
+
+    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+        lengths = batch.get("lengths")
+        logits = self(batch["input"], lengths)
+        value = final_step_cross_entropy(logits, batch["target"], lengths, everywhere=self.config.everywhere,
+                                         step_weights=self.config.step_weights)
+        correct = float((self._last(logits, lengths).argmax(-1) == batch["target"]).sum())
+        return Loss(value, len(batch["target"]), None, {"correct": correct})
+
+    @staticmethod
+    def _last(logits: Tensor, lengths: Tensor | None) -> Tensor:
+        if lengths is None:
+            return logits[:, -1]
+        return logits[torch.arange(len(logits), device=logits.device), lengths.to(logits.device) - 1]
+
+    def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The class of each sequence, (B,)."""
+        return self._last(self(x, lengths), lengths).argmax(-1)

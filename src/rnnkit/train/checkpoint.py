@@ -1,0 +1,148 @@
+"""Checkpoints: everything that decides the next training step, written atomically.
+
+A checkpoint is a directory ``checkpoints/step-00001234/`` holding
+
+    config.json, model.safetensors   the model (so ``rnnkit.load`` works on it directly)
+    optimizer.pt                     the optimizer's state: tensors and numbers only,
+                                     read back with torch.load(weights_only=True)
+    tensors.safetensors              the RNG state and the recurrent state carried between
+                                     chunks (truncated BPTT)
+    trainer.json                     step, epoch, schedule, early stopping, data position
+
+It is written into ``step-...tmp`` and renamed when complete (after fsync), so a crash at
+any moment leaves either the previous checkpoints or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from rnnkit.models.base import Model, write_json_atomic
+
+PREFIX = "step-"
+
+
+def flatten_state(state: Any) -> tuple[dict[str, Tensor], Any]:
+    """Nested tuples/lists of tensors -> (named tensors, JSON structure)."""
+    tensors: dict[str, Tensor] = {}
+
+    def walk(s: Any) -> Any:
+        if s is None:
+            return None
+        if isinstance(s, Tensor):
+            name = f"state.{len(tensors)}"
+            tensors[name] = s.detach().cpu().contiguous()
+            return name
+        return [walk(x) for x in s]
+
+    return tensors, walk(state)
+
+
+def unflatten_state(tensors: dict[str, Tensor], structure: Any, device: torch.device | str) -> Any:
+    if structure is None:
+        return None
+    if isinstance(structure, str):
+        return tensors[structure].to(device)
+    return tuple(unflatten_state(tensors, s, device) for s in structure)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.optim.Optimizer,
+                    trainer_state: dict[str, Any], carried: Any) -> Path:
+    """Write checkpoint ``step`` under ``directory`` atomically; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{PREFIX}{step:08d}"
+    tmp = directory / f"{PREFIX}{step:08d}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save(tmp)
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    tensors, structure = flatten_state(carried)
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    save_file(tensors, str(tmp / "tensors.safetensors"))
+    write_json_atomic(tmp / "trainer.json", {**trainer_state, "carried_structure": structure})
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(directory)
+    return final
+
+
+def list_checkpoints(directory: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and not p.name.endswith(".tmp"))
+
+
+def prune_checkpoints(directory: Path, keep: int) -> None:
+    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old)
+
+
+def copy_as(checkpoint: Path, target: Path) -> None:
+    """Replace ``target`` by a copy of ``checkpoint`` (e.g. the best one), atomically enough:
+    the old copy is removed only after the new one is complete."""
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(checkpoint, tmp)
+    old = target.with_name(target.name + ".old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def load_checkpoint(path: Path, model: Model, optimizer: torch.optim.Optimizer,
+                    device: torch.device | str) -> tuple[dict[str, Any], Any]:
+    """Restore model, optimizer and RNG from checkpoint ``path``; returns (trainer state, carried state).
+
+    Every file is read without unpickling arbitrary objects; a damaged one gives a
+    ValueError naming it.
+    """
+    from safetensors.torch import load_model
+
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
+        tensors = load_file(str(path / "tensors.safetensors"))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ValueError(f"checkpoint {path} is damaged (safetensors): {e}") from None
+    if missing or unexpected:
+        raise ValueError(f"checkpoint {path} does not match the model: missing {sorted(missing)}, "
+                         f"unexpected {sorted(unexpected)}")
+    try:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
+        state = json.loads((path / "trainer.json").read_text())
+    except Exception as e:  # noqa: BLE001 - any failure here means the checkpoint cannot be trusted
+        raise ValueError(f"checkpoint {path} is damaged: {e}") from None
+    torch.set_rng_state(tensors["rng.cpu"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
+        if states:
+            torch.cuda.set_rng_state_all(states)
+    carried = unflatten_state(tensors, state.pop("carried_structure"), device)
+    return state, carried

@@ -1,0 +1,213 @@
+"""The training engine: exact resume after kill -9, data parallelism, checkpoints, schedules."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import rnnkit
+from rnnkit.data import SequenceBatches, StreamBatches
+from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.train import LRSchedule, TrainConfig, Trainer, teacher_forcing_ratio
+from rnnkit.train.checkpoint import list_checkpoints
+
+JOB = Path(__file__).with_name("train_job.py")
+
+
+def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(JOB), *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=300)
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(list_checkpoints(run_dir / "checkpoints")[-1] / "model.safetensors"))
+
+
+def test_killed_run_resumes_to_the_same_weights_bit_for_bit(tmp_path):
+    whole = _run(str(tmp_path / "whole"), "--steps", "20")
+    assert whole.returncode == 0, whole.stderr
+    killed = _run(str(tmp_path / "cut"), "--steps", "20", "--kill-at", "11")
+    assert killed.returncode == -9, "the job died by SIGKILL"
+    assert [p.name for p in list_checkpoints(tmp_path / "cut" / "checkpoints")][-1] == "step-00000009"
+    resumed = _run(str(tmp_path / "cut"), "--steps", "20", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _final_weights(tmp_path / "whole"), _final_weights(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "import torch, train_job\n"
+        "t = train_job.build(sys.argv[1], False, 6)\n"
+        "t.model.drop.p = 0.0  # dropout draws different masks in each process\n"
+        "t.fit()\n" % str(JOB.parent)
+    )
+    script = tmp_path / "job.py"
+    script.write_text(code)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(script), str(tmp_path / "two")],
+                         capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one")], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    import json
+
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+    assert json.loads((tmp_path / "one" / "config.json").read_text())["world_size"] == 1
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _tiny_run(tmp_path) -> Path:
+    vocab_size, ids = 5, torch.randint(0, 5, (400,))
+    model = LanguageModel(LanguageModelConfig(vocab_size=vocab_size, embedding_size=8,
+                                              rnn={"cell": "gru", "hidden_size": 8}))
+    Trainer(model, StreamBatches(ids, 4, 10), TrainConfig(max_steps=4, checkpoint_every=2), run_dir=tmp_path,
+            progress=False).fit()
+    return list_checkpoints(tmp_path / "checkpoints")[-1]
+
+
+def test_checkpoint_loads_as_a_model_and_bad_ones_are_refused(tmp_path):
+    path = _tiny_run(tmp_path)
+    model = rnnkit.load(path)
+    assert isinstance(model, LanguageModel)
+    weights = path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        rnnkit.load(path)
+    weights.write_bytes(pickle.dumps({"weight": torch.zeros(3)}))  # a pickle in disguise
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        rnnkit.load(path)
+    tampered = bytearray(data)
+    tampered[10:20] = b"\xff" * 10  # a damaged header
+    weights.write_bytes(bytes(tampered))
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        rnnkit.load(path)
+    (path / "config.json").write_text('{"format": "rnnkit-model", "class": "Nope", "config": {}}')
+    with pytest.raises(ValueError, match="unknown model class 'Nope'"):
+        rnnkit.load(path)
+    with pytest.raises(FileNotFoundError, match="not an rnnkit model directory"):
+        rnnkit.load(tmp_path)
+
+
+def test_keep_last_and_no_temporary_directories(tmp_path):
+    _tiny_run(tmp_path)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step-00000002", "step-00000004"]
+
+
+def test_nothing_calls_torch_load_without_weights_only():
+    src = Path(rnnkit.__file__).parent
+    for path in src.rglob("*.py"):
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if "torch.load(" in line:
+                assert "weights_only=True" in line, f"{path}:{lineno}: {line.strip()}"
+
+
+# ----------------------------------------------------------------------------- loop details
+
+def test_gradient_accumulation_equals_one_big_batch():
+    torch.manual_seed(0)
+    items = [torch.randint(0, 6, (7,)) for _ in range(8)]
+    collate = lambda xs: {"input": torch.stack(xs)[:, :-1], "target": torch.stack(xs)[:, 1:]}  # noqa: E731
+
+    def final(batch_size, accumulate):
+        torch.manual_seed(1)
+        model = LanguageModel(LanguageModelConfig(vocab_size=6, embedding_size=4, rnn={"cell": "rnn", "hidden_size": 5}))
+        Trainer(model, SequenceBatches(items, batch_size, collate, shuffle=False),
+                TrainConfig(optimizer="sgd", lr=0.5, max_steps=3, accumulate=accumulate), progress=False).fit()
+        return model.decoder.weight.detach().clone()
+
+    torch.testing.assert_close(final(8, 1), final(4, 2), atol=1e-6, rtol=1e-6)
+
+
+def test_clipping_logs_the_norm_before_clipping():
+    ids = torch.randint(0, 5, (300,))
+    model = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=4, rnn={"cell": "lstm", "hidden_size": 4}))
+    trainer = Trainer(model, StreamBatches(ids, 2, 10), TrainConfig(optimizer="sgd", lr=0.1, max_steps=3, clip_norm=1e-3,
+                                                                   log_every=1), progress=False)
+    trainer.fit()
+    assert all(h["grad_norm"] > 1e-3 for h in trainer.history if h["split"] == "train")
+
+
+def test_stream_batches_layout_and_resume():
+    tokens = torch.arange(25)
+    b = StreamBatches(tokens, 4, 2)
+    first = next(iter(b))
+    assert first["input"].tolist() == [[0, 1], [6, 7], [12, 13], [18, 19]]
+    assert first["target"].tolist() == [[1, 2], [7, 8], [13, 14], [19, 20]]
+    assert first["new_stream"]
+    state = b.state_dict()
+    rest = [x["input"].tolist() for x in b]
+    b.load_state_dict(state)
+    assert [x["input"].tolist() for x in b] == rest
+    r = StreamBatches(torch.arange(2000), 2, 30, random_length=True, seed=1)
+    lengths = [x["input"].shape[1] for x in r]
+    assert len(set(lengths)) > 3 and min(lengths) >= 5
+    assert lengths == [x["input"].shape[1] for x in StreamBatches(torch.arange(2000), 2, 30, random_length=True, seed=1)]
+
+
+def test_sequence_batches_shuffle_per_epoch_and_resume():
+    b = SequenceBatches(list(range(10)), 3, lambda xs: {"input": torch.tensor(xs)}, seed=4)
+    e0 = [x["input"].tolist() for x in b]
+    e1 = [x["input"].tolist() for x in b]
+    assert e0 != e1 and sorted(sum(e0, [])) == list(range(10)) and len(e0) == 4
+    b.load_state_dict({"epoch": 1, "position": 2})
+    assert [x["input"].tolist() for x in b] == e1[2:]
+
+
+def test_lr_schedules():
+    step = LRSchedule("step", 1.0, decay_start=4, decay_factor=0.5)
+    assert [step.lr(0, e) for e in range(7)] == [1, 1, 1, 1, 1, 0.5, 0.25]
+    cos = LRSchedule("cosine", 1.0, warmup_steps=10, total_steps=110)
+    assert cos.lr(0, 0) == pytest.approx(0.1) and cos.lr(9, 0) == pytest.approx(1.0)
+    assert cos.lr(60, 0) == pytest.approx(0.5) and cos.lr(110, 0) == pytest.approx(0.0)
+    plateau = LRSchedule("plateau", 1.0, patience=1, plateau_factor=0.1)
+    for metric in (5.0, 4.0, 4.5, 4.4):
+        plateau.evaluated(metric)
+    assert plateau.lr(0, 0) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        LRSchedule("linear")
+
+
+def test_teacher_forcing_curricula():
+    assert teacher_forcing_ratio(None, 10) == 1.0
+    assert teacher_forcing_ratio({"schedule": "linear", "start": 1.0, "end": 0.2, "steps": 100}, 50) == pytest.approx(0.6)
+    assert teacher_forcing_ratio({"schedule": "exponential", "k": 0.99}, 100) == pytest.approx(0.99**100)
+    assert teacher_forcing_ratio({"schedule": "inverse_sigmoid", "k": 10}, 0) == pytest.approx(10 / 11)
+    ratios = [teacher_forcing_ratio({"schedule": "inverse_sigmoid", "k": 10}, s) for s in range(0, 200, 20)]
+    assert ratios == sorted(ratios, reverse=True) and ratios[-1] < 0.01
+
+
+def test_early_stopping_and_best(tmp_path):
+    ids = torch.randint(0, 4, (400,))  # noise: the dev loss stops improving quickly
+    model = LanguageModel(LanguageModelConfig(vocab_size=4, embedding_size=8, rnn={"cell": "lstm", "hidden_size": 32}))
+    result = Trainer(model, StreamBatches(ids[:300], 4, 10), TrainConfig(lr=0.05, epochs=50, early_stopping=2),
+                     valid=StreamBatches(ids[300:], 2, 10), run_dir=tmp_path, progress=False).fit()
+    assert result["stopped_early"] and result["epoch"] < 50
+    assert (tmp_path / "best" / "model.safetensors").exists()
+    valid = [h["loss"] for h in result["history"] if h["split"] == "valid"]
+    assert result["best_valid_loss"] == pytest.approx(min(valid))
+
+
+def test_trainer_refuses_unbounded_runs():
+    model = LanguageModel(LanguageModelConfig(vocab_size=4))
+    with pytest.raises(ValueError, match="give at least one bound"):
+        Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig())
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig(optimizer="lbfgs", epochs=1))
