@@ -26,3 +26,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/recurrent.py
 	$(PY) benchmarks/ctc.py
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/train_lm.py

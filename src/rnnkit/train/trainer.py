@@ -211,12 +211,14 @@ class Trainer:
         """Average across processes, clip, step; returns the gradient norm before clipping."""
         distributed.average_gradients(self.params, self.world)
         c = self.config
-        grads = [p.grad for p in self.params if p.grad is not None]
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
-        if c.clip_value is not None:
-            torch.nn.utils.clip_grad_value_(self.params, c.clip_value)
-        if c.clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, c.clip_norm)
+        if c.clip_norm is not None and c.clip_value is None:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.clip_norm))  # returns the norm before clipping
+        else:
+            norm = float(torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None]))
+            if c.clip_value is not None:
+                torch.nn.utils.clip_grad_value_(self.params, c.clip_value)
+            if c.clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(self.params, c.clip_norm)
         lr = self.schedule.lr(self.step, self.train.epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
