@@ -406,3 +406,24 @@ def test_dropping_dead_prefixes_changes_nothing(monkeypatch, tmp_path, with_scor
         assert [(h.ids, h.frames) for h in a] == [(h.ids, h.frames) for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-9)
         assert [h.lm_score for h in a] == pytest.approx([h.lm_score for h in b], abs=1e-9)
+
+
+def test_rnn_lm_scorer_with_an_rnnkit_language_model():
+    """Incremental scoring (one batched step per new prefix) equals one pass over the prefix."""
+    from rnnkit.models import LanguageModel, LanguageModelConfig
+
+    torch.manual_seed(0)
+    lm = LanguageModel(LanguageModelConfig(vocab_size=6, embedding_size=8,
+                                           rnn={"cell": "lstm", "hidden_size": 12, "num_layers": 2})).eval()
+    scorer = RNNLMScorer(lm, token_map=[-1, 1, 2, 3, 4, 5], bos=0)  # CTC blank 0 is unknown to the LM
+    prefix = [3, 1, 4, 1, 5]
+    state, incremental = scorer.initial_state(), []
+    for tok in prefix:
+        delta, state = scorer.score(state, tok)
+        incremental.append(delta)
+    with torch.no_grad():
+        full = lm(torch.tensor([[0] + prefix[:-1]]))[0].log_softmax(-1)[0]
+    expected = full[torch.arange(len(prefix)), torch.tensor(prefix)]
+    assert incremental == pytest.approx(expected.tolist(), abs=1e-5)
+    lp = torch.randn(2, 12, 6, generator=torch.Generator().manual_seed(1)).log_softmax(-1)
+    assert len(ctc_beam_search(lp, beam_width=4, lm=scorer, lm_weight=0.3)) == 2
