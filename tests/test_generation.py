@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.decode import (StopAtLength, StopOnHalt, StopOnToken, beam_search, filter_log_probs,
+from rnnkit.decode import (StopAtLength, StopOnHalt, beam_search, filter_log_probs,
                            generate)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import json
 import os
 import pickle
 import subprocess
@@ -43,6 +43,10 @@ def test_killed_run_resumes_to_the_same_weights_bit_for_bit(tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # the records the killed run wrote after its last checkpoint are not duplicated by the resumed run
+    steps = [(r["split"], r["step"]) for r in map(json.loads, (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines())]
+    whole_steps = [(r["split"], r["step"]) for r in map(json.loads, (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines())]
+    assert steps == whole_steps
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
@@ -64,8 +68,6 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     a, b = _final_weights(tmp_path / "one"), _final_weights(tmp_path / "two")
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
-    import json
-
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     assert json.loads((tmp_path / "one" / "config.json").read_text())["world_size"] == 1
 

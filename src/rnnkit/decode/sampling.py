@@ -48,7 +48,8 @@ def filter_log_probs(log_probs: Tensor, temperature: float = 1.0, top_k: int | N
 @torch.no_grad()
 def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: bool = False,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             stop: StopPolicy | int | None = None, generator: torch.Generator | None = None) -> list[Hypothesis]:
+             stop: StopPolicy | int | None = None, generator: torch.Generator | None = None,
+             on_token: Callable[[Tensor, Tensor], None] | None = None) -> list[Hypothesis]:
     """Generate up to ``max_length`` tokens per row from ``start`` (B,) and ``state``.
 
     Args:
@@ -59,6 +60,8 @@ def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: 
         temperature, top_k, top_p: see :func:`filter_log_probs`.
         stop: a :class:`StopPolicy`, or an end-of-sequence token id.
         generator: a torch.Generator for reproducible sampling (CPU).
+        on_token: called after every step with (tokens (B,), keep (B,) bool: the token joins
+            that row's output), to stream the output as it is produced.
 
     Returns:
         One :class:`Hypothesis` per row: ``ids``, ``score`` = acoustic_score = the model's
@@ -87,6 +90,8 @@ def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: 
         ends = policy.finished(tokens, state, i) if policy is not None else torch.zeros_like(done)
         keep.append(~done & (~ends | (policy is not None and policy.emit_stop_token)))
         out.append(tokens)
+        if on_token is not None:
+            on_token(tokens, keep[-1])
         done = done | ends
         if bool(done.all()):
             break

@@ -121,8 +121,13 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=2))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text``: a crash leaves either the old or the new file, never a torn one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.write_text(text)
     _fsync_replace(tmp, path)
 
 

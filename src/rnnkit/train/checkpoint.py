@@ -64,8 +64,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.optim.Optimizer,
-                    trainer_state: dict[str, Any], carried: Any) -> Path:
-    """Write checkpoint ``step`` under ``directory`` atomically; returns its path."""
+                    trainer_state: dict[str, Any], carried: Any, artifacts: dict[str, Any] | None = None) -> Path:
+    """Write checkpoint ``step`` under ``directory`` atomically; returns its path. ``artifacts``
+    are JSON files that travel with the model (a vocabulary, the task's arguments)."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{PREFIX}{step:08d}"
     tmp = directory / f"{PREFIX}{step:08d}.tmp"
@@ -80,6 +81,8 @@ def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.o
             tensors[f"rng.cuda.{i}"] = s
     save_file(tensors, str(tmp / "tensors.safetensors"))
     write_json_atomic(tmp / "trainer.json", {**trainer_state, "carried_structure": structure})
+    for name, obj in (artifacts or {}).items():
+        write_json_atomic(tmp / name, obj)
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())

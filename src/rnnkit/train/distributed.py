@@ -28,6 +28,11 @@ def init() -> tuple[int, int]:
     return 0, 1
 
 
+def is_main_process() -> bool:
+    """True on rank 0 (and when not launched by torchrun): the process that writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def broadcast_parameters(model: torch.nn.Module) -> None:
     """Every process starts from rank 0's weights."""
     if dist.is_initialized():

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from rnnkit.models.base import Model, write_json_atomic
+from rnnkit.models.base import Model, write_json_atomic, write_text_atomic
 from rnnkit.recurrent import detach
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed
@@ -82,11 +82,14 @@ class Trainer:
         device: "cpu", "cuda", or a torch.device.
         evaluate: optional extra evaluation, model -> dict of numbers, after each dev pass.
         progress: show a tqdm bar (only on a terminal, only on rank 0).
+        artifacts: JSON files written into every checkpoint next to the model (a vocabulary,
+            the task's arguments), so that a checkpoint alone can be used.
     """
 
     def __init__(self, model: Model, train: Any, config: TrainConfig | None = None, valid: Any = None,
                  run_dir: str | Path | None = None, resume: bool = False, device: str | torch.device = "cpu",
-                 evaluate: Callable[[Model], dict[str, float]] | None = None, progress: bool = True) -> None:
+                 evaluate: Callable[[Model], dict[str, float]] | None = None, progress: bool = True,
+                 artifacts: dict[str, Any] | None = None) -> None:
         self.config = c = config or TrainConfig()
         if c.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: {c.optimizer!r}")
@@ -102,6 +105,8 @@ class Trainer:
         self.train, self.valid = train, valid
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.resume, self.extra_evaluate, self.progress = resume, evaluate, progress
+        self.artifacts = artifacts or {}
+        self.last_eval_step = -1
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.params = params
         if c.optimizer == "sgd":
@@ -134,7 +139,7 @@ class Trainer:
                  "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early}
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", self.step, self.model, self.optimizer, state,
-                                    self.carried)
+                                    self.carried, self.artifacts)
         ckpt.prune_checkpoints(self.run_dir / "checkpoints", self.config.keep_last)
         return path
 
@@ -148,6 +153,16 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.best = math.inf if state["best"] is None else state["best"]
         self.bad_evals, self.stopped_early = state["bad_evals"], state["stopped_early"]
+        if self.writer:
+            self._forget_metrics_after(self.step)
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the records a killed run wrote after its last checkpoint: the resumed run writes them again."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         batch = distributed.shard(batch, self.rank, self.world)
@@ -183,6 +198,7 @@ class Trainer:
     def _evaluate_and_track(self) -> None:
         if self.valid is None:
             return
+        self.last_eval_step = self.step
         metrics = self.evaluate(self.valid)
         if self.extra_evaluate is not None:
             metrics.update(self.extra_evaluate(self.model))
@@ -295,7 +311,10 @@ class Trainer:
         bar.close()
         if micro:
             norm = self._optimizer_step()
-        if steps_since_checkpoint:
+            steps_since_checkpoint += 1
+        if self.valid is not None and self.last_eval_step != self.step:  # a bound stopped us mid-epoch
+            self._evaluate_and_track()
+        elif steps_since_checkpoint:
             self._checkpoint()
         return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
                 "stopped_early": self.stopped_early, "history": self.history}
