@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# the main job: a character LSTM on Python's own standard library, a few minutes, then samples
 run: $(STAMP)
-	$(PY) benchmarks/recurrent.py --quick
+	$(VENV)/bin/rnnkit train charlm --minutes 3
 
 test: $(STAMP)
 	$(PY) -m pytest -q

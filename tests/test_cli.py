@@ -1,25 +1,197 @@
-"""The console script."""
+"""The console script: every verb on tiny data, in seconds; one-line errors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import rnnkit
 from rnnkit.cli import main
+from rnnkit.data import registry
+
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+        "must be in want of a wife.\n") * 30
+SMALL = ["--hidden", "16", "--layers", "1", "--embedding", "8", "--batch-size", "4", "--bptt", "20",
+         "--eval-every", "5", "--no-progress"]
 
 
 def test_version_and_help():
     out = subprocess.run([sys.executable, "-m", "rnnkit.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == f"rnnkit {rnnkit.__version__}"
-    out = subprocess.run([sys.executable, "-m", "rnnkit.cli", "info", "--help"], capture_output=True, text=True)
-    assert out.returncode == 0 and "usage: rnnkit info" in out.stdout
+    for verb in (["info"], ["train", "charlm"], ["train", "wordlm"], ["generate"], ["data"], ["analyze", "gradients"]):
+        out = subprocess.run([sys.executable, "-m", "rnnkit.cli", *verb, "--help"], capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: rnnkit" in out.stdout and "(default:" in out.stdout or verb == ["info"]
 
 
 def test_info_reports_the_path_each_layer_takes(capsys):
     assert main(["info"]) == 0
-    text = capsys.readouterr().out
-    assert f"rnnkit {rnnkit.__version__}" in text
-    lines = {line.split()[0] + " " + line.split()[1]: line.split()[-1] for line in text.splitlines()[2:]}
-    assert lines["LSTM layer_norm"] == "fused"
-    assert text.splitlines()[2].split()[-1] == "native"  # plain LSTM on the CPU
+    lines = capsys.readouterr().out.splitlines()
+    table = {line[:20].strip(): line.split()[-1] for line in lines[2:]}
+    assert table["LSTM"] == "native" and table["LSTM layer_norm"] == "fused" and table["LSTM skip_delay=2"] == "loop"
+
+
+@pytest.fixture(scope="module")
+def charlm_run(tmp_path_factory):
+    """One tiny charlm run shared by the tests that need a checkpoint."""
+    tmp = tmp_path_factory.mktemp("charlm")
+    text = tmp / "austen.txt"
+    text.write_text(TEXT)
+    assert main(["train", "charlm", "--text", str(text), "--minutes", "0.03", "--runs", str(tmp / "runs"),
+                 "--samples", "1", "--sample-length", "20", *SMALL]) == 0
+    (run,) = (tmp / "runs").iterdir()
+    return run
+
+
+def test_train_writes_a_complete_run_directory(charlm_run):
+    assert (charlm_run / "config.json").is_file() and (charlm_run / "metrics.jsonl").is_file()
+    assert (charlm_run / "plots" / "learning_curves.png").is_file()
+    assert (charlm_run / "best" / "vocab.json").is_file() and (charlm_run / "best" / "task.json").is_file()
+    assert any((charlm_run / "checkpoints").iterdir())
+    assert isinstance(rnnkit.load(charlm_run / "best"), rnnkit.models.LanguageModel)
+
+
+def test_make_run_main_job_in_fast_mode(tmp_path, capsys):
+    """`make run` trains charlm on the standard library's sources; here for a few seconds."""
+    assert main(["train", "charlm", "--minutes", "0.03", "--max-chars", "20000", "--runs", str(tmp_path),
+                 "--samples", "1", "--sample-length", "30", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert "--- sample 1" in out and "def " in out and "Generate more with:" in out
+
+
+def test_generate_streams_and_reproduces_with_a_seed(charlm_run, capsys):
+    args = ["generate", str(charlm_run), "--prompt", "It is", "--length", "40", "--temperature", "0.9", "--seed", "3"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert main(args) == 0
+    assert capsys.readouterr().out == first and first.startswith("It is") and len(first) > 40
+    assert main(args[:-1] + ["4"]) == 0
+    assert capsys.readouterr().out != first
+
+
+def test_evaluate_and_plot(charlm_run, capsys):
+    assert main(["evaluate", str(charlm_run)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["split"] == "valid" and result["loss"] > 0
+    assert main(["evaluate", str(charlm_run), "--split", "test"]) == 2
+    assert "charlm has only a validation split" in capsys.readouterr().err
+    assert main(["plot", str(charlm_run)]) == 0
+    assert capsys.readouterr().out.strip().endswith("learning_curves.png")
+
+
+def test_resume_continues_a_run(charlm_run, tmp_path):
+    before = len((charlm_run / "metrics.jsonl").read_text().splitlines())
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT)
+    assert main(["train", "charlm", "--text", str(text), "--resume", str(charlm_run), "--minutes", "0.02",
+                 "--samples", "0", *SMALL]) == 0
+    assert len((charlm_run / "metrics.jsonl").read_text().splitlines()) > before
+
+
+def test_wordlm_and_its_test_split(tmp_path, capsys):
+    ptb = tmp_path / "data" / "ptb"
+    ptb.mkdir(parents=True)
+    for split, n in (("train", 300), ("valid", 30), ("test", 30)):
+        (ptb / f"ptb.{split}.txt").write_text(" the cat sat on the mat <unk>\n" * n)
+    assert main(["train", "wordlm", "--config", "small", "--minutes", "0.02", "--data-dir", str(tmp_path / "data"),
+                 "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    results = json.loads((run / "results.json").read_text())
+    assert results["published_test_ppl"] == 114.5 and results["test_ppl"] > 1
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test"]) == 0
+    assert json.loads(capsys.readouterr().out)["ppl"] > 1
+
+
+def test_addition_task(tmp_path):
+    assert main(["train", "addition", "--bits", "3", "--epochs", "2", "--train-size", "128", "--test-size", "20", "--mlp-steps", "20",
+                 "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    rows = json.loads((run / "results.json").read_text())["results"]
+    assert [r["bits"] for r in rows] == [3, 4, 6, 12]
+    assert all(0 <= r["rnn_exact"] <= 1 and 0 <= r["mlp_exact"] <= 1 for r in rows)
+
+
+def test_analyze_gradients(tmp_path):
+    assert main(["analyze", "gradients", "--length", "6", "--steps", "3", "--hidden", "4", "--runs", str(tmp_path)]) == 0
+    (run,) = tmp_path.iterdir()
+    assert (run / "plots" / "gradients.png").is_file()
+    norms = json.loads((run / "results.json").read_text())["norms"]
+    assert set(norms) == {"Elman sigmoid", "Elman tanh", "Elman relu", "GRU", "LSTM"}
+    assert all(len(v["at initialisation"]) == 6 for v in norms.values())
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _mirror(tmp_path: Path) -> Path:
+    """A local copy of tinyshakespeare to fetch from (no network)."""
+    src = registry.require("tinyshakespeare")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "input.txt").write_bytes((src / "input.txt").read_bytes())
+    return mirror
+
+
+def test_data_fetch_resumes_and_verifies_from_a_file_url(tmp_path, capsys):
+    mirror = _mirror(tmp_path)
+    root = tmp_path / "root"
+    target = root / "tinyshakespeare"
+    target.mkdir(parents=True)
+    data = (mirror / "input.txt").read_bytes()
+    (target / "input.txt.part").write_bytes(data[:1000])  # an interrupted earlier download
+    assert main(["data", "fetch", "tinyshakespeare", "--data-dir", str(root), "--base-url", mirror.as_uri()]) == 0
+    assert (target / "input.txt").read_bytes() == data and not (target / "input.txt.part").exists()
+    assert main(["data", "verify", "tinyshakespeare", "--data-dir", str(root)]) == 0
+    assert "input.txt            ok" in capsys.readouterr().out
+
+
+def test_data_verify_detects_a_tampered_file(tmp_path, capsys):
+    mirror = _mirror(tmp_path)
+    root = tmp_path / "root"
+    registry.fetch("tinyshakespeare", root, mirror.as_uri())
+    path = root / "tinyshakespeare" / "input.txt"
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    assert main(["data", "verify", "tinyshakespeare", "--data-dir", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert "checksum mismatch" in captured.out and "rnnkit data fetch tinyshakespeare" in captured.err
+
+
+def test_fetch_refuses_a_corrupt_download(tmp_path):
+    mirror = tmp_path / "bad"
+    mirror.mkdir()
+    (mirror / "input.txt").write_text("not shakespeare")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        registry.fetch("tinyshakespeare", tmp_path / "root", mirror.as_uri())
+    assert not (tmp_path / "root" / "tinyshakespeare" / "input.txt").exists()
+
+
+def test_missing_dataset_names_the_fetch_command(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "data_roots", lambda data_dir=None: [tmp_path])
+    monkeypatch.setattr(registry, "find_dataset", lambda name, data_dir=None: (_ for _ in ()).throw(FileNotFoundError()))
+    with pytest.raises(FileNotFoundError, match="Get it with: rnnkit data fetch ptb"):
+        registry.require("ptb")
+
+
+def test_data_list(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "tinyshakespeare" in out and "ptb" in out and "data roots, in order" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "charlm", "--text", "/nonexistent.txt", "--minutes", "0.01"], "--text /nonexistent.txt: no such file"),
+    (["generate", "/nonexistent"], "no checkpoint here"),
+    (["data", "verify"], "needs a dataset NAME"),
+    (["data", "fetch", "imagenet"], "unknown dataset 'imagenet'"),
+    (["train", "charlm", "--resume", "/nonexistent", "--minutes", "0.01"], "not a run directory"),
+])
+def test_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -1,19 +1,34 @@
-"""The ``rnnkit`` command line."""
+"""The ``rnnkit`` command line.
+
+    rnnkit train charlm|wordlm|addition [options]     a run directory runs/<task>-<time>/
+    rnnkit generate CHECKPOINT --prompt ...           stream a sample
+    rnnkit evaluate CHECKPOINT [--split test]
+    rnnkit plot RUN_DIR                               plots/learning_curves.png
+    rnnkit data list | verify NAME | fetch NAME
+    rnnkit analyze gradients                          the vanishing-gradient picture
+    rnnkit info                                       versions, and which kernel each layer uses
+
+Errors a user can fix are one line on stderr and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import rnnkit
+from rnnkit.tasks import TASKS
+
+Formatter = argparse.ArgumentDefaultsHelpFormatter
 
 
 def _info(args: argparse.Namespace) -> int:
-    """Print versions and which path each plain configuration takes on each device."""
     import torch
 
-    print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} CPU threads, CUDA {'available' if torch.cuda.is_available() else 'not available'}")
+    print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          f"CUDA {'available' if torch.cuda.is_available() else 'not available'}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     configs = {
         "LSTM": rnnkit.LSTM(1, 1),
@@ -30,14 +45,171 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from rnnkit.plots import learning_curves
+    from rnnkit.train.distributed import is_main_process
+
+    task = TASKS[args.task]
+    path = task.train(args)
+    if not is_main_process():  # under torchrun only rank 0 reports
+        return 0
+    if (path / "metrics.jsonl").is_file():
+        print(f"learning curves: {learning_curves(path)}", file=sys.stderr)
+    if args.task == "charlm" and args.samples:
+        _print_samples(path, args)
+    print(f"run directory: {path}", file=sys.stderr)
+    return 0
+
+
+def _print_samples(path: Path, args: argparse.Namespace) -> None:
+    from rnnkit.tasks.charlm import sample_prompt
+
+    prompt = sample_prompt(args)
+    for i in range(args.samples):
+        print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---")
+        _stream(path, prompt, args.sample_length, temperature=args.temperature, top_k=None, top_p=None, seed=i)
+    print(f"\n\nGenerate more with:\n  rnnkit generate {path} --prompt {prompt.strip()!r} --length 500 "
+          f"--temperature {args.temperature}\n")
+
+
+def _stream(checkpoint: Path, prompt: str, length: int, temperature: float, top_k: int | None,
+            top_p: float | None, seed: int, greedy: bool = False) -> None:
+    """Print the prompt, then each generated token as soon as it exists."""
+    import torch
+
+    from rnnkit.data import Vocabulary
+    from rnnkit.tasks.common import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(checkpoint)
+    if not (ckpt / "vocab.json").is_file():
+        raise FileNotFoundError(f"{ckpt}: no vocab.json; generate needs a language-model checkpoint from rnnkit train")
+    vocab = Vocabulary.load(ckpt / "vocab.json")
+    model = rnnkit.load(ckpt).eval()
+    if not hasattr(model, "generate"):
+        raise ValueError(f"{ckpt} holds a {type(model).__name__}, which does not generate text")
+    units = vocab.split(prompt) or [vocab.eos or vocab.tokens[-1]]
+    ids = vocab.encode(units)[None]
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+
+    def emit(tokens: torch.Tensor, keep: torch.Tensor) -> None:
+        if bool(keep[0]):
+            sys.stdout.write(vocab.join([int(tokens[0])]))
+            sys.stdout.flush()
+
+    model.generate(ids, length, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                   generator=torch.Generator().manual_seed(seed), on_token=emit)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    _stream(Path(args.checkpoint), args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed,
+            args.greedy)
+    print()
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.common import read_task, resolve_checkpoint
+
+    ckpt = resolve_checkpoint(Path(args.checkpoint))
+    task = read_task(ckpt)
+    module = TASKS.get(task["task"])
+    if module is None or not hasattr(module, "evaluate"):
+        raise ValueError(f"{ckpt}: the {task['task']!r} task has no evaluate")
+    print(json.dumps(module.evaluate(ckpt, args.split, task["args"])))
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from rnnkit.plots import learning_curves
+
+    print(learning_curves(Path(args.run_dir)))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from rnnkit.data import registry
+    from rnnkit.data.paths import data_roots, find_dataset
+
+    if args.action == "list":
+        for name, ds in registry.DATASETS.items():
+            try:
+                where = str(find_dataset(name, args.data_dir))
+            except FileNotFoundError:
+                where = f"not present (rnnkit data fetch {name})"
+            print(f"{name:<16} {ds.description}\n{'':<16} {where}")
+        print(f"data roots, in order: {', '.join(str(r) for r in data_roots(args.data_dir))}")
+        return 0
+    if args.name is None:
+        raise ValueError(f"rnnkit data {args.action} needs a dataset NAME ({', '.join(registry.DATASETS)})")
+    if args.action == "verify":
+        status = registry.verify(args.name, args.data_dir)
+        for f, s in status.items():
+            print(f"{f:<20} {s}")
+        if any(s != "ok" for s in status.values()):
+            raise ValueError(f"dataset {args.name!r} is incomplete or altered; re-fetch it with: rnnkit data fetch {args.name}")
+        return 0
+    print(registry.fetch(args.name, args.data_dir, args.base_url))
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from rnnkit.tasks import gradients
+
+    print(f"run directory: {gradients.train(args)}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rnnkit", description="Recurrent neural networks on sequences.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on sequences.",
+                                     formatter_class=Formatter)
     parser.add_argument("--version", action="version", version=f"rnnkit {rnnkit.__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+
+    train = verbs.add_parser("train", help="train a task; writes runs/<task>-<time>/", formatter_class=Formatter)
+    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    for name, module in TASKS.items():
+        p = tasks.add_parser(name, help=module.HELP, description=module.__doc__, formatter_class=Formatter)
+        module.add_arguments(p)
+        p.set_defaults(func=_train)
+
+    gen = verbs.add_parser("generate", help="stream a sample from a language-model checkpoint", formatter_class=Formatter)
+    gen.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its best checkpoint)")
+    gen.add_argument("--prompt", default="", help="text to continue")
+    gen.add_argument("--length", type=int, default=300, help="tokens to generate")
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--greedy", action="store_true", help="always take the most probable token")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.set_defaults(func=_generate)
+
+    ev = verbs.add_parser("evaluate", help="a checkpoint's loss on a split of its task's data", formatter_class=Formatter)
+    ev.add_argument("checkpoint")
+    ev.add_argument("--split", default="valid", help="valid or test")
+    ev.set_defaults(func=_evaluate)
+
+    plot = verbs.add_parser("plot", help="learning curves of a run", formatter_class=Formatter)
+    plot.add_argument("run_dir")
+    plot.set_defaults(func=_plot)
+
+    data = verbs.add_parser("data", help="list, verify or fetch datasets", formatter_class=Formatter)
+    data.add_argument("action", choices=("list", "verify", "fetch"))
+    data.add_argument("name", nargs="?", default=None)
+    data.add_argument("--data-dir", default=None, help="data root (else $RNNKIT_DATA, ../shared/data, ~/.cache/rnnkit)")
+    data.add_argument("--base-url", default=None, help="fetch from this mirror (a folder URL, file:// works)")
+    data.set_defaults(func=_data)
+
+    analyze = verbs.add_parser("analyze", help="analyses: gradients", formatter_class=Formatter)
+    what = analyze.add_subparsers(dest="what", metavar="WHAT", required=True)
+    from rnnkit.tasks import gradients
+
+    g = what.add_parser("gradients", help=gradients.HELP, description=gradients.__doc__, formatter_class=Formatter)
+    gradients.add_arguments(g)
+    g.set_defaults(func=_analyze)
+
     info = verbs.add_parser("info", help="versions, devices and which kernel each layer type uses",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=Formatter)
     info.set_defaults(func=_info)
     return parser
 
@@ -48,7 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, PermissionError, ImportError) as e:
+        print(f"rnnkit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""wordlm: the PTB word-level language models of Zaremba, Sutskever & Vinyals (2014).
+
+Their loss is summed over the BPTT steps (and averaged over the batch); rnnkit averages over
+every token, so their learning rate and clipping threshold are multiplied and divided by
+the number of steps: small's lr 1 and clip 5 over 20 steps are lr 20 and clip 0.25 here.
+The initial state is zero at each epoch's start and carried across chunks; test
+perplexity is measured with the best (dev) checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import rnnkit
+from rnnkit.data import StreamBatches
+from rnnkit.data.text import ptb
+from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.tasks.common import add_common_arguments, device, run_dir, stream_nll, task_artifact
+from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train.distributed import is_main_process
+
+NAME = "wordlm"
+HELP = "PTB word-level LSTM language model (Zaremba et al. 2014 configurations)"
+
+# Zaremba et al. 2014, Table 1; published test perplexities: small 114.5, medium 82.7, large 78.4
+CONFIGS = {
+    "small": dict(hidden=200, bptt=20, dropout=0.0, init=0.1, lr=1.0, clip=5.0, epochs=13, decay_start=4, decay=0.5),
+    "medium": dict(hidden=650, bptt=35, dropout=0.5, init=0.05, lr=1.0, clip=5.0, epochs=39, decay_start=6, decay=1 / 1.2),
+    "large": dict(hidden=1500, bptt=35, dropout=0.65, init=0.04, lr=1.0, clip=10.0, epochs=55, decay_start=14,
+                  decay=1 / 1.15),
+}
+PUBLISHED_TEST_PPL = {"small": 114.5, "medium": 82.7, "large": 78.4}
+BATCH = 20
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="small", choices=sorted(CONFIGS), help="Zaremba et al.'s configuration")
+    add_common_arguments(p)
+
+
+def train(args: argparse.Namespace) -> Path:
+    cfg = CONFIGS[args.config]
+    torch.manual_seed(args.seed)
+    vocab, splits = ptb(args.data_dir)
+    H = cfg["hidden"]
+    model = LanguageModel(LanguageModelConfig(vocab_size=len(vocab), embedding_size=H, dropout=cfg["dropout"],
+                                              rnn={"cell": "lstm", "hidden_size": H, "num_layers": 2},
+                                              init_range=cfg["init"]))
+    path = run_dir(NAME, args)
+    T = cfg["bptt"]
+    print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}",
+          file=sys.stderr)
+    started = time.time()
+    trainer = Trainer(
+        model, StreamBatches(splits["train"], BATCH, T),
+        TrainConfig(optimizer="sgd", lr=cfg["lr"] * T, clip_norm=cfg["clip"] / T, schedule="step",
+                    decay_start=cfg["decay_start"], decay_factor=cfg["decay"],
+                    epochs=args.epochs or cfg["epochs"], minutes=args.minutes, log_every=100, seed=args.seed),
+        valid=StreamBatches(splits["valid"], BATCH, T), run_dir=path, resume=bool(args.resume),
+        device=device(args.device), progress=not args.no_progress,
+        artifacts={"vocab.json": vocab.to_json(), "task.json": task_artifact(NAME, args)})
+    result = trainer.fit()
+    if not is_main_process():
+        return path
+    best = rnnkit.load(path / "best", map_location=trainer.device) if (path / "best").is_dir() else model
+    test = math.exp(stream_nll(best, splits["test"], trainer.device))
+    summary = {"config": args.config, "best_valid_ppl": math.exp(result["best_valid_loss"]), "test_ppl": test,
+               "published_test_ppl": PUBLISHED_TEST_PPL[args.config], "epochs": result["epoch"],
+               "wall_minutes": (time.time() - started) / 60}
+    (path / "results.json").write_text(json.dumps(summary, indent=2))
+    print(f"wordlm {args.config}: dev perplexity {summary['best_valid_ppl']:.1f}, test perplexity {test:.1f} "
+          f"(published {PUBLISHED_TEST_PPL[args.config]}), {summary['wall_minutes']:.0f} min", file=sys.stderr)
+    return path
+
+
+def evaluate(checkpoint: Path, split: str, args: dict) -> dict[str, float]:
+    _, splits = ptb(args.get("data_dir"))
+    if split not in splits:
+        raise ValueError(f"--split must be one of {sorted(splits)} for wordlm. Received: {split!r}")
+    nll = stream_nll(rnnkit.load(checkpoint), splits[split])
+    return {"split": split, "loss": nll, "ppl": math.exp(nll)}
