@@ -122,6 +122,8 @@ def test_analyze_gradients(tmp_path):
     norms = json.loads((run / "results.json").read_text())["norms"]
     assert set(norms) == {"Elman sigmoid", "Elman tanh", "Elman relu", "GRU", "LSTM"}
     assert all(len(v["at initialisation"]) == 6 for v in norms.values())
+    sigmoid = norms["Elman sigmoid"]["at initialisation"]  # index = distance from the loss: sigmoid' <= 1/4
+    assert all(far < near for near, far in zip(sigmoid, sigmoid[1:]))
 
 
 # ----------------------------------------------------------------------------- data

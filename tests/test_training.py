@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,20 @@ def test_checkpoint_loads_as_a_model_and_bad_ones_are_refused(tmp_path):
         rnnkit.load(tmp_path)
 
 
+def test_training_time_adds_up_over_resumed_sessions(tmp_path):
+    last = _tiny_run(tmp_path)
+    state = json.loads((last / "trainer.json").read_text())
+    assert 0 < state["seconds"] < 60
+    state["seconds"] = 1000.0  # as if the first session had taken 1000 s
+    (last / "trainer.json").write_text(json.dumps(state))
+    model = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=8, rnn={"cell": "gru", "hidden_size": 8}))
+    started = time.time()
+    result = Trainer(model, StreamBatches(torch.randint(0, 5, (400,)), 4, 10), TrainConfig(max_steps=6),
+                     run_dir=tmp_path, resume=True, progress=False).fit()
+    assert result["step"] == 6
+    assert 1000.0 < result["seconds"] <= 1000.0 + time.time() - started
+
+
 def test_keep_last_and_no_temporary_directories(tmp_path):
     _tiny_run(tmp_path)
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
@@ -175,7 +190,7 @@ def test_sequence_batches_shuffle_per_epoch_and_resume():
 
 def test_lr_schedules():
     step = LRSchedule("step", 1.0, decay_start=4, decay_factor=0.5)
-    assert [step.lr(0, e) for e in range(7)] == [1, 1, 1, 1, 1, 0.5, 0.25]
+    assert [step.lr(0, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]  # 4 epochs at the full rate
     cos = LRSchedule("cosine", 1.0, warmup_steps=10, total_steps=110)
     assert cos.lr(0, 0) == pytest.approx(0.1) and cos.lr(9, 0) == pytest.approx(1.0)
     assert cos.lr(60, 0) == pytest.approx(0.5) and cos.lr(110, 0) == pytest.approx(0.0)

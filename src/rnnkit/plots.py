@@ -31,7 +31,8 @@ def learning_curves(run_dir: str | Path) -> Path:
     fig, axes = plt.subplots(1, 3 + has_ppl, figsize=(4.2 * (3 + has_ppl), 3.4))
     ax = axes[0]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train", lw=1)
-    ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="dev", ms=3)
+    if valid:
+        ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="dev", ms=3)
     ax.set(title="loss", xlabel="step")
     ax.legend()
     i = 1
@@ -51,15 +52,18 @@ def learning_curves(run_dir: str | Path) -> Path:
     return out
 
 
-def gradient_norms(results: dict[str, dict[str, list[float]]], out: Path, title: str) -> Path:
+def gradient_norms(results: dict[str, dict[str, list[float]]], out: Path, title: str,
+                   notes: dict[str, str] | None = None) -> Path:
     """One panel per phase ("at initialisation", "after training"): ||dL/dh_t|| against the
-    distance T - t from the loss, one line per cell, log scale."""
+    distance T - t from the loss, one line per cell, log scale; ``notes`` (per cell, e.g. the
+    trained accuracy) join the cell's name in the last panel's legend."""
     phases = list(next(iter(results.values())).keys())
     fig, axes = plt.subplots(1, len(phases), figsize=(5.2 * len(phases), 3.8), sharey=True)
     for ax, phase in zip(axes, phases):
         for cell, by_phase in results.items():
             norms = by_phase[phase]
-            ax.plot(range(len(norms)), norms, label=cell, lw=1.5)
+            label = f"{cell}: {notes[cell]}" if notes and cell in notes and ax is axes[-1] else cell
+            ax.plot(range(len(norms)), norms, label=label, lw=1.5)
         ax.set(title=phase, xlabel="distance from the loss (steps)", yscale="log")
     axes[0].set_ylabel("mean ||dL/dh_t||")
     axes[-1].legend(fontsize=8)

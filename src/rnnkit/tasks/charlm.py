@@ -77,11 +77,10 @@ def train(args: argparse.Namespace) -> Path:
     result = trainer.fit()
     if not is_main_process():
         return path
-    valid = [h for h in result["history"] if h["split"] == "valid"]
-    if valid:
-        best = min(h["loss"] for h in valid)
-        print(f"charlm: best validation loss {best:.3f} nats/char ({best / math.log(2):.3f} bits/char) "
-              f"after {result['step']} steps", file=sys.stderr)
+    best = result["best_valid_loss"]
+    if math.isfinite(best):
+        print(f"charlm: best validation loss {best:.3f} nats/char ({best / math.log(2):.3f} bits/char); "
+              f"{result['step']} steps in {result['seconds'] / 60:.1f} min", file=sys.stderr)
     return path
 
 

@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -57,7 +56,6 @@ def train(args: argparse.Namespace) -> Path:
     T = cfg["bptt"]
     print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}",
           file=sys.stderr)
-    started = time.time()
     trainer = Trainer(
         model, StreamBatches(splits["train"], BATCH, T),
         TrainConfig(optimizer="sgd", lr=cfg["lr"] * T, clip_norm=cfg["clip"] / T, schedule="step",
@@ -73,7 +71,7 @@ def train(args: argparse.Namespace) -> Path:
     test = math.exp(stream_nll(best, splits["test"], trainer.device))
     summary = {"config": args.config, "best_valid_ppl": math.exp(result["best_valid_loss"]), "test_ppl": test,
                "published_test_ppl": PUBLISHED_TEST_PPL[args.config], "epochs": result["epoch"],
-               "wall_minutes": (time.time() - started) / 60}
+               "wall_minutes": result["seconds"] / 60}
     (path / "results.json").write_text(json.dumps(summary, indent=2))
     print(f"wordlm {args.config}: dev perplexity {summary['best_valid_ppl']:.1f}, test perplexity {test:.1f} "
           f"(published {PUBLISHED_TEST_PPL[args.config]}), {summary['wall_minutes']:.0f} min", file=sys.stderr)

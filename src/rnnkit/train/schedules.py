@@ -15,8 +15,9 @@ SCHEDULES = ("constant", "step", "plateau", "cosine")
 class LRSchedule:
     """lr(step, epoch) = base_lr * warm-up * one of:
 
-    constant: 1.  step: decay_factor^max(0, epoch - decay_start) (Zaremba et al. 2014: 0.5
-    after epoch 4).  cosine: (1 + cos(pi * progress)) / 2 down to min_lr over total_steps.
+    constant: 1.  step: decay_factor^max(0, e + 1 - decay_start) in the 0-based epoch e:
+    ``decay_start`` epochs at the full rate, then one decay per epoch (Zaremba et al. 2014,
+    small: 4 epochs at lr 1, halved in the 5th and every epoch after).  cosine: (1 + cos(pi * progress)) / 2 down to min_lr over total_steps.
     plateau: multiplied by plateau_factor when the dev metric has not improved for more than
     ``patience`` evaluations (:meth:`evaluated`).  Warm-up: linear over warmup_steps.
     """
@@ -37,7 +38,7 @@ class LRSchedule:
     def lr(self, step: int, epoch: int) -> float:
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.kind == "step":
-            f = self.decay_factor ** max(0, epoch - self.decay_start)
+            f = self.decay_factor ** max(0, epoch + 1 - self.decay_start)
         elif self.kind == "cosine":
             progress = min(1.0, max(0, step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
             lo = self.min_lr / self.base_lr

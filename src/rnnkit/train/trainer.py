@@ -117,6 +117,7 @@ class Trainer:
         self.schedule = LRSchedule(c.schedule, c.lr, c.decay_start, c.decay_factor, c.warmup_steps, c.max_steps,
                                    c.patience, c.plateau_factor, c.min_lr)
         self.step, self.best, self.bad_evals, self.stopped_early = 0, math.inf, 0, False
+        self.earlier_seconds, self.session_start = 0.0, time.time()  # training time before this session; its start
         self.carried: Any = None
         self.history: list[dict[str, Any]] = []
 
@@ -137,7 +138,7 @@ class Trainer:
             return None
         state = {"step": self.step, "data": self.train.state_dict(), "schedule": self.schedule.state_dict(),
                  "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
-                 "stopped_early": self.stopped_early}
+                 "stopped_early": self.stopped_early, "seconds": self.seconds}
         path = ckpt.save_checkpoint(self.run_dir / "checkpoints", self.step, self.model, self.optimizer, state,
                                     self.carried, self.artifacts)
         ckpt.prune_checkpoints(self.run_dir / "checkpoints", self.config.keep_last)
@@ -153,6 +154,7 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.best = math.inf if state["best"] is None else state["best"]
         self.bad_evals, self.stopped_early = state["bad_evals"], state["stopped_early"]
+        self.earlier_seconds = state.get("seconds", 0.0)  # older checkpoints lack it
         if self.writer:
             self._forget_metrics_after(self.step)
 
@@ -163,6 +165,11 @@ class Trainer:
             return
         kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
         write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent training up to now, over every session of a resumed run."""
+        return self.earlier_seconds + time.time() - self.session_start
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         batch = distributed.shard(batch, self.rank, self.world)
@@ -244,7 +251,8 @@ class Trainer:
         return norm
 
     def fit(self) -> dict[str, Any]:
-        """Train until a bound is reached; returns the last training and dev metrics."""
+        """Train until a bound is reached; returns the step, epoch, best dev loss, whether it stopped
+        early, the training wall time in seconds (over every session of a resumed run) and the history."""
         c = self.config
         if self.writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -255,7 +263,7 @@ class Trainer:
         if self.resume:
             self._restore()
         self.model.train()
-        started = last_log = time.time()
+        started = last_log = self.session_start = time.time()
         units = loss_sum = loss_count = 0.0
         micro, norm, steps_since_checkpoint = 0, 0.0, 0
         bar = tqdm(total=len(self.train), initial=self.train.state_dict()["position"], unit="batch", leave=False,
@@ -317,4 +325,4 @@ class Trainer:
         elif steps_since_checkpoint:
             self._checkpoint()
         return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
-                "stopped_early": self.stopped_early, "history": self.history}
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history}
