@@ -106,7 +106,8 @@ def train(args: argparse.Namespace) -> Path:
     train_pairs = numbers(args.train_size, N, g, exact=False)
     x, y = encode(train_pairs, N + 1)
     torch.manual_seed(args.seed)
-    rnn = Tagger(TaggerConfig(num_tags=2, input_size=2, rnn={"cell": args.cell, "hidden_size": args.hidden}))
+    causal = {"cell": args.cell, "hidden_size": args.hidden, "bidirectional": False}  # s_t needs only bits <= t
+    rnn = Tagger(TaggerConfig(num_tags=2, input_size=2, rnn=causal))
     path, dev = run_dir(NAME, args), device(args.device)
     Trainer(rnn, SequenceBatches(list(zip(x, y)), args.batch_size, collate, seed=args.seed),
             TrainConfig(lr=args.lr, epochs=args.epochs, minutes=args.minutes, log_every=20, seed=args.seed),

@@ -17,7 +17,8 @@ class LRSchedule:
 
     constant: 1.  step: decay_factor^max(0, e + 1 - decay_start) in the 0-based epoch e:
     ``decay_start`` epochs at the full rate, then one decay per epoch (Zaremba et al. 2014,
-    small: 4 epochs at lr 1, halved in the 5th and every epoch after).  cosine: (1 + cos(pi * progress)) / 2 down to min_lr over total_steps.
+    small: 4 epochs at lr 1, halved in the 5th and every epoch after).
+    cosine: (1 + cos(pi * progress)) / 2 down to min_lr over total_steps.
     plateau: multiplied by plateau_factor when the dev metric has not improved for more than
     ``patience`` evaluations (:meth:`evaluated`).  Warm-up: linear over warmup_steps.
     """
