@@ -1,0 +1,37 @@
+"""The tasks' published-result goals, as long runs outside the default suite (make test-slow).
+
+Each runs the command the README reports and checks the goal the README states.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rnnkit.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _results(runs: Path) -> dict:
+    (run,) = runs.iterdir()
+    return json.loads((run / "results.json").read_text())
+
+
+def test_addition_rnn_generalises_to_4n_bits_and_the_mlp_does_not(tmp_path):
+    """rnnkit train addition (under a minute): 100% exact at 4N bits, the MLP baseline fails beyond N."""
+    assert main(["train", "addition", "--runs", str(tmp_path), "--no-progress"]) == 0
+    rows = {r["bits"]: r for r in _results(tmp_path)["results"]}
+    assert rows[32]["rnn_exact"] == 1.0
+    assert rows[8]["mlp_exact"] > 0.5 and all(rows[b]["mlp_exact"] < 0.05 for b in (9, 16, 32))
+
+
+def test_charlm_tinyshakespeare_reaches_1_50_nats_in_30_minutes(tmp_path):
+    """The README's tiny-shakespeare command (30 minutes): best validation loss <= 1.50 nats/char."""
+    assert main(["train", "charlm", "--dataset", "tinyshakespeare", "--minutes", "30", "--hidden", "384",
+                 "--dropout", "0.2", "--eval-every", "1000", "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    valid = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert min(r["loss"] for r in valid if r["split"] == "valid") <= 1.50
