@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import rnnkit
 from rnnkit.cli import main
@@ -129,39 +131,43 @@ def test_analyze_gradients(tmp_path):
 # ----------------------------------------------------------------------------- data
 
 
-def _mirror(tmp_path: Path) -> Path:
-    """A local copy of tinyshakespeare to fetch from (no network)."""
-    src = registry.require("tinyshakespeare")
+@pytest.fixture
+def toy_dataset(tmp_path, monkeypatch) -> tuple[str, Path]:
+    """A registered dataset "toy" of one 200 kB file, and a local mirror to fetch it from (no network)."""
+    data = bytes(torch.randint(0, 256, (200_000,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).tolist())
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    (mirror / "input.txt").write_bytes((src / "input.txt").read_bytes())
-    return mirror
+    (mirror / "input.txt").write_bytes(data)
+    entry = registry.Dataset("toy", "test data", (registry.DataFile("input.txt", "https://example.invalid/toy/input.txt",
+                                                                    hashlib.sha256(data).hexdigest()),))
+    monkeypatch.setitem(registry.DATASETS, "toy", entry)
+    return "toy", mirror
 
 
-def test_data_fetch_resumes_and_verifies_from_a_file_url(tmp_path, capsys):
-    mirror = _mirror(tmp_path)
+def test_data_fetch_resumes_and_verifies_from_a_file_url(toy_dataset, tmp_path, capsys):
+    name, mirror = toy_dataset
     root = tmp_path / "root"
-    target = root / "tinyshakespeare"
+    target = root / name
     target.mkdir(parents=True)
     data = (mirror / "input.txt").read_bytes()
     (target / "input.txt.part").write_bytes(data[:1000])  # an interrupted earlier download
-    assert main(["data", "fetch", "tinyshakespeare", "--data-dir", str(root), "--base-url", mirror.as_uri()]) == 0
+    assert main(["data", "fetch", name, "--data-dir", str(root), "--base-url", mirror.as_uri()]) == 0
     assert (target / "input.txt").read_bytes() == data and not (target / "input.txt.part").exists()
-    assert main(["data", "verify", "tinyshakespeare", "--data-dir", str(root)]) == 0
+    assert main(["data", "verify", name, "--data-dir", str(root)]) == 0
     assert "input.txt            ok" in capsys.readouterr().out
 
 
-def test_data_verify_detects_a_tampered_file(tmp_path, capsys):
-    mirror = _mirror(tmp_path)
+def test_data_verify_detects_a_tampered_file(toy_dataset, tmp_path, capsys):
+    name, mirror = toy_dataset
     root = tmp_path / "root"
-    registry.fetch("tinyshakespeare", root, mirror.as_uri())
-    path = root / "tinyshakespeare" / "input.txt"
+    registry.fetch(name, root, mirror.as_uri())
+    path = root / name / "input.txt"
     data = bytearray(path.read_bytes())
     data[100] ^= 1
     path.write_bytes(bytes(data))
-    assert main(["data", "verify", "tinyshakespeare", "--data-dir", str(root)]) == 2
+    assert main(["data", "verify", name, "--data-dir", str(root)]) == 2
     captured = capsys.readouterr()
-    assert "checksum mismatch" in captured.out and "rnnkit data fetch tinyshakespeare" in captured.err
+    assert "checksum mismatch" in captured.out and f"rnnkit data fetch {name}" in captured.err
 
 
 def test_fetch_refuses_a_corrupt_download(tmp_path):
