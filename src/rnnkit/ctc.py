@@ -70,18 +70,25 @@ def _as_lengths(name: str, value: IntsLike, B: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _check(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, target_lengths: IntsLike,
-           blank: int, check_log_probs: bool = True) -> _Batch:
+def check_log_probs(log_probs: Tensor, blank: int, normalised: bool = True) -> tuple[int, int, int]:
+    """(B, T, C) of a batch-first float tensor of per-frame class scores, with ``blank`` one of
+    its classes and, if ``normalised``, log-probabilities (<= 0); else a ValueError saying which."""
     if not isinstance(log_probs, Tensor) or log_probs.dim() != 3 or not log_probs.dtype.is_floating_point:
         got = f"{log_probs.dtype} of shape {tuple(log_probs.shape)}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
         raise ValueError(f"log_probs must be a float tensor (batch, time, classes), batch first. Received: {got}")
     B, T, C = log_probs.shape
     if not 0 <= blank < C:
         raise ValueError(f"blank must be a class index in [0, {C}). Received: {blank}")
-    if check_log_probs and log_probs.numel() and float(log_probs.detach().max()) > 1e-4:
+    if normalised and log_probs.numel() and float(log_probs.detach().max()) > 1e-4:
         raise ValueError(
             "log_probs must be log-probabilities (<= 0): apply log_softmax over the classes "
             f"first. Received: a maximum of {float(log_probs.detach().max()):.4g}")
+    return B, T, C
+
+
+def _check(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, target_lengths: IntsLike,
+           blank: int, normalised: bool = True) -> _Batch:
+    B, T, C = check_log_probs(log_probs, blank, normalised)
     in_len = _as_lengths("input_lengths", input_lengths, B)
     tgt_len = _as_lengths("target_lengths", target_lengths, B)
     if in_len.size and in_len.max() > T:
@@ -148,7 +155,7 @@ def ctc_feasible(input_lengths: IntsLike, targets: IntsLike, target_lengths: Int
     tgt_len = _as_lengths("target_lengths", target_lengths, len(target_lengths))
     in_len = _as_lengths("input_lengths", input_lengths, len(tgt_len))
     dummy = torch.zeros(len(tgt_len), max(int(in_len.max(initial=0)), 1), 1 + _max_id(targets) + 1)
-    batch = _check(dummy, targets, in_len, tgt_len, blank=dummy.shape[2] - 1, check_log_probs=False)
+    batch = _check(dummy, targets, in_len, tgt_len, blank=dummy.shape[2] - 1, normalised=False)
     return torch.from_numpy(in_len >= ctc_kernels.min_frames(batch.targets, batch.target_lengths))
 
 
@@ -288,7 +295,7 @@ def ctc_posteriors(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike
         positions holding it). Each row of a frame sums to 1 within the input; frames past
         the input and rows with no alignment are 0.
     """
-    batch = _check(log_probs, targets, input_lengths, target_lengths, blank, check_log_probs=False)
+    batch = _check(log_probs, targets, input_lengths, target_lengths, blank, normalised=False)
     cpu = log_probs.detach().to("cpu")
     _, grad, gamma, status = _lattice_cpu(cpu, batch, blank, True, True)
     gamma_t = torch.from_numpy(gamma)
@@ -356,7 +363,7 @@ def forced_align(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, 
         >>> a = forced_align(lp, torch.tensor([[3, 3, 1]]), [20], [3])[0]
         >>> [(s.symbol, s.start, s.end) for s in a.segments]
     """
-    batch = _check(log_probs, targets, input_lengths, target_lengths, blank, check_log_probs=False)
+    batch = _check(log_probs, targets, input_lengths, target_lengths, blank, normalised=False)
     positions, symbols, score, status = _viterbi(log_probs, batch, blank)
     x = log_probs.detach().to("cpu", torch.float64).numpy()
     out: list[Alignment | None] = []
