@@ -84,6 +84,20 @@ def test_evaluate_and_plot(charlm_run, capsys):
     assert capsys.readouterr().out.strip().endswith("learning_curves.png")
 
 
+def test_train_under_torchrun_with_a_time_bound(tmp_path):
+    """Two processes, one run directory written by rank 0; the --minutes bound stops both at the same step."""
+    text = tmp_path / "text.txt"
+    text.write_text(TEXT)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "rnnkit.cli", "train", "charlm",
+                           "--text", str(text), "--minutes", "0.05", "--runs", str(tmp_path / "runs"), "--samples", "0",
+                           *SMALL], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert done.stderr.count("run directory") == 2  # announced and reported once, by rank 0
+
+
 def test_resume_continues_a_run(charlm_run, tmp_path):
     before = len((charlm_run / "metrics.jsonl").read_text().splitlines())
     text = tmp_path / "t.txt"

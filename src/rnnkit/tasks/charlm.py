@@ -65,8 +65,9 @@ def train(args: argparse.Namespace) -> Path:
         vocab_size=len(vocab), embedding_size=args.embedding, dropout=args.dropout,
         rnn={"cell": args.cell, "hidden_size": args.hidden, "num_layers": args.layers}))
     path = run_dir(NAME, args)
-    print(f"charlm: {len(train_ids):,} training and {len(valid_ids):,} validation characters, {len(vocab)} symbols, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}", file=sys.stderr)
+    if is_main_process():
+        print(f"charlm: {len(train_ids):,} training and {len(valid_ids):,} validation characters, {len(vocab)} symbols, "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}", file=sys.stderr)
     trainer = Trainer(
         model, StreamBatches(train_ids, args.batch_size, args.bptt, seed=args.seed),
         TrainConfig(optimizer="adam", lr=args.lr, clip_norm=5.0, epochs=args.epochs, minutes=args.minutes,
@@ -95,6 +96,10 @@ def evaluate(checkpoint: Path, split: str, args: dict) -> dict[str, float]:
     return {"split": split, "loss": nll, "bits_per_char": nll / math.log(2)}
 
 
-def sample_prompt(args: argparse.Namespace | dict) -> str:
-    dataset = args.get("dataset") if isinstance(args, dict) else args.dataset
-    return "ROMEO:\n" if dataset == "tinyshakespeare" else "def "
+def sample_prompt(args: argparse.Namespace) -> str:
+    """How the samples after training start: a speaker, a Python keyword, or the text's first word."""
+    if args.text:
+        with open(args.text, encoding="utf-8", errors="replace") as f:
+            words = f.read(200).split(maxsplit=1)
+        return words[0] + " " if words else "\n"
+    return "ROMEO:\n" if args.dataset == "tinyshakespeare" else "def "

@@ -54,8 +54,9 @@ def train(args: argparse.Namespace) -> Path:
                                               init_range=cfg["init"]))
     path = run_dir(NAME, args)
     T = cfg["bptt"]
-    print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}",
-          file=sys.stderr)
+    if is_main_process():
+        print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}",
+              file=sys.stderr)
     trainer = Trainer(
         model, StreamBatches(splits["train"], BATCH, T),
         TrainConfig(optimizer="sgd", lr=cfg["lr"] * T, clip_norm=cfg["clip"] / T, schedule="step",

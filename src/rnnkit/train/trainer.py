@@ -226,9 +226,11 @@ class Trainer:
 
     def _done(self, started: float) -> bool:
         c = self.config
-        return (self.stopped_early or (c.max_steps is not None and self.step >= c.max_steps)
-                or (c.epochs is not None and self.train.epoch >= c.epochs)
-                or (c.minutes is not None and time.time() - started >= c.minutes * 60))
+        time_up = c.minutes is not None and time.time() - started >= c.minutes * 60
+        if c.minutes is not None and self.world > 1:  # the clocks differ: all processes stop at the same step
+            time_up = distributed.all_sum([float(time_up)], self.device)[0] > 0
+        return (time_up or self.stopped_early or (c.max_steps is not None and self.step >= c.max_steps)
+                or (c.epochs is not None and self.train.epoch >= c.epochs))
 
     def _optimizer_step(self) -> float:
         """Average across processes, clip, step; returns the gradient norm before clipping."""
