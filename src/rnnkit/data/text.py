@@ -104,11 +104,13 @@ def stdlib_source(max_chars: int = 2_000_000) -> str:
     return "".join(parts)[:max_chars]
 
 
-def char_corpus(text: str, valid_fraction: float = 0.1) -> tuple[Vocabulary, Tensor, Tensor]:
-    """(vocabulary, train ids, valid ids): the first 1 - valid_fraction of the text trains."""
+def char_corpus(text: str, valid_fraction: float = 0.1,
+                vocab: Vocabulary | None = None) -> tuple[Vocabulary, Tensor, Tensor]:
+    """(vocabulary, train ids, valid ids): the first 1 - valid_fraction of the text trains.
+    The vocabulary is the text's characters, or ``vocab`` (a trained model's) if given."""
     if len(text) < 1000:
         raise ValueError(f"a character corpus needs at least 1000 characters. Received: {len(text)}")
-    vocab = Vocabulary.from_text(text)
+    vocab = Vocabulary.from_text(text) if vocab is None else vocab
     ids = vocab.encode(text)
     cut = int(len(ids) * (1 - valid_fraction))
     return vocab, ids[:cut], ids[cut:]

@@ -90,8 +90,7 @@ def evaluate(checkpoint: Path, split: str, args: dict) -> dict[str, float]:
     if split != "valid":
         raise ValueError(f"charlm has only a validation split (the last 10% of the text). Received: --split {split}")
     vocab = Vocabulary.load(checkpoint / "vocab.json")
-    text = corpus(argparse.Namespace(**args))
-    valid = vocab.encode(text[int(len(text) * 0.9):])
+    _, _, valid = char_corpus(corpus(argparse.Namespace(**args)), vocab=vocab)
     nll = stream_nll(rnnkit.load(checkpoint), valid)
     return {"split": split, "loss": nll, "bits_per_char": nll / math.log(2)}
 

@@ -69,17 +69,10 @@ def read_task(checkpoint: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-@torch.no_grad()
 def stream_nll(model: torch.nn.Module, ids: torch.Tensor, dev: torch.device | str = "cpu", bptt: int = 100) -> float:
     """Mean negative log-likelihood (nats per token) of ``ids`` read by a language model as one
     stream: batch 1, the state carried from the first token to the last."""
     from rnnkit.data import StreamBatches
+    from rnnkit.train.trainer import evaluate
 
-    model.eval()
-    total, count, state = 0.0, 0, None
-    for batch in StreamBatches(ids, 1, bptt):
-        out = model.loss({k: v.to(dev) if torch.is_tensor(v) else v for k, v in batch.items()}, state)
-        state = out.state
-        total += float(out.value) * out.count
-        count += out.count
-    return total / count
+    return evaluate(model, StreamBatches(ids, 1, bptt), dev)["loss"]

@@ -70,6 +70,41 @@ class TrainConfig:
     seed: int = 0
 
 
+def _to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(model: Model, batches: Any, device: torch.device | str = "cpu", rank: int = 0,
+             world: int = 1) -> dict[str, float]:
+    """Mean loss over one pass of ``batches`` (weighted by each batch's count), perplexity
+    for language models, accuracy when the model reports correct predictions. Stateful
+    batches (token streams) carry the state from chunk to chunk. With ``world`` > 1 processes
+    each takes its shard of every batch and the sums are combined."""
+    was_training = model.training
+    model.eval()
+    stateful = getattr(batches, "stateful", False)
+    total = count = correct = 0.0
+    carried = None
+    for batch in batches:
+        if stateful and batch.get("new_stream"):
+            carried = None
+        out = model.loss(_to_device(distributed.shard(batch, rank, world), device), carried if stateful else None)
+        carried = out.state
+        total += float(out.value) * out.count
+        count += out.count
+        correct += out.stats.get("correct", 0.0)
+    if world > 1:
+        total, count, correct = distributed.all_sum([total, count, correct], device)
+    model.train(was_training)
+    metrics = {"loss": total / max(count, 1)}
+    if getattr(model, "reports_perplexity", False):
+        metrics["ppl"] = math.exp(min(metrics["loss"], 700))
+    if correct:
+        metrics["accuracy"] = correct / count
+    return metrics
+
+
 class Trainer:
     """Fits a model on resumable batches; see the module docstring.
 
@@ -172,35 +207,13 @@ class Trainer:
         return self.earlier_seconds + time.time() - self.session_start
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        batch = distributed.shard(batch, self.rank, self.world)
-        return {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        return _to_device(distributed.shard(batch, self.rank, self.world), self.device)
 
     # -- evaluation -----------------------------------------------------------------------
 
-    @torch.no_grad()
     def evaluate(self, batches: Any) -> dict[str, float]:
-        """Mean loss over one pass of ``batches`` (weighted by each batch's count), perplexity
-        for language models, accuracy when the model reports correct predictions."""
-        was_training = self.model.training
-        self.model.eval()
-        total = count = correct = 0.0
-        carried = None
-        for batch in batches:
-            if getattr(batches, "stateful", False) and batch.get("new_stream"):
-                carried = None
-            out = self.model.loss(self._to_device(batch), carried if getattr(batches, "stateful", False) else None)
-            carried = out.state
-            total += float(out.value) * out.count
-            count += out.count
-            correct += out.stats.get("correct", 0.0)
-        total, count, correct = distributed.all_sum([total, count, correct], self.device)
-        self.model.train(was_training)
-        metrics = {"loss": total / max(count, 1)}
-        if getattr(self.model, "reports_perplexity", False):
-            metrics["ppl"] = math.exp(min(metrics["loss"], 700))
-        if correct:
-            metrics["accuracy"] = correct / count
-        return metrics
+        """:func:`evaluate` of this trainer's model, each process taking its shard of every batch."""
+        return evaluate(self.model, batches, self.device, self.rank, self.world)
 
     def _evaluate_and_track(self) -> None:
         if self.valid is None:
