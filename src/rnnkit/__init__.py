@@ -1,10 +1,9 @@
 """rnnkit: recurrent neural networks on sequences, from the textbook equations to fast software."""
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, TemporalSkip
-from rnnkit.recurrent import GRU, LSTM, RNN, Recurrent, detach
 from rnnkit.models import load
-
-__version__ = "0.1.0"
+from rnnkit.recurrent import GRU, LSTM, RNN, LeakyRNN, Recurrent, detach
+from rnnkit.version import __version__
 
 __all__ = [
     "Cell",
@@ -17,6 +16,7 @@ __all__ = [
     "RNN",
     "GRU",
     "LSTM",
+    "LeakyRNN",
     "detach",
     "load",
     "__version__",

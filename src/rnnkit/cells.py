@@ -9,7 +9,7 @@ W hidden->hidden (``weight_hh``), b biases. A cell never loops over time and nev
 padding; :class:`rnnkit.Recurrent` owns the loop, lengths, direction and stacking.
 
 Weight layouts follow ``torch.nn.LSTM``/``GRU``/``RNN`` (gate order i, f, g, o for the
-LSTM; r, z, n for the GRU) so that plain configurations run on torch's fused kernels with
+LSTM; r, z, n for the GRU) so that plain configurations run on torch's native RNN ops with
 the same parameters.
 
 Writing your own cell: subclass :class:`Cell`, set ``input_size``, ``hidden_size`` and
@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit import kernels
+from rnnkit.dispatch import Engine, NativeOp
 
 State = tuple[Tensor, ...]
 
@@ -86,12 +87,9 @@ class Cell(nn.Module):
             for shape in self.state_shapes()
         )
 
-    def fused_kernel(self) -> kernels.StepKernel | None:
-        """The hand-derived step kernel for the fused BPTT engine, or None (autograd loop)."""
-        return None
-
-    def native_mode(self) -> str | None:
-        """torch's RNN mode ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") this cell equals, or None."""
+    def engine(self) -> Engine | None:
+        """What this cell can run on besides the autograd loop: its fused step kernel and the
+        torch op it equals (see :mod:`rnnkit.dispatch`). None (the default): only the loop."""
         return None
 
     def extra_repr(self) -> str:
@@ -104,13 +102,14 @@ def _check_dropout(name: str, p: float) -> float:
     return float(p)
 
 
-class _GatedCell(Cell):
-    """Shared parameters of the built-in cells: U (weight_ih), W (weight_hh), b_ih, b_hh.
+class _AffineCell(Cell):
+    """Base of the built-in cells, whose pre-activations are affine: U x_t + W h_{t-1} + b.
 
-    ``gates`` is the number of H-wide blocks stacked in U and W (1 Elman, 3 GRU, 4 LSTM).
+    Holds U (weight_ih), W (weight_hh), b_ih and b_hh, each of ``blocks`` H-wide blocks
+    stacked (1 Elman, 3 GRU, 4 LSTM), and builds the cell's :class:`Engine`.
     """
 
-    gates: int = 1
+    blocks: int = 1
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool, recurrent_dropout: float
@@ -125,7 +124,7 @@ class _GatedCell(Cell):
         self.hidden_size = int(hidden_size)
         self.bias = bool(bias)
         self.recurrent_dropout = _check_dropout("recurrent_dropout", recurrent_dropout)
-        G = self.gates * hidden_size
+        G = self.blocks * hidden_size
         self.weight_ih = nn.Parameter(torch.empty(G, input_size))  # U
         self.weight_hh = nn.Parameter(torch.empty(G, hidden_size))  # W
         if bias:
@@ -143,26 +142,36 @@ class _GatedCell(Cell):
             if p is not None:
                 nn.init.uniform_(p, -k, k)
 
-    def input_pre_activation(self, x: Tensor) -> Tensor:
+    def _input_projection(self, x: Tensor) -> Tensor:
         """U x + b for any leading dims: the part of the pre-activation hoisted out of the loop.
 
         b = b_ih + b_hh, since both simply add (the GRU overrides this).
         """
         return F.linear(x, self.weight_ih, self.bias_ih + self.bias_hh if self.bias else None)
 
-    def recurrent_bias(self) -> Tensor | None:
-        """Bias that must stay inside the loop, next to W h_{t-1} (only the GRU's b_hh)."""
-        return None
-
     def _recurrent_input(self, h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
         return h if recurrent_mask is None else h * recurrent_mask
 
-    def _native_weights(self) -> list[Tensor]:
-        """Parameters in the order torch's RNN ops expect for one layer and direction."""
-        ws = [self.weight_ih, self.weight_hh]
-        if self.bias:
-            ws += [self.bias_ih, self.bias_hh]
-        return ws
+    def _kernel(self) -> kernels.StepKernel:
+        """A fresh step kernel for the fused engine."""
+        raise NotImplementedError
+
+    def _native_mode(self) -> str | None:
+        """torch's RNN mode ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") this cell equals, or None."""
+        return None
+
+    def _recurrent_bias(self) -> Tensor | None:
+        """Bias that must stay inside the loop, next to W h_{t-1} (only the GRU's b_hh)."""
+        return None
+
+    def engine(self) -> Engine:
+        mode = self._native_mode()
+        native = None
+        if mode is not None:
+            weights = (self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())
+            native = NativeOp(mode, weights)
+        return Engine(kernel=self._kernel, input_projection=self._input_projection, weight_hh=self.weight_hh,
+                      recurrent_bias=self._recurrent_bias(), native=native)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -176,7 +185,7 @@ class _GatedCell(Cell):
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "elu": F.elu}
 
 
-class ElmanCell(_GatedCell):
+class ElmanCell(_AffineCell):
     """Elman recurrent unit.
 
     h_t = act(b + W h_{t-1} + U x_t),   act in {tanh, relu, sigmoid, elu}
@@ -194,7 +203,7 @@ class ElmanCell(_GatedCell):
         >>> h, state = cell(torch.randn(2, 3), cell.initial_state(2))
     """
 
-    gates = 1
+    blocks = 1
 
     def __init__(
         self,
@@ -225,10 +234,10 @@ class ElmanCell(_GatedCell):
         h_new = ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
         return h_new, (h_new,)
 
-    def fused_kernel(self) -> kernels.StepKernel:
+    def _kernel(self) -> kernels.StepKernel:
         return kernels.ElmanKernel(self.activation, alpha=None)
 
-    def native_mode(self) -> str | None:
+    def _native_mode(self) -> str | None:
         return {"tanh": "RNN_TANH", "relu": "RNN_RELU"}.get(self.activation)
 
     def extra_repr(self) -> str:
@@ -291,17 +300,17 @@ class LeakyCell(ElmanCell):
         h_new = h + self.alpha * (n - h)  # (1 - alpha) h + alpha n
         return h_new, (h_new,)
 
-    def fused_kernel(self) -> kernels.StepKernel:
+    def _kernel(self) -> kernels.StepKernel:
         return kernels.ElmanKernel(self.activation, alpha=self.alpha)
 
-    def native_mode(self) -> str | None:
+    def _native_mode(self) -> str | None:
         return None
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", learn_alpha={self.learn_alpha}"
 
 
-class GRUCell(_GatedCell):
+class GRUCell(_AffineCell):
     """Gated recurrent unit (Cho et al. 2014), in torch's and cuDNN's form.
 
     r_t = sigmoid(U_r x_t + b_ir + W_r h_{t-1} + b_hr)
@@ -317,7 +326,7 @@ class GRUCell(_GatedCell):
         >>> h, state = cell(torch.randn(2, 3), cell.initial_state(2))
     """
 
-    gates = 3
+    blocks = 3
 
     def __init__(
         self, input_size: int, hidden_size: int, bias: bool = True, recurrent_dropout: float = 0.0
@@ -339,21 +348,21 @@ class GRUCell(_GatedCell):
         h_new = (1 - z) * n + z * h
         return h_new, (h_new,)
 
-    def input_pre_activation(self, x: Tensor) -> Tensor:
+    def _input_projection(self, x: Tensor) -> Tensor:
         """U x + b_ih: b_hh stays in the loop, inside r ⊙ (W_n h_{t-1} + b_hn)."""
         return F.linear(x, self.weight_ih, self.bias_ih)
 
-    def recurrent_bias(self) -> Tensor | None:
+    def _recurrent_bias(self) -> Tensor | None:
         return self.bias_hh
 
-    def fused_kernel(self) -> kernels.StepKernel:
+    def _kernel(self) -> kernels.StepKernel:
         return kernels.GRUKernel()
 
-    def native_mode(self) -> str | None:
+    def _native_mode(self) -> str | None:
         return "GRU"
 
 
-class LSTMCell(_GatedCell):
+class LSTMCell(_AffineCell):
     """Long short-term memory, with optional peepholes and layer normalisation.
 
     i_t = sigmoid(a_i + p_i ⊙ c_{t-1})        a = N_x(U x_t) + N_h(W h_{t-1}) + b
@@ -382,7 +391,7 @@ class LSTMCell(_GatedCell):
         >>> h, (h, c) = cell(torch.randn(2, 3), cell.initial_state(2))
     """
 
-    gates = 4
+    blocks = 4
     layer_norm_eps = 1e-5
 
     def __init__(
@@ -430,7 +439,7 @@ class LSTMCell(_GatedCell):
     def _layer_norm(self, a: Tensor, gain: Tensor, shift: Tensor | None = None) -> Tensor:
         return F.layer_norm(a, a.shape[-1:], gain, shift, self.layer_norm_eps)
 
-    def input_pre_activation(self, x: Tensor) -> Tensor:
+    def _input_projection(self, x: Tensor) -> Tensor:
         """N_x(U x) + b for any number of leading dims: the part hoisted out of the loop."""
         b = self.bias_ih + self.bias_hh if self.bias else None
         if not self.layer_norm:
@@ -444,7 +453,7 @@ class LSTMCell(_GatedCell):
         rec = F.linear(self._recurrent_input(h, recurrent_mask), self.weight_hh)  # W h_{t-1}
         if self.layer_norm:
             rec = self._layer_norm(rec, self.ln_gain_hh)
-        a_i, a_f, a_g, a_o = (self.input_pre_activation(x_t) + rec).chunk(4, 1)
+        a_i, a_f, a_g, a_o = (self._input_projection(x_t) + rec).chunk(4, 1)
         if self.peephole:
             p_i, p_f, p_o = self.weight_peephole
             a_i = a_i + p_i * c
@@ -458,7 +467,7 @@ class LSTMCell(_GatedCell):
         h_new = o * torch.tanh(c_out)
         return h_new, (h_new, c_new)
 
-    def fused_kernel(self) -> kernels.StepKernel:
+    def _kernel(self) -> kernels.StepKernel:
         return kernels.LSTMKernel(
             peephole=self.weight_peephole if self.peephole else None,
             ln_gain_hh=self.ln_gain_hh if self.layer_norm else None,
@@ -467,7 +476,7 @@ class LSTMCell(_GatedCell):
             eps=self.layer_norm_eps,
         )
 
-    def native_mode(self) -> str | None:
+    def _native_mode(self) -> str | None:
         return None if (self.peephole or self.layer_norm) else "LSTM"
 
     def extra_repr(self) -> str:

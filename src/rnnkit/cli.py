@@ -39,9 +39,11 @@ def _info(args: argparse.Namespace) -> int:
         "RNN sigmoid": rnnkit.RNN(1, 1, activation="sigmoid"),
         "LSTM skip_delay=2": rnnkit.LSTM(1, 1, skip_delay=2),
     }
-    print(f"{'configuration':<20}" + "".join(f"{d:>10}" for d in devices))
-    for name, m in configs.items():
-        print(f"{name:<20}" + "".join(f"{m.layer_path(0, d):>10}" for d in devices))
+    print("computation path of each layer type in training (rnnkit.dispatch.choose_path), and why:")
+    for device in devices:
+        for name, m in configs.items():
+            choice = m.paths(device, training=True)[0]
+            print(f"  {device:<5} {name:<20} {choice.path:<7} {choice.reason}")
     return 0
 
 

@@ -2,12 +2,13 @@
 
 :class:`Recurrent` takes one cell per layer (and per direction) and handles everything that
 involves time: lengths, reversal, bidirectional merging, stacking, dropout, carried state.
-Each layer runs on the fastest equivalent path (see :mod:`rnnkit.unroll`):
+Each layer runs on the fastest equivalent path, chosen by :func:`rnnkit.dispatch.choose_path`
+(the loops themselves are in :mod:`rnnkit.unroll`):
 
 ============================  =============================  ==============================
 configuration                 CPU                            CUDA
 ============================  =============================  ==============================
-plain LSTM                    torch.lstm (oneDNN, fused)     torch.lstm (cuDNN)
+plain LSTM                    torch.lstm (oneDNN)            torch.lstm (cuDNN)
 plain GRU, Elman tanh/relu    rnnkit fused BPTT (faster      torch.gru / rnn_* (cuDNN)
                               than torch's unfused CPU loop)
 other built-in cells          rnnkit fused BPTT              rnnkit fused BPTT
@@ -25,36 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.cells import Cell, ElmanCell, GRUCell, LSTMCell, State, TemporalSkip
-from rnnkit.unroll import Schedule, fused_scan, loop_scan, native_scan
+from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
+from rnnkit.dispatch import IMPLEMENTATIONS, PathChoice, choose_path
+from rnnkit.nested import detach
+from rnnkit.unroll import PackedLayout, fused_scan, loop_scan, native_scan
 
-__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "detach"]
-
-#: Native modes for which torch's kernel beats our fused engine, per device type
-#: (measured with benchmarks/recurrent.py: torch's CPU GRU and RNN are per-step loops).
-NATIVE_PREFERRED = {
-    "cpu": {"LSTM"},
-    "cuda": {"LSTM", "GRU", "RNN_TANH", "RNN_RELU"},
-}
-
-IMPLEMENTATIONS = ("auto", "native", "fused", "loop")
+__all__ = ["Recurrent", "RNN", "GRU", "LSTM", "LeakyRNN", "detach"]
 
 RecurrentState = tuple[State, ...]
-
-
-def detach(state: Any) -> Any:
-    """Cut the autograd graph of a (nested) state between chunks (truncated BPTT).
-
-    Example:
-        >>> out, state = rnn(chunk1); state = detach(state); out, state = rnn(chunk2, state=state)
-    """
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, (tuple, list)):
-        return type(state)(detach(s) for s in state)
-    if state is None:
-        return None
-    raise TypeError(f"detach expects tensors in nested tuples/lists. Received: {type(state).__name__}")
 
 
 class Recurrent(nn.Module):
@@ -127,16 +106,8 @@ class Recurrent(nn.Module):
         if len(self.layers) == 0:
             raise ValueError("cells must hold at least one cell. Received: an empty sequence")
         self._check_sizes()
-        if implementation == "native":
-            for i, layer in enumerate(self.layers):
-                self._native_or_raise(i, layer, training=False)
-        if implementation == "fused":
-            for i, layer in enumerate(self.layers):
-                for c in layer:
-                    if c.fused_kernel() is None:
-                        raise ValueError(
-                            f"implementation='fused' needs built-in cells; layer {i} has "
-                            f"{type(c).__name__}. Use implementation='auto' or 'loop'.")
+        self._paths: dict[tuple[str, bool], tuple[PathChoice, ...]] = {}
+        self.paths("cpu", training=False)  # a forced implementation the cells cannot run fails here
         if learn_initial_state:
             self.initial_states = nn.ParameterList(
                 nn.Parameter(torch.zeros(1, *shape))
@@ -200,38 +171,24 @@ class Recurrent(nn.Module):
 
     # ------------------------------------------------------------------ paths
 
-    def _native_or_raise(self, index: int, layer: Sequence[Cell], training: bool) -> str:
-        """torch's mode for this layer, or a ValueError saying why it has none."""
-        modes = {c.native_mode() for c in layer}
-        biases = {getattr(c, "bias", None) for c in layer}
-        if None in modes or len(modes) != 1 or len(biases) != 1:
-            raise ValueError(
-                f"implementation='native' needs plain LSTM/GRU/Elman tanh or relu cells; layer "
-                f"{index} has {', '.join(repr(c) for c in layer)}. Use implementation='auto'.")
-        if training and any(c.recurrent_dropout > 0 for c in layer):
-            raise ValueError(
-                f"implementation='native' cannot apply recurrent_dropout (layer {index}) in "
-                "training mode. Use implementation='auto'.")
-        return modes.pop()
+    def paths(self, device: torch.device | str, training: bool | None = None) -> tuple[PathChoice, ...]:
+        """Each layer's path and the reason (:func:`rnnkit.dispatch.choose_path`) on ``device``,
+        in the current training mode unless given; decided once per (device type, mode)."""
+        key = (torch.device(device).type, self.training if training is None else bool(training))
+        choices = self._paths.get(key)
+        if choices is None:
+            choices = []
+            for i, layer in enumerate(self.layers):
+                try:
+                    choices.append(choose_path(list(layer), *key, self.implementation))
+                except ValueError as e:
+                    raise ValueError(f"layer {i}: {e}") from None
+            choices = self._paths[key] = tuple(choices)
+        return choices
 
     def layer_path(self, index: int, device: torch.device | str) -> str:
         """Which path layer ``index`` takes on ``device``: "native", "fused" or "loop"."""
-        layer = self.layers[index]
-        if self.implementation == "native":
-            self._native_or_raise(index, layer, self.training)
-            return "native"
-        fused = all(c.fused_kernel() is not None for c in layer)
-        if self.implementation == "fused":
-            return "fused"
-        if self.implementation == "loop":
-            return "loop"
-        try:
-            mode = self._native_or_raise(index, layer, self.training)
-        except ValueError:
-            mode = None
-        if mode in NATIVE_PREFERRED.get(torch.device(device).type, ()):
-            return "native"
-        return "fused" if fused else "loop"
+        return self.paths(device)[index].path
 
     # ------------------------------------------------------------------ state
 
@@ -306,40 +263,42 @@ class Recurrent(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor | None = None,
                 state: RecurrentState | None = None) -> tuple[Tensor, RecurrentState]:
         B, T = self._check_input(x, lengths)
-        sched = Schedule.build(lengths, B, T, x.device)
+        layout = PackedLayout.build(lengths, B, T, x.device)
         if state is None:
             state = self.initial_state(B, device=x.device, dtype=x.dtype)
         else:
             state = self._check_state(state, B, x)
-        state = [tuple(sched.sort(s) for s in cs) for cs in state]
-        data = sched.pack(x)  # (N, F)
+        state = [tuple(layout.sort(s) for s in cs) for cs in state]
+        data = layout.pack(x)  # (N, F)
         finals: list[State] = []
         D = self.num_directions
-        for i, layer in enumerate(self.layers):
+        for i, (layer, choice) in enumerate(zip(self.layers, self.paths(x.device))):
             if i > 0 and self.dropout > 0:
                 data = F.dropout(data, self.dropout, self.training)
             if self.input_dropout > 0 and self.training:
-                data = data * sched.per_row(_variational_mask(data, B, self.input_dropout))
+                data = data * layout.per_row(_variational_mask(data, B, self.input_dropout))
             layer_states = state[i * D : (i + 1) * D]
-            path = self.layer_path(i, x.device)
-            if path == "native":
-                out, layer_finals = native_scan(list(layer), sched, data, layer_states, self.training)
+            if choice.path == "native":
+                natives = [c.engine().native for c in layer]
+                out, layer_finals = native_scan(natives, layout, data, layer_states, self.training)
                 outs = list(out.chunk(D, 1)) if D == 2 else [out]
             else:
                 outs, layer_finals = [], []
-                scan = fused_scan if path == "fused" else loop_scan
                 for d, (cell, s0) in enumerate(zip(layer, layer_states)):
                     mask = None
                     if cell.recurrent_dropout > 0 and self.training:
                         mask = _variational_mask(data, B, cell.recurrent_dropout, cell.hidden_size)
-                    xd = sched.reverse(data) if d == 1 else data
-                    out, final = scan(cell, sched, xd, s0, mask)
-                    outs.append(sched.reverse(out) if d == 1 else out)
+                    xd = layout.reverse(data) if d == 1 else data
+                    if choice.path == "fused":
+                        out, final = fused_scan(cell.engine(), layout, xd, s0, mask)
+                    else:
+                        out, final = loop_scan(cell, layout, xd, s0, mask)
+                    outs.append(layout.reverse(out) if d == 1 else out)
                     layer_finals.append(final)
             data = outs[0] if D == 1 else (torch.cat(outs, 1) if self.merge == "concat" else outs[0] + outs[1])
             finals.extend(layer_finals)
-        output = sched.unpack(data)
-        return output, tuple(tuple(sched.unsort(s) for s in f) for f in finals)
+        output = layout.unpack(data)
+        return output, tuple(tuple(layout.unsort(s) for s in f) for f in finals)
 
     def extra_repr(self) -> str:
         parts = []
@@ -367,10 +326,11 @@ def _variational_mask(like: Tensor, B: int, p: float, width: int | None = None) 
 
 
 class _Stacked(Recurrent):
-    """A stack of one built-in cell type, with torch.nn-compatible weight import/export."""
+    """A stack of one built-in cell type, with torch.nn-compatible weight import/export
+    where torch has the same layer (``_torch_class``)."""
 
     _cell_class: type[Cell]
-    _torch_class: type[nn.RNNBase]
+    _torch_class: type[nn.RNNBase] | None = None
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bidirectional: bool = False, dropout: float = 0.0, *, merge: str = "concat",
@@ -399,6 +359,8 @@ class _Stacked(Recurrent):
     @classmethod
     def from_torch(cls, module: nn.RNNBase) -> _Stacked:
         """A copy of a torch.nn module (same weights, same outputs; ours is batch-first)."""
+        if cls._torch_class is None:
+            raise ValueError(f"{cls.__name__} has no torch.nn equivalent to copy from")
         if type(module) is not cls._torch_class:
             raise ValueError(
                 f"{cls.__name__}.from_torch expects a torch.nn.{cls._torch_class.__name__}. "
@@ -416,8 +378,10 @@ class _Stacked(Recurrent):
 
     def to_torch(self) -> nn.RNNBase:
         """The equivalent torch.nn module (batch_first=True), when the configuration allows."""
+        if self._torch_class is None:
+            raise ValueError(f"{type(self).__name__} has no torch.nn equivalent")
         problems = [f"layer {i}: {c!r}" for i, layer in enumerate(self.layers) for c in layer
-                    if c.native_mode() is None or c.recurrent_dropout > 0]
+                    if c.engine() is None or c.engine().native is None or c.recurrent_dropout > 0]
         if self.merge != "concat":
             problems.append("merge='sum'")
         if self.learn_initial_state:
@@ -448,7 +412,7 @@ def _torch_named_weights(stack: Recurrent) -> list[tuple[str, Tensor]]:
     for i, layer in enumerate(stack.layers):
         for d, cell in enumerate(layer):
             suffix = f"_l{i}" + ("_reverse" if d == 1 else "")
-            for base, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), cell._native_weights()):
+            for base, p in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), cell.engine().native.weights):
                 named.append((base + suffix, p))
     return named
 
@@ -499,3 +463,14 @@ class LSTM(_Stacked):
     @classmethod
     def _torch_options(cls, module: nn.RNNBase) -> dict[str, Any]:
         return {"forget_bias": None}
+
+
+class LeakyRNN(_Stacked):
+    """Stacked leaky-integrator units (see :class:`LeakyCell`): arguments as :class:`RNN`, plus
+    the cell's ``alpha`` and ``learn_alpha``. torch.nn has no equivalent (no from_torch/to_torch).
+
+    Example:
+        >>> leaky = rnnkit.LeakyRNN(8, 32, num_layers=2, alpha=0.25, learn_alpha=True)
+    """
+
+    _cell_class = LeakyCell

@@ -1,8 +1,8 @@
 """Unrolling one recurrent layer (one direction) over time: the only loops over time in rnnkit.
 
-Three ways to run the same recurrence, chosen per layer by :class:`rnnkit.Recurrent`:
+Three ways to run the same recurrence, chosen per layer by :func:`rnnkit.dispatch.choose_path`:
 
-* ``native_scan``: torch's own fused RNN ops (cuDNN on GPU, oneDNN/ATen on CPU), used when a
+* ``native_scan``: torch's own RNN ops (cuDNN on GPU, oneDNN/ATen on CPU), used when a
   cell is exactly torch.nn.LSTM/GRU/RNN and torch's kernel is the faster one on that device.
 * ``fused_scan``: our BPTT engine for the built-in cells. The input projection U x_t + b is
   one matmul for all steps (done by autograd before the loop); the loop does W h_{t-1} and
@@ -27,15 +27,19 @@ its last real step and padding costs nothing.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from rnnkit.cells import Cell, State
-from rnnkit.kernels import StepKernel, Tape
+from rnnkit.dispatch import Engine, NativeOp
+from rnnkit.kernels import StepKernel
+from rnnkit.workspace import Tape
 
 
-class Schedule:
+class PackedLayout:
     """Geometry of a packed batch (see the module docstring).
 
     Attributes:
@@ -56,8 +60,8 @@ class Schedule:
         self.device = device
 
     @classmethod
-    def build(cls, lengths: Tensor | None, B: int, T: int, device: torch.device) -> Schedule:
-        """Schedule for a (B, T) padded batch; ``lengths`` None means every length is T."""
+    def build(cls, lengths: Tensor | None, B: int, T: int, device: torch.device) -> PackedLayout:
+        """PackedLayout for a (B, T) padded batch; ``lengths`` None means every length is T."""
         if lengths is None or bool((lengths == T).all()):
             return cls(torch.full((T,), B, dtype=torch.long), B, T, None, None, device)
         sorted_lengths, order = torch.sort(lengths.to("cpu", torch.long), descending=True, stable=True)
@@ -161,15 +165,39 @@ class Schedule:
 # --------------------------------------------------------------------------- fused BPTT
 
 
+class _Inputs(NamedTuple):
+    """The differentiable inputs of :class:`_FusedBPTT`, by name, in ``apply``'s order after
+    (kernel, layout): used both to read ``ctx.needs_input_grad`` and to lay out the gradients."""
+
+    xp: Any
+    weight_hh: Any
+    bias_hh: Any
+    mask: Any
+    state0: tuple
+    params: tuple
+
+    @classmethod
+    def split(cls, flat: Sequence[Any], n_state: int) -> _Inputs:
+        """From the flat positional form ``xp, weight_hh, bias_hh, mask, *state0, *params``."""
+        xp, w, b, mask, *rest = flat
+        return cls(xp, w, b, mask, tuple(rest[:n_state]), tuple(rest[n_state:]))
+
+    def flat(self) -> tuple:
+        return (self.xp, self.weight_hh, self.bias_hh, self.mask, *self.state0, *self.params)
+
+
 class _FusedBPTT(torch.autograd.Function):
-    """One layer-direction of a built-in cell: forward loop and hand-derived BPTT."""
+    """One layer-direction of a built-in cell: forward loop and hand-derived BPTT.
+
+    Called as ``apply(kernel, layout, *_Inputs(...).flat())``.
+    """
 
     @staticmethod
-    def forward(ctx, kernel: StepKernel, sched: Schedule, xp: Tensor, weight_hh: Tensor,
+    def forward(ctx, kernel: StepKernel, layout: PackedLayout, xp: Tensor, weight_hh: Tensor,
                 bias_hh: Tensor | None, mask: Tensor | None, *state0_and_params: Tensor):
         n_state = len(state0_and_params) - len(kernel.params())
         state0 = state0_and_params[:n_state]
-        bs = [b for _, b in sched.steps]
+        bs = [b for _, b in layout.steps]
         tape = Tape(bs, xp)
         H = weight_hh.shape[1]
         # state_t of every row; h is the output, so it escapes the workspace
@@ -192,8 +220,8 @@ class _FusedBPTT(torch.autograd.Function):
                 torch.mm(h_in, w_t, out=rec)  # W h_{t-1}
             kernel.forward(t, prev, new)
         h = states[0][0]  # (N, H): the outputs
-        final = tuple(sched.last(full) for full, _ in states)
-        ctx.kernel, ctx.sched, ctx.tape = kernel, sched, tape
+        final = tuple(layout.last(full) for full, _ in states)
+        ctx.kernel, ctx.layout, ctx.tape = kernel, layout, tape
         ctx.other_states = [full for full, _ in states[1:]]  # h is saved below, as an output
         ctx.has_bias = bias_hh is not None
         ctx.save_for_backward(weight_hh, mask, h, *state0)
@@ -202,7 +230,7 @@ class _FusedBPTT(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out: Tensor | None, *d_final: Tensor | None):
         weight_hh, mask, h, *state0 = ctx.saved_tensors
-        kernel, sched, tape = ctx.kernel, ctx.sched, ctx.tape
+        kernel, layout, tape = ctx.kernel, ctx.layout, ctx.tape
         bs = tape.batch_sizes
         kernel.allocate_grads(tape, weight_hh.shape[1])
         states = [h, *ctx.other_states]
@@ -234,24 +262,26 @@ class _FusedBPTT(torch.autograd.Function):
                 if direct is not None:
                     ds[0].add_(direct)
 
-        needs = ctx.needs_input_grad
-        n_state = len(state0)
+        needs = _Inputs.split(ctx.needs_input_grad[2:], len(state0))
+        need_bias = ctx.has_bias and needs.bias_hh
         d_w = d_b = None
-        if needs[3] or (ctx.has_bias and needs[4]):
+        if needs.weight_hh or need_bias:
             d_rec_all = kernel.d_rec()  # (N, G)
-            if needs[3]:
-                h_prev = sched.previous(state0[0], h)  # h_{t-1} per row (N, H)
+            if needs.weight_hh:
+                h_prev = layout.previous(state0[0], h)  # h_{t-1} per row (N, H)
                 if mask is not None:
-                    h_prev = h_prev * sched.per_row(mask)
+                    h_prev = h_prev * layout.per_row(mask)
                 d_w = d_rec_all.t().mm(h_prev)  # sum_t dL/drec_t^T h_{t-1}   (G, H)
-            if ctx.has_bias and needs[4]:
+            if need_bias:
                 d_b = d_rec_all.sum(0)
         d_params: tuple[Tensor | None, ...] = ()
         if kernel.params():
-            prev_all = [sched.previous(s, full) for s, full in zip(state0, states)]
-            d_params = kernel.param_grads(prev_all, states, needs[6 + n_state :])
-        d_state0 = [d if need else None for d, need in zip(d_state, needs[6 : 6 + n_state])]
-        return (None, None, kernel.d_xp() if needs[2] else None, d_w, d_b, None, *d_state0, *d_params)
+            prev_all = [layout.previous(s, full) for s, full in zip(state0, states)]
+            d_params = kernel.param_grads(prev_all, states, needs.params)
+        grads = _Inputs(xp=kernel.d_xp() if needs.xp else None, weight_hh=d_w, bias_hh=d_b, mask=None,
+                        state0=tuple(d if need else None for d, need in zip(d_state, needs.state0)),
+                        params=d_params)
+        return (None, None, *grads.flat())
 
 
 def _previous(t: int, b: int, bs: list[int], state0, history: list[list[Tensor]]) -> list[Tensor]:
@@ -263,26 +293,27 @@ def _previous(t: int, b: int, bs: list[int], state0, history: list[list[Tensor]]
     return [steps[t - 1][:b] for steps in history]
 
 
-def fused_scan(cell: Cell, sched: Schedule, x: Tensor, state0: State,
+def fused_scan(engine: Engine, layout: PackedLayout, x: Tensor, state0: State,
                recurrent_mask: Tensor | None) -> tuple[Tensor, State]:
-    """Run a built-in cell over packed rows x (N, F) with the fused BPTT engine."""
-    kernel = cell.fused_kernel()
-    xp = cell.input_pre_activation(x)  # U x_t + b for every row at once   (N, G)
-    out, *final = _FusedBPTT.apply(kernel, sched, xp, cell.weight_hh, cell.recurrent_bias(),
-                                   recurrent_mask, *state0, *kernel.params())
+    """Run a built-in cell, given by its :class:`Engine`, over packed rows x (N, F) with the
+    fused BPTT engine."""
+    kernel = engine.kernel()
+    xp = engine.input_projection(x)  # U x_t + b for every row at once   (N, G)
+    inputs = _Inputs(xp, engine.weight_hh, engine.recurrent_bias, recurrent_mask, tuple(state0), kernel.params())
+    out, *final = _FusedBPTT.apply(kernel, layout, *inputs.flat())
     return out, tuple(final)
 
 
 # --------------------------------------------------------------------------- autograd loop
 
 
-def loop_scan(cell: Cell, sched: Schedule, x: Tensor, state0: State,
+def loop_scan(cell: Cell, layout: PackedLayout, x: Tensor, state0: State,
               recurrent_mask: Tensor | None) -> tuple[Tensor, State]:
     """Run any cell over packed rows x (N, F) with autograd through ``cell(x_t, state)``."""
-    B = sched.batch_size
+    B = layout.batch_size
     state = state0
     outputs = []
-    for t, (o, b) in enumerate(sched.steps):
+    for t, (o, b) in enumerate(layout.steps):
         state_in = state if b == B else tuple(s[:b] for s in state)
         if recurrent_mask is None:
             h, new = cell(x[o : o + b], state_in)
@@ -323,25 +354,25 @@ def _check_cell_output(cell: Cell, h: object, new: object, state_in: State) -> N
 _NATIVE_OPS = {"LSTM": torch.lstm, "GRU": torch.gru, "RNN_TANH": torch.rnn_tanh, "RNN_RELU": torch.rnn_relu}
 
 
-def native_scan(cells: list[Cell], sched: Schedule, x: Tensor, states: list[State],
+def native_scan(natives: list[NativeOp], layout: PackedLayout, x: Tensor, states: list[State],
                 training: bool) -> tuple[Tensor, list[State]]:
-    """Run one layer (1 or 2 directions) with torch's fused op on the cells' own parameters.
+    """Run one layer (1 or 2 directions) with torch's own op on the cells' parameters.
 
     Returns the packed output (N, D*H) and the final state of each direction.
     """
-    mode = cells[0].native_mode()
+    mode = natives[0].mode
     op = _NATIVE_OPS[mode]
-    bidirectional = len(cells) == 2
-    weights = [w for c in cells for w in c._native_weights()]
+    bidirectional = len(natives) == 2
+    weights = [w for n in natives for w in n.weights]
     hx = tuple(torch.stack(parts) for parts in zip(*states))  # each (D, B, H)
     hx_arg = hx if mode == "LSTM" else hx[0]
-    has_bias = cells[0].bias
-    if sched.uniform:
-        T, B = sched.total_length, sched.batch_size
+    has_bias = natives[0].has_bias
+    if layout.uniform:
+        T, B = layout.total_length, layout.batch_size
         out, *finals = op(x.view(T, B, -1), hx_arg, weights, has_bias, 1, 0.0, training,
                           bidirectional, False)
         out = out.reshape(T * B, -1)
     else:
-        out, *finals = op(x, sched.batch_sizes, hx_arg, weights, has_bias, 1, 0.0, training,
+        out, *finals = op(x, layout.batch_sizes, hx_arg, weights, has_bias, 1, 0.0, training,
                           bidirectional)
-    return out, [tuple(f[d] for f in finals) for d in range(len(cells))]
+    return out, [tuple(f[d] for f in finals) for d in range(len(natives))]

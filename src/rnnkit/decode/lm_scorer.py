@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit import nested
 from rnnkit.decode.scorers import Scorer
 
 LN10 = math.log(10.0)
@@ -171,21 +172,6 @@ class NGramLM(Scorer):
         return self.score(state, "</s>")[0]
 
 
-def _stack_states(states: Sequence[Any]) -> Any:
-    """Concatenate per-hypothesis states (nested tuples of (1, ...) tensors) along the batch."""
-    first = states[0]
-    if isinstance(first, Tensor):
-        return torch.cat(list(states))
-    return type(first)(_stack_states([s[i] for s in states]) for i in range(len(first)))
-
-
-def _split_state(state: Any, n: int) -> list[Any]:
-    if isinstance(state, Tensor):
-        return list(state.split(1))
-    parts = [_split_state(s, n) for s in state]
-    return [type(state)(p[i] for p in parts) for i in range(n)]
-
-
 class RNNLMScorer(Scorer):
     """A recurrent language model as a scorer, for shallow fusion into CTC beam search.
 
@@ -219,9 +205,9 @@ class RNNLMScorer(Scorer):
     def _advance(self, states: Sequence[Any], lm_tokens: Sequence[int]) -> list[tuple[Any, Tensor]]:
         device = next(self.model.parameters()).device
         tokens = torch.tensor(list(lm_tokens), dtype=torch.long, device=device)
-        log_probs, state = self.model.step(tokens, _stack_states(states))
+        log_probs, state = self.model.step(tokens, nested.stack(states))
         self.steps += 1
-        return list(zip(_split_state(state, len(tokens)), log_probs.float().cpu()))
+        return list(zip(nested.split(state, len(tokens)), log_probs.float().cpu()))
 
     def initial_state(self) -> tuple[Any, Tensor]:
         if self._initial is None:

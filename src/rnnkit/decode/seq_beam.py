@@ -19,7 +19,7 @@ from torch import Tensor
 
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.decode.sampling import Step
-from rnnkit.decode.state import select_rows
+from rnnkit.nested import select_rows
 from rnnkit.decode.stopping import StopPolicy, as_policy
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -23,9 +22,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-import rnnkit
-from rnnkit.recurrent import GRU, LSTM, RNN, Recurrent
-from rnnkit.cells import LeakyCell
+from rnnkit.files import fsync_replace, write_json_atomic
+from rnnkit.recurrent import GRU, LSTM, RNN, LeakyRNN, Recurrent
+from rnnkit.version import __version__
 
 FORMAT = "rnnkit-model"
 REGISTRY: dict[str, type[Model]] = {}
@@ -79,11 +78,11 @@ class Model(nn.Module):
         """Write config.json and model.safetensors into ``directory`` (created if needed)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(directory / "config.json", {"format": FORMAT, "rnnkit": rnnkit.__version__,
+        write_json_atomic(directory / "config.json", {"format": FORMAT, "rnnkit": __version__,
                                                       "class": type(self).__name__, "config": self.config_dict()})
         tmp = directory / "model.safetensors.tmp"
         save_model(self, str(tmp))  # handles tied weights: shared tensors are stored once
-        _fsync_replace(tmp, directory / "model.safetensors")
+        fsync_replace(tmp, directory / "model.safetensors")
         return directory
 
 
@@ -120,45 +119,18 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
     return model
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text``: a crash leaves either the old or the new file, never a torn one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    _fsync_replace(tmp, path)
-
-
-def _fsync_replace(tmp: Path, final: Path) -> None:
-    """Make ``tmp`` durable, then rename it over ``final`` (atomic on POSIX)."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-
-
 # ----------------------------------------------------------------------------- building blocks
 
-_STACKS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+_STACKS = {"lstm": LSTM, "gru": GRU, "rnn": RNN, "leaky": LeakyRNN}
 
 
 def build_recurrent(input_size: int, cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
                     bidirectional: bool = False, **options: Any) -> Recurrent:
     """A recurrent stack from a JSON spec: cell "lstm", "gru", "rnn" or "leaky", sizes, and the
     keyword options of :class:`rnnkit.Recurrent` and of the cell (layer_norm, activation, ...)."""
-    if cell in _STACKS:
-        return _STACKS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
-    if cell == "leaky":
-        layer_keys = {"merge", "dropout", "learn_initial_state", "input_dropout", "implementation"}
-        layer = {k: v for k, v in options.items() if k in layer_keys}
-        cell_options = {k: v for k, v in options.items() if k not in layer_keys}
-        D = 2 if bidirectional else 1
-        width = hidden_size * (D if layer.get("merge", "concat") == "concat" else 1)
-        cells = [[LeakyCell(input_size if i == 0 else width, hidden_size, **cell_options) for _ in range(D)]
-                 for i in range(num_layers)]
-        return Recurrent(cells, bidirectional=bidirectional, **layer)
-    raise ValueError(f"cell must be one of {sorted([*_STACKS, 'leaky'])}. Received: {cell!r}")
+    if cell not in _STACKS:
+        raise ValueError(f"cell must be one of {sorted(_STACKS)}. Received: {cell!r}")
+    return _STACKS[cell](input_size, hidden_size, num_layers, bidirectional, **options)
 
 
 class InputLayer(nn.Module):

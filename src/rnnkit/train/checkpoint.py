@@ -26,41 +26,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from rnnkit.models.base import Model, write_json_atomic
+from rnnkit import nested
+from rnnkit.files import fsync_dir, write_json_atomic
+from rnnkit.models.base import Model
 
 PREFIX = "step-"
-
-
-def flatten_state(state: Any) -> tuple[dict[str, Tensor], Any]:
-    """Nested tuples/lists of tensors -> (named tensors, JSON structure)."""
-    tensors: dict[str, Tensor] = {}
-
-    def walk(s: Any) -> Any:
-        if s is None:
-            return None
-        if isinstance(s, Tensor):
-            name = f"state.{len(tensors)}"
-            tensors[name] = s.detach().cpu().contiguous()
-            return name
-        return [walk(x) for x in s]
-
-    return tensors, walk(state)
-
-
-def unflatten_state(tensors: dict[str, Tensor], structure: Any, device: torch.device | str) -> Any:
-    if structure is None:
-        return None
-    if isinstance(structure, str):
-        return tensors[structure].to(device)
-    return tuple(unflatten_state(tensors, s, device) for s in structure)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.optim.Optimizer,
@@ -74,7 +44,7 @@ def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.o
         shutil.rmtree(tmp)
     model.save(tmp)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    tensors, structure = flatten_state(carried)
+    tensors, structure = nested.flatten(carried)
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
@@ -89,7 +59,7 @@ def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.o
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return final
 
 
@@ -147,5 +117,5 @@ def load_checkpoint(path: Path, model: Model, optimizer: torch.optim.Optimizer,
         states = [tensors[k] for k in sorted(k for k in tensors if k.startswith("rng.cuda."))]
         if states:
             torch.cuda.set_rng_state_all(states)
-    carried = unflatten_state(tensors, state.pop("carried_structure"), device)
+    carried = nested.unflatten(tensors, state.pop("carried_structure"), device)
     return state, carried

@@ -25,8 +25,9 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from rnnkit.models.base import Model, write_json_atomic, write_text_atomic
-from rnnkit.recurrent import detach
+from rnnkit.files import write_json_atomic, write_text_atomic
+from rnnkit.models.base import Model
+from rnnkit.nested import detach
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed
 from rnnkit.train.schedules import LRSchedule, teacher_forcing_ratio

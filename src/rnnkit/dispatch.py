@@ -1,0 +1,151 @@
+"""Which computation path a recurrent layer runs on, decided in one place.
+
+A layer (one cell per direction) can run three ways, all equal within floating-point rounding:
+
+* ``"native"``: torch's own RNN op (cuDNN on CUDA, oneDNN/ATen on the CPU) on the cells'
+  parameters, when a cell is exactly torch.nn.LSTM/GRU/RNN and torch's op is the faster one;
+* ``"fused"``: rnnkit's fused BPTT engine (:mod:`rnnkit.unroll`), for cells with a
+  hand-derived step kernel (:mod:`rnnkit.kernels`);
+* ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
+
+A cell only *declares* what it can run on, with :meth:`rnnkit.Cell.engine` (an
+:class:`Engine`, or None); :func:`choose_path` decides, from the cells, the device, the
+training mode and the implementation asked for, and says why (``rnnkit info`` prints it).
+:class:`rnnkit.Recurrent` caches the decision per (device type, training mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from rnnkit.cells import Cell
+    from rnnkit.kernels import StepKernel
+
+__all__ = ["Engine", "NativeOp", "PathChoice", "choose_path", "IMPLEMENTATIONS", "NATIVE_PREFERRED"]
+
+#: What ``Recurrent(implementation=...)`` accepts: "auto" lets :func:`choose_path` decide.
+IMPLEMENTATIONS = ("auto", "native", "fused", "loop")
+
+#: torch ops that beat rnnkit's fused engine, per device type (measured with
+#: benchmarks/recurrent.py: torch's CPU GRU and RNN ops are per-step loops).
+NATIVE_PREFERRED = {
+    "cpu": {"LSTM"},
+    "cuda": {"LSTM", "GRU", "RNN_TANH", "RNN_RELU"},
+}
+
+
+@dataclass(frozen=True)
+class NativeOp:
+    """torch's own RNN op that computes a cell exactly.
+
+    mode: "LSTM", "GRU", "RNN_TANH" or "RNN_RELU" (torch.nn.LSTM / GRU / RNN).
+    weights: the cell's parameters in the order the op wants: U, W and, with biases, b_ih, b_hh.
+    """
+
+    mode: str
+    weights: tuple[Tensor, ...]
+
+    @property
+    def has_bias(self) -> bool:
+        return len(self.weights) == 4
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a built-in cell can run on besides the autograd loop.
+
+    The fused engine computes a layer as ``xp = input_projection(x)`` (U x_t + b for every
+    step at once), then per step ``rec_t = W h_{t-1} (+ recurrent_bias)`` and the kernel's
+    pointwise maths.
+
+    Attributes:
+        kernel: makes a fresh :class:`rnnkit.kernels.StepKernel` (one per scan; it holds buffers).
+        input_projection: x (..., F) -> xp (..., G), the part hoisted out of the loop.
+        weight_hh: W, (G, H).
+        recurrent_bias: a bias that must stay inside the loop (the GRU's b_hh), or None.
+        native: the torch op equal to the cell, or None.
+    """
+
+    kernel: Callable[[], StepKernel]
+    input_projection: Callable[[Tensor], Tensor]
+    weight_hh: Tensor
+    recurrent_bias: Tensor | None = None
+    native: NativeOp | None = None
+
+
+@dataclass(frozen=True)
+class PathChoice:
+    """The path of one layer and the reason, in words."""
+
+    path: str
+    reason: str
+
+
+def _describe(cells: Sequence[Cell]) -> str:
+    return ", ".join(repr(c) for c in cells)
+
+
+def _native_mode(cells: Sequence[Cell], engines: Sequence[Engine | None]) -> tuple[str | None, str]:
+    """torch's mode shared by every direction of the layer, or (None, why not)."""
+    natives = [e.native if e is not None else None for e in engines]
+    if any(n is None for n in natives):
+        odd = next(c for c, n in zip(cells, natives) if n is None)
+        return None, f"torch has no op equal to {odd!r}"
+    if len({n.mode for n in natives}) != 1 or len({n.has_bias for n in natives}) != 1:
+        return None, "the two directions differ (torch's op needs them alike)"
+    return natives[0].mode, ""
+
+
+def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
+                implementation: str = "auto") -> PathChoice:
+    """Choose how one layer (its cells, one per direction) runs; see the module docstring.
+
+    Args:
+        cells: the layer's cells. device_type: "cpu", "cuda", ...
+        training: training mode (recurrent dropout applies only then, and torch's op cannot).
+        implementation: "auto", or a path forced by the user.
+
+    Returns:
+        A :class:`PathChoice`. Raises ValueError when a forced path cannot run these cells.
+
+    Example:
+        >>> choose_path([LSTMCell(3, 4)], "cpu", training=True).path
+        'native'
+    """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}. Received: {implementation!r}")
+    engines = [c.engine() for c in cells]
+    mode, why_not_native = _native_mode(cells, engines)
+    dropout = training and any(c.recurrent_dropout > 0 for c in cells)
+    if implementation == "native":
+        if mode is None:
+            raise ValueError(f"implementation='native' needs plain LSTM/GRU/Elman tanh or relu cells; "
+                             f"{why_not_native} ({_describe(cells)}). Use implementation='auto'.")
+        if dropout:
+            raise ValueError("implementation='native' cannot apply recurrent_dropout in training mode. "
+                             "Use implementation='auto'.")
+        return PathChoice("native", f"asked for: torch's {mode} op")
+    fusable = all(e is not None for e in engines)
+    if implementation == "fused":
+        if not fusable:
+            odd = next(c for c, e in zip(cells, engines) if e is None)
+            raise ValueError(f"implementation='fused' needs built-in cells; {type(odd).__name__} has no "
+                             "fused kernel. Use implementation='auto' or 'loop'.")
+        return PathChoice("fused", "asked for: rnnkit's fused BPTT")
+    if implementation == "loop":
+        return PathChoice("loop", "asked for: autograd through the cell")
+    if not fusable:
+        odd = next(c for c, e in zip(cells, engines) if e is None)
+        return PathChoice("loop", f"{type(odd).__name__} has no fused kernel: autograd through the cell")
+    if mode is None:
+        return PathChoice("fused", f"rnnkit's fused BPTT: {why_not_native}")
+    if dropout:
+        return PathChoice("fused", "rnnkit's fused BPTT: recurrent dropout in training, which torch's op lacks")
+    if mode in NATIVE_PREFERRED.get(device_type, ()):
+        return PathChoice("native", f"torch's {mode} op, the faster one on {device_type}")
+    return PathChoice("fused", f"rnnkit's fused BPTT, faster than torch's {mode} op on {device_type}")
