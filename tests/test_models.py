@@ -13,11 +13,12 @@ from rnnkit.models import (TDNN, CTCRecognizer, CTCRecognizerConfig, Conditional
                            NeuralProbabilisticLMConfig, OutputRecurrentNet, OutputRecurrentNetConfig, Seq2Seq,
                            Seq2SeqConfig, SequenceClassifier, SequenceClassifierConfig, Tagger, TaggerConfig)
 from rnnkit.models import teacher_forcing
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
 
 
 def fit(model, batches, steps, lr=1e-2, **config):
-    return Trainer(model, batches, TrainConfig(lr=lr, max_steps=steps, log_every=10**9, **config), progress=False).fit()
+    return Trainer(model, batches, TrainConfig(OptimizerConfig(lr=lr), stopping=StoppingConfig(max_steps=steps),
+                                               log_every=10**9, **config), progress=False).fit()
 
 
 def roundtrip(model, tmp_path):
@@ -138,7 +139,7 @@ def test_ctc_recognizer_transcribes_after_training(tmp_path):
     def collate(batch):
         x, lengths = pad([b[0] for b in batch])
         y, y_lengths = pad([b[1] for b in batch])
-        return {"input": x, "lengths": lengths, "targets": y, "target_lengths": y_lengths}
+        return {"input": x, "lengths": lengths, "target": y, "target_lengths": y_lengths}
 
     model = CTCRecognizer(CTCRecognizerConfig(input_size=4, num_tokens=4, stack_frames=2,
                                               rnn={"cell": "lstm", "hidden_size": 24, "bidirectional": True}))
@@ -165,7 +166,8 @@ def test_seq2seq_learns_to_reverse(tmp_path, attention):
         out = [torch.cat([b.flip(0), torch.tensor([EOS])]) for b in batch]
         tgt_in, tgt_lengths = pad(rev)
         tgt_out, _ = pad(out, value=-100)
-        return {"src": src, "src_lengths": src_lengths, "tgt_in": tgt_in, "tgt_out": tgt_out, "tgt_lengths": tgt_lengths}
+        return {"input": src, "lengths": src_lengths, "decoder_input": tgt_in, "target": tgt_out,
+                "target_lengths": tgt_lengths}
 
     enc = {"cell": "lstm", "hidden_size": 32, "bidirectional": attention != "dot"}
     model = Seq2Seq(Seq2SeqConfig(src_vocab=8, tgt_vocab=8, bos=BOS, eos=EOS, embedding_size=16, encoder=enc,
@@ -173,15 +175,15 @@ def test_seq2seq_learns_to_reverse(tmp_path, attention):
     fit(model, SequenceBatches(items, 16, collate, seed=4), steps=400, lr=1e-2)
     model = roundtrip(model, tmp_path)
     batch = collate(items)
-    hyps = model.translate(batch["src"], batch["src_lengths"], max_length=8)
+    hyps = model.translate(batch["input"], batch["lengths"], max_length=8)
     assert [h.ids for h in hyps] == [b.flip(0).tolist() for b in items]
-    beam = model.translate(batch["src"][:5], batch["src_lengths"][:5], max_length=8, beam_width=3)
+    beam = model.translate(batch["input"][:5], batch["lengths"][:5], max_length=8, beam_width=3)
     assert [h.ids for h in beam] == [b.flip(0).tolist() for b in items[:5]]
-    logits, alpha = model(batch["src"], batch["src_lengths"], batch["tgt_in"])
+    logits, alpha = model(batch["input"], batch["lengths"], batch["decoder_input"])
     if attention == "none":
         assert alpha is None
     else:  # rows are distributions over the real source steps
-        real = torch.arange(batch["src"].shape[1])[None, :] < batch["src_lengths"][:, None]
+        real = torch.arange(batch["input"].shape[1])[None, :] < batch["lengths"][:, None]
         torch.testing.assert_close(alpha.sum(-1), torch.ones(alpha.shape[:2]))
         assert torch.all(alpha.masked_select(~real[:, None, :].expand_as(alpha)) == 0)
 

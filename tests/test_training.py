@@ -17,8 +17,9 @@ from safetensors.torch import load_file
 import rnnkit
 from rnnkit.data import SequenceBatches, StreamBatches
 from rnnkit.models import LanguageModel, LanguageModelConfig
-from rnnkit.train import LRSchedule, TrainConfig, Trainer, teacher_forcing_ratio
-from rnnkit.train.checkpoint import list_checkpoints
+from rnnkit.train import (LRSchedule, OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer,
+                          teacher_forcing_ratio)
+from rnnkit.run_dir import RunDir
 
 JOB = Path(__file__).with_name("train_job.py")
 
@@ -29,7 +30,7 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(list_checkpoints(run_dir / "checkpoints")[-1] / "model.safetensors"))
+    return load_file(str(RunDir(run_dir).checkpoints()[-1].path / "model.safetensors"))
 
 
 def test_killed_run_resumes_to_the_same_weights_bit_for_bit(tmp_path):
@@ -37,7 +38,7 @@ def test_killed_run_resumes_to_the_same_weights_bit_for_bit(tmp_path):
     assert whole.returncode == 0, whole.stderr
     killed = _run(str(tmp_path / "cut"), "--steps", "20", "--kill-at", "11")
     assert killed.returncode == -9, "the job died by SIGKILL"
-    assert [p.name for p in list_checkpoints(tmp_path / "cut" / "checkpoints")][-1] == "step-00000009"
+    assert [c.path.name for c in RunDir(tmp_path / "cut").checkpoints()][-1] == "step-00000009"
     resumed = _run(str(tmp_path / "cut"), "--steps", "20", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a, b = _final_weights(tmp_path / "whole"), _final_weights(tmp_path / "cut")
@@ -79,9 +80,9 @@ def _tiny_run(tmp_path) -> Path:
     vocab_size, ids = 5, torch.randint(0, 5, (400,))
     model = LanguageModel(LanguageModelConfig(vocab_size=vocab_size, embedding_size=8,
                                               rnn={"cell": "gru", "hidden_size": 8}))
-    Trainer(model, StreamBatches(ids, 4, 10), TrainConfig(max_steps=4, checkpoint_every=2), run_dir=tmp_path,
+    Trainer(model, StreamBatches(ids, 4, 10), TrainConfig(stopping=StoppingConfig(max_steps=4), checkpoint_every=2), run_dir=tmp_path,
             progress=False).fit()
-    return list_checkpoints(tmp_path / "checkpoints")[-1]
+    return RunDir(tmp_path).checkpoints()[-1].path
 
 
 def test_checkpoint_loads_as_a_model_and_bad_ones_are_refused(tmp_path):
@@ -116,7 +117,7 @@ def test_training_time_adds_up_over_resumed_sessions(tmp_path):
     (last / "trainer.json").write_text(json.dumps(state))
     model = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=8, rnn={"cell": "gru", "hidden_size": 8}))
     started = time.time()
-    result = Trainer(model, StreamBatches(torch.randint(0, 5, (400,)), 4, 10), TrainConfig(max_steps=6),
+    result = Trainer(model, StreamBatches(torch.randint(0, 5, (400,)), 4, 10), TrainConfig(stopping=StoppingConfig(max_steps=6)),
                      run_dir=tmp_path, resume=True, progress=False).fit()
     assert result["step"] == 6
     assert 1000.0 < result["seconds"] <= 1000.0 + time.time() - started
@@ -147,7 +148,7 @@ def test_gradient_accumulation_equals_one_big_batch():
         torch.manual_seed(1)
         model = LanguageModel(LanguageModelConfig(vocab_size=6, embedding_size=4, rnn={"cell": "rnn", "hidden_size": 5}))
         Trainer(model, SequenceBatches(items, batch_size, collate, shuffle=False),
-                TrainConfig(optimizer="sgd", lr=0.5, max_steps=3, accumulate=accumulate), progress=False).fit()
+                TrainConfig(OptimizerConfig("sgd", lr=0.5), stopping=StoppingConfig(max_steps=3), accumulate=accumulate), progress=False).fit()
         return model.decoder.weight.detach().clone()
 
     torch.testing.assert_close(final(8, 1), final(4, 2), atol=1e-6, rtol=1e-6)
@@ -156,7 +157,8 @@ def test_gradient_accumulation_equals_one_big_batch():
 def test_clipping_logs_the_norm_before_clipping():
     ids = torch.randint(0, 5, (300,))
     model = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=4, rnn={"cell": "lstm", "hidden_size": 4}))
-    trainer = Trainer(model, StreamBatches(ids, 2, 10), TrainConfig(optimizer="sgd", lr=0.1, max_steps=3, clip_norm=1e-3,
+    trainer = Trainer(model, StreamBatches(ids, 2, 10), TrainConfig(OptimizerConfig("sgd", lr=0.1),
+                                                                   stopping=StoppingConfig(max_steps=3), clip_norm=1e-3,
                                                                    log_every=1), progress=False)
     trainer.fit()
     assert all(h["grad_norm"] > 1e-3 for h in trainer.history if h["split"] == "train")
@@ -189,17 +191,17 @@ def test_sequence_batches_shuffle_per_epoch_and_resume():
 
 
 def test_lr_schedules():
-    step = LRSchedule("step", 1.0, decay_start=4, decay_factor=0.5)
+    step = LRSchedule(ScheduleConfig("step", decay_start=4, decay_factor=0.5), base_lr=1.0)
     assert [step.lr(0, e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]  # 4 epochs at the full rate
-    cos = LRSchedule("cosine", 1.0, warmup_steps=10, total_steps=110)
+    cos = LRSchedule(ScheduleConfig("cosine", warmup_steps=10), base_lr=1.0, total_steps=110)
     assert cos.lr(0, 0) == pytest.approx(0.1) and cos.lr(9, 0) == pytest.approx(1.0)
     assert cos.lr(60, 0) == pytest.approx(0.5) and cos.lr(110, 0) == pytest.approx(0.0)
-    plateau = LRSchedule("plateau", 1.0, patience=1, plateau_factor=0.1)
+    plateau = LRSchedule(ScheduleConfig("plateau", patience=1, plateau_factor=0.1), base_lr=1.0)
     for metric in (5.0, 4.0, 4.5, 4.4):
         plateau.evaluated(metric)
     assert plateau.lr(0, 0) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="schedule must be one of"):
-        LRSchedule("linear")
+        LRSchedule(ScheduleConfig("linear"))
 
 
 def test_teacher_forcing_curricula():
@@ -214,7 +216,7 @@ def test_teacher_forcing_curricula():
 def test_early_stopping_and_best(tmp_path):
     ids = torch.randint(0, 4, (400,))  # noise: the dev loss stops improving quickly
     model = LanguageModel(LanguageModelConfig(vocab_size=4, embedding_size=8, rnn={"cell": "lstm", "hidden_size": 32}))
-    result = Trainer(model, StreamBatches(ids[:300], 4, 10), TrainConfig(lr=0.05, epochs=50, early_stopping=2),
+    result = Trainer(model, StreamBatches(ids[:300], 4, 10), TrainConfig(OptimizerConfig(lr=0.05), stopping=StoppingConfig(epochs=50, early_stopping=2)),
                      valid=StreamBatches(ids[300:], 2, 10), run_dir=tmp_path, progress=False).fit()
     assert result["stopped_early"] and result["epoch"] < 50
     assert (tmp_path / "best" / "model.safetensors").exists()
@@ -227,4 +229,4 @@ def test_trainer_refuses_unbounded_runs():
     with pytest.raises(ValueError, match="give at least one bound"):
         Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig())
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig(optimizer="lbfgs", epochs=1))
+        Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig(OptimizerConfig("lbfgs"), stopping=StoppingConfig(epochs=1)))

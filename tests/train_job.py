@@ -19,7 +19,7 @@ import torch
 
 from rnnkit.data import StreamBatches
 from rnnkit.models import LanguageModel, LanguageModelConfig
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
 
 TEXT = "a recurrent network reads one symbol at a time and keeps a state. " * 40
 
@@ -31,8 +31,8 @@ def build(run_dir: str, resume: bool, steps: int, batch_size: int = 8) -> Traine
     model = LanguageModel(LanguageModelConfig(vocab_size=len(vocab), embedding_size=16, dropout=0.2,
                                               rnn={"cell": "lstm", "hidden_size": 32, "num_layers": 2}))
     train = StreamBatches(ids, batch_size, 12, random_length=True, seed=3)
-    config = TrainConfig(optimizer="adam", lr=3e-3, max_steps=steps, accumulate=2, clip_norm=1.0,
-                         checkpoint_every=3, keep_last=2, log_every=5, seed=11)
+    config = TrainConfig(OptimizerConfig("adam", lr=3e-3), stopping=StoppingConfig(max_steps=steps), accumulate=2,
+                         clip_norm=1.0, checkpoint_every=3, keep_last=2, log_every=5, seed=11)
     return Trainer(model, train, config, run_dir=run_dir, resume=resume, progress=False)
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     trainer = build(args.run_dir, args.resume, args.steps)
     if args.kill_at is not None:
-        step = trainer._optimizer_step
+        step = trainer._apply_gradients
 
         def step_then_maybe_die() -> float:
             norm = step()
@@ -53,7 +53,7 @@ def main() -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
             return norm
 
-        trainer._optimizer_step = step_then_maybe_die
+        trainer._apply_gradients = step_then_maybe_die
     trainer.fit()
     sys.exit(0)
 

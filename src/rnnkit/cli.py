@@ -1,6 +1,6 @@
 """The ``rnnkit`` command line.
 
-    rnnkit train charlm|wordlm|addition [options]     a run directory runs/<task>-<time>/
+    rnnkit train TASK [options]                       a run directory runs/<task>-<time>/ (rnnkit.run_dir)
     rnnkit generate CHECKPOINT --prompt ...           stream a sample
     rnnkit evaluate CHECKPOINT [--split test]
     rnnkit plot RUN_DIR                               plots/learning_curves.png
@@ -39,11 +39,13 @@ def _info(args: argparse.Namespace) -> int:
         "RNN sigmoid": rnnkit.RNN(1, 1, activation="sigmoid"),
         "LSTM skip_delay=2": rnnkit.LSTM(1, 1, skip_delay=2),
     }
-    print("computation path of each layer type in training (rnnkit.dispatch.choose_path), and why:")
+    print(f"{'configuration':<20}" + "".join(f"{d:>10}" for d in devices))
+    for name, m in configs.items():
+        print(f"{name:<20}" + "".join(f"{m.layer_path(0, d):>10}" for d in devices))
+    print("why (rnnkit.dispatch.choose_path, in training mode):")
     for device in devices:
         for name, m in configs.items():
-            choice = m.paths(device, training=True)[0]
-            print(f"  {device:<5} {name:<20} {choice.path:<7} {choice.reason}")
+            print(f"  {device}, {name}: {m.paths(device, training=True)[0].reason}")
     return 0
 
 
@@ -52,73 +54,36 @@ def _train(args: argparse.Namespace) -> int:
     from rnnkit.train.distributed import is_main_process
 
     task = TASKS[args.task]
-    path = task.train(args)
+    run = task.train(args)
     if not is_main_process():  # under torchrun only rank 0 reports
         return 0
-    if (path / "metrics.jsonl").is_file():
-        print(f"learning curves: {learning_curves(path)}", file=sys.stderr)
-    if args.task == "charlm" and args.samples:
-        _print_samples(path, args)
-    print(f"run directory: {path}", file=sys.stderr)
+    if run.metrics.is_file():
+        print(f"learning curves: {learning_curves(run.path)}", file=sys.stderr)
+    if task.after_train is not None:
+        task.after_train(run, args)
+    print(f"run directory: {run.path}", file=sys.stderr)
     return 0
 
 
-def _print_samples(path: Path, args: argparse.Namespace) -> None:
-    from rnnkit.tasks.charlm import sample_prompt
-
-    prompt = sample_prompt(args)
-    for i in range(args.samples):
-        print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---")
-        _stream(path, prompt, args.sample_length, temperature=args.temperature, top_k=None, top_p=None, seed=i)
-    print(f"\n\nGenerate more with:\n  rnnkit generate {path} --prompt {prompt.strip()!r} --length 500 "
-          f"--temperature {args.temperature}\n")
-
-
-def _stream(checkpoint: Path, prompt: str, length: int, temperature: float, top_k: int | None,
-            top_p: float | None, seed: int, greedy: bool = False) -> None:
-    """Print the prompt, then each generated token as soon as it exists."""
-    import torch
-
-    from rnnkit.data import Vocabulary
-    from rnnkit.tasks.common import resolve_checkpoint
-
-    ckpt = resolve_checkpoint(checkpoint)
-    if not (ckpt / "vocab.json").is_file():
-        raise FileNotFoundError(f"{ckpt}: no vocab.json; generate needs a language-model checkpoint from rnnkit train")
-    vocab = Vocabulary.load(ckpt / "vocab.json")
-    model = rnnkit.load(ckpt).eval()
-    if not hasattr(model, "generate"):
-        raise ValueError(f"{ckpt} holds a {type(model).__name__}, which does not generate text")
-    units = vocab.split(prompt) or [vocab.eos or vocab.tokens[-1]]
-    ids = vocab.encode(units)[None]
-    sys.stdout.write(prompt)
-    sys.stdout.flush()
-
-    def emit(tokens: torch.Tensor, keep: torch.Tensor) -> None:
-        if bool(keep[0]):
-            sys.stdout.write(vocab.join([int(tokens[0])]))
-            sys.stdout.flush()
-
-    model.generate(ids, length, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                   generator=torch.Generator().manual_seed(seed), on_token=emit)
-
-
 def _generate(args: argparse.Namespace) -> int:
-    _stream(Path(args.checkpoint), args.prompt, args.length, args.temperature, args.top_k, args.top_p, args.seed,
-            args.greedy)
+    from rnnkit.tasks.common import stream_sample
+
+    stream_sample(Path(args.checkpoint), args.prompt, args.length, args.temperature, args.top_k, args.top_p,
+                  args.seed, args.greedy)
     print()
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rnnkit.tasks.common import read_task, resolve_checkpoint
+    from rnnkit.run_dir import Checkpoint
+    from rnnkit.tasks.common import read_task
 
-    ckpt = resolve_checkpoint(Path(args.checkpoint))
+    ckpt = Checkpoint.resolve(args.checkpoint)
     task = read_task(ckpt)
-    module = TASKS.get(task["task"])
-    if module is None or not hasattr(module, "evaluate"):
-        raise ValueError(f"{ckpt}: the {task['task']!r} task has no evaluate")
-    print(json.dumps(module.evaluate(ckpt, args.split, task["args"])))
+    found = TASKS.get(task["task"])
+    if found is None or found.evaluate is None:
+        raise ValueError(f"{ckpt.path}: the {task['task']!r} task has no evaluate")
+    print(json.dumps(found.evaluate(ckpt, args.split, task["args"])))
     return 0
 
 
@@ -158,7 +123,7 @@ def _data(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from rnnkit.tasks import gradients
 
-    print(f"run directory: {gradients.train(args)}", file=sys.stderr)
+    print(f"run directory: {gradients.train(args).path}", file=sys.stderr)
     return 0
 
 
@@ -170,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="train a task; writes runs/<task>-<time>/", formatter_class=Formatter)
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
-    for name, module in TASKS.items():
-        p = tasks.add_parser(name, help=module.HELP, description=module.__doc__, formatter_class=Formatter)
-        module.add_arguments(p)
+    for name, task in TASKS.items():
+        p = tasks.add_parser(name, help=task.help, description=task.description, formatter_class=Formatter)
+        task.add_arguments(p)
         p.set_defaults(func=_train)
 
     gen = verbs.add_parser("generate", help="stream a sample from a language-model checkpoint", formatter_class=Formatter)

@@ -31,12 +31,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import ctc_kernels
+from rnnkit.divergence import check_reduction
 
 __all__ = ["ctc_loss", "ctc_posteriors", "forced_align", "viterbi_loss", "ctc_feasible",
            "Alignment", "Segment"]
 
 IntsLike = Tensor | Sequence[int]
-REDUCTIONS = ("none", "sum", "mean")
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -243,11 +243,6 @@ def _reduce(losses: Tensor, target_lengths: np.ndarray, reduction: str) -> Tenso
     return (losses / per_symbol).mean()
 
 
-def _check_reduction(reduction: str) -> None:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}. Received: {reduction!r}")
-
-
 def ctc_loss(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, target_lengths: IntsLike,
              blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
     """CTC loss L = -log P(l | x), summed over all alignments by the forward-backward algorithm.
@@ -270,7 +265,7 @@ def ctc_loss(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, targ
         >>> lp = torch.randn(2, 30, 5).log_softmax(-1)
         >>> ctc_loss(lp, torch.tensor([[1, 2, 2], [3, 4, 0]]), [30, 25], [3, 2])
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
     losses = _CTC.apply(log_probs, batch, blank)
     bad = torch.isinf(losses)
@@ -409,7 +404,7 @@ def viterbi_loss(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, 
     The divergence of the single best alignment instead of the expectation over all of them;
     its gradient is -1 at the best path's symbol of every frame. Arguments as :func:`ctc_loss`.
     """
-    _check_reduction(reduction)
+    check_reduction(reduction)
     batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
     losses = _Viterbi.apply(log_probs, batch, blank)
     bad = torch.isinf(losses)

@@ -22,7 +22,14 @@ from torch import Tensor
 
 __all__ = ["sequence_cross_entropy", "final_step_cross_entropy", "aligned_cross_entropy", "step_mask"]
 
+#: How every divergence (here and in :mod:`rnnkit.ctc`) reduces its per-item values, as torch.nn.functional.
 REDUCTIONS = ("none", "sum", "mean")
+
+
+def check_reduction(reduction: str) -> None:
+    """A clear error for a ``reduction`` outside :data:`REDUCTIONS`."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}. Received: {reduction!r}")
 
 
 def _check_logits(logits: Tensor) -> tuple[int, int, int]:
@@ -56,8 +63,7 @@ def _step_weights(weights: Tensor | None, B: int, T: int, like: Tensor) -> Tenso
 
 def _weighted(losses: Tensor, weights: Tensor, counted: Tensor, reduction: str) -> Tensor:
     """Apply per-step weights, zero what is not counted, reduce. mean = sum(w L) / sum(w)."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}. Received: {reduction!r}")
+    check_reduction(reduction)
     w = torch.where(counted, weights, 0.0)
     weighted = torch.where(counted, losses * weights, 0.0)  # padding may hold inf or nan
     if reduction == "none":
@@ -129,8 +135,7 @@ def final_step_cross_entropy(logits: Tensor, target: Tensor, lengths: Tensor | N
         weights = torch.arange(1, T + 1, dtype=logits.dtype, device=logits.device)
     else:
         raise ValueError(f"step_weights must be 'uniform', 'linear' or a tensor. Received: {step_weights!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}. Received: {reduction!r}")
+    check_reduction(reduction)
     w = torch.where(mask, _step_weights(weights, B, T, logits), 0.0)
     w = w / w.sum(1, keepdim=True)  # each sequence's weights sum to one
     steps = torch.where(mask, target[:, None].to(logits.device), -100)  # (B, T)

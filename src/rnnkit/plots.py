@@ -8,12 +8,14 @@ from typing import Any
 
 import matplotlib
 
+from rnnkit.run_dir import RunDir
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = RunDir(Path(run_dir)).metrics
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (is this a run directory?)")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -21,12 +23,12 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def learning_curves(run_dir: str | Path) -> Path:
     """plots/learning_curves.png: train and dev loss (and perplexity), gradient norm, learning rate."""
-    run_dir = Path(run_dir)
-    records = read_metrics(run_dir)
+    run = RunDir(Path(run_dir))
+    records = read_metrics(run.path)
     train = [r for r in records if r["split"] == "train"]
     valid = [r for r in records if r["split"] == "valid"]
     if not train and not valid:
-        raise ValueError(f"{run_dir}/metrics.jsonl has no records yet")
+        raise ValueError(f"{run.metrics} has no records yet")
     has_ppl = any("ppl" in r for r in valid)
     fig, axes = plt.subplots(1, 3 + has_ppl, figsize=(4.2 * (3 + has_ppl), 3.4))
     ax = axes[0]
@@ -45,7 +47,7 @@ def learning_curves(run_dir: str | Path) -> Path:
     axes[i + 1].plot([r["step"] for r in train], [r["lr"] for r in train], lw=1)
     axes[i + 1].set(title="learning rate", xlabel="step")
     fig.tight_layout()
-    out = run_dir / "plots" / "learning_curves.png"
+    out = run.plots / "learning_curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     plt.close(fig)

@@ -1,22 +1,83 @@
 """Batches that can stop anywhere and resume exactly: token streams and item datasets.
 
-Both iterate over the rest of the current epoch from a saved position, and their
-``state_dict`` holds everything that decides the next batch (epoch, position; random
-choices are drawn from generators seeded by (seed, epoch, position), never from the global
-one), so a resumed run sees exactly the batches the uninterrupted run would have seen.
+What the Trainer consumes is a :class:`BatchSource`. Both kinds here iterate over the rest
+of the current epoch from a saved position, and their ``state_dict`` holds everything that
+decides the next batch (epoch, position; random choices are drawn from generators seeded by
+(seed, epoch, position), never from the global one), so a resumed run sees exactly the
+batches the uninterrupted run would have seen.
+
+A batch is a dict with the keys of :class:`Batch` (one vocabulary for every model).
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import Tensor
 
 
-class StreamBatches:
+class Batch(TypedDict, total=False):
+    """The keys a batch may have; each model's ``loss`` reads the ones it needs.
+
+    input: (B, T) token ids or (B, T, F) features (an encoder's source).   lengths: (B,)
+        steps of each input.
+    target: (B, T) per-step targets, (B,) one per sequence, or (B, S) padded symbol
+        sequences (CTC, decoders).   target_lengths: (B,) symbols of each target.
+    decoder_input: (B, S) what a decoder is fed under teacher forcing (the target shifted
+        right, starting with bos).
+    condition: (B, F) the vector a sequence is generated from.
+    new_stream: (stream chunks) this chunk starts the streams afresh: no state is carried in.
+    """
+
+    input: Tensor
+    lengths: Tensor
+    target: Tensor
+    target_lengths: Tensor
+    decoder_input: Tensor
+    condition: Tensor
+    new_stream: bool
+
+
+class BatchSource(abc.ABC):
+    """What :class:`rnnkit.train.Trainer` consumes: resumable batches, one epoch per iteration.
+
+    Attributes:
+        stateful: True when consecutive batches continue the same streams, so the model's
+            recurrent state is carried from one to the next (truncated BPTT); False when
+            batches are independent sequences.
+        epoch, position: where the source stands (what :meth:`state_dict` saves).
+    """
+
+    stateful: bool = False
+
+    def __init__(self) -> None:
+        self.epoch, self.position = 0, 0
+
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[Batch]:
+        """The rest of the current epoch; afterwards ``epoch`` is one more and ``position`` 0."""
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Batches per epoch."""
+
+    def state_in(self, batch: Batch, carried: Any) -> Any:
+        """The recurrent state a model starts ``batch`` from, given the state the previous batch
+        ended in: None (a fresh state) for independent sequences and at a stream's start."""
+        return None
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+
+
+class StreamBatches(BatchSource):
     """A token stream cut into B parallel streams and BPTT chunks (truncated BPTT).
 
     With B = 4 the stream a b c d ... x becomes four rows, each a contiguous piece of text,
@@ -29,8 +90,8 @@ class StreamBatches:
 
     Row b of chunk i continues row b of chunk i-1, so the model's state is carried from one
     chunk to the next (and detached: the gradient stops at the chunk boundary). Batches
-    are dicts {"input" (B, t), "target" (B, t), "new_stream": bool} (new_stream: the first
-    chunk of an epoch, when carried state must be reset).
+    are dicts {"input" (B, t), "target" (B, t), "new_stream"}; the state starts afresh at
+    each epoch's first chunk, where ``new_stream`` is True (:meth:`state_in`).
 
     Args:
         tokens: 1-D token ids. batch_size: B. bptt: chunk length.
@@ -50,9 +111,9 @@ class StreamBatches:
         if L < 1:
             raise ValueError(f"{len(tokens)} tokens are too few for {batch_size} streams")
         self.rows = torch.stack([tokens[b * L : b * L + L + 1] for b in range(batch_size)])  # (B, L + 1): one more for the target
+        super().__init__()
         self.batch_size, self.bptt, self.random_length, self.seed = batch_size, bptt, random_length, seed
         self.length = L
-        self.epoch, self.position = 0, 0
 
     def _chunk_length(self, epoch: int, position: int) -> int:
         if not self.random_length:
@@ -79,14 +140,12 @@ class StreamBatches:
                    "new_stream": start == 0}
         self.epoch, self.position = self.epoch + 1, 0
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+    def state_in(self, batch: Batch, carried: Any) -> Any:
+        """The carried state, except at the first chunk of an epoch (a fresh state)."""
+        return None if batch["new_stream"] else carried
 
 
-class SequenceBatches:
+class SequenceBatches(BatchSource):
     """Batches of dataset items, reshuffled every epoch, collated into dicts of tensors.
 
     Args:
@@ -96,17 +155,15 @@ class SequenceBatches:
         drop_last: skip a final smaller batch.
     """
 
-    stateful = False
-
     def __init__(self, items: Sequence[Any], batch_size: int, collate: Callable[[list[Any]], dict[str, Any]],
                  shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: {batch_size}")
         if len(items) == 0:
             raise ValueError("items must not be empty")
+        super().__init__()
         self.items, self.batch_size, self.collate = items, batch_size, collate
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.epoch, self.position = 0, 0
 
     def __len__(self) -> int:
         n = len(self.items) // self.batch_size
@@ -125,12 +182,6 @@ class SequenceBatches:
             self.position += 1
             yield self.collate([self.items[j] for j in order[i * self.batch_size : (i + 1) * self.batch_size]])
         self.epoch, self.position = self.epoch + 1, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
 
 
 def pad(sequences: Sequence[Tensor], value: int = 0) -> tuple[Tensor, Tensor]:

@@ -22,8 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.files import fsync_replace, write_json_atomic
 from rnnkit.recurrent import GRU, LSTM, RNN, LeakyRNN, Recurrent
+from rnnkit.run_dir import Checkpoint
 from rnnkit.version import __version__
 
 FORMAT = "rnnkit-model"
@@ -49,6 +51,8 @@ class Model(nn.Module):
     """Base of the models: ``Config`` (a dataclass), ``loss``, ``save``; see the module docstring."""
 
     Config: ClassVar[type]
+    #: the loss is a mean negative log-likelihood per token, so evaluation also reports perplexity
+    reports_perplexity: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -71,18 +75,18 @@ class Model(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         raise TypeError(f"{type(self).__name__} does not define loss()")
 
     def save(self, directory: str | Path) -> Path:
         """Write config.json and model.safetensors into ``directory`` (created if needed)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(directory / "config.json", {"format": FORMAT, "rnnkit": __version__,
+        write_json_atomic(directory / Checkpoint.MODEL_CONFIG, {"format": FORMAT, "rnnkit": __version__,
                                                       "class": type(self).__name__, "config": self.config_dict()})
-        tmp = directory / "model.safetensors.tmp"
+        tmp = directory / (Checkpoint.WEIGHTS + ".tmp")
         save_model(self, str(tmp))  # handles tied weights: shared tensors are stored once
-        fsync_replace(tmp, directory / "model.safetensors")
+        fsync_replace(tmp, directory / Checkpoint.WEIGHTS)
         return directory
 
 
@@ -94,7 +98,7 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
     or a pickle under the name model.safetensors).
     """
     directory = Path(directory)
-    config_path, weights = directory / "config.json", directory / "model.safetensors"
+    config_path, weights = directory / Checkpoint.MODEL_CONFIG, directory / Checkpoint.WEIGHTS
     if not config_path.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{directory} is not an rnnkit model directory: it needs config.json and "
                                 "model.safetensors")

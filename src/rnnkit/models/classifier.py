@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.divergence import final_step_cross_entropy
 from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
 
@@ -49,7 +50,7 @@ class SequenceClassifier(Model):
         h, _ = self.rnn(self.drop(self.inputs(x)), lengths)
         return self.output(self.drop(h))  # (B, T, K): a prediction at every step
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         lengths = batch.get("lengths")
         logits = self(batch["input"], lengths)
         value = final_step_cross_entropy(logits, batch["target"], lengths, everywhere=self.config.everywhere,

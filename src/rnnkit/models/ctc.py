@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.ctc import ctc_loss
 from rnnkit.decode import ctc_beam_search, ctc_greedy
 from rnnkit.decode.hypothesis import Hypothesis
@@ -56,9 +57,9 @@ class CTCRecognizer(Model):
         h, _ = self.rnn(self.drop(features), lengths)
         return self.output(self.drop(h)).log_softmax(-1), lengths
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         log_probs, lengths = self(batch["input"], batch.get("lengths"))
-        value = ctc_loss(log_probs, batch["targets"], lengths, batch["target_lengths"], blank=self.config.blank,
+        value = ctc_loss(log_probs, batch["target"], lengths, batch["target_lengths"], blank=self.config.blank,
                          zero_infinity=True)
         return Loss(value, len(log_probs))
 

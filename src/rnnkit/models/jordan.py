@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.cells import ACTIVATIONS
 from rnnkit.divergence import sequence_cross_entropy
 from rnnkit.models.base import Loss, Model
@@ -67,7 +68,7 @@ class OutputRecurrentNet(Model):
             y_prev = predicted if targets is None else previous_outputs(targets[:, t], predicted, teacher_forcing)
         return torch.stack(logits, 1)
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         lengths = batch.get("lengths")
         logits = self(batch["input"], batch["target"], teacher_forcing)
         count = int(lengths.sum()) if lengths is not None else batch["target"].numel()

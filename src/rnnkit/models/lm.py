@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.decode import generate
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.divergence import sequence_cross_entropy
@@ -68,7 +69,7 @@ class LanguageModel(Model):
             h = self.projection(h)
         return self.decoder(h), state  # logits (B, T, V)
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         logits, state = self(batch["input"], state, batch.get("lengths"))
         target = batch["target"]
         lengths = batch.get("lengths")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.cells import LSTMCell
 from rnnkit.decode import beam_search, generate
 from rnnkit.decode.hypothesis import Hypothesis
@@ -106,11 +107,11 @@ class Seq2Seq(Model):
                 prev = previous_outputs(tgt_in[:, t + 1], out.argmax(-1), teacher_forcing)
         return torch.stack(logits, 1), (torch.stack(alphas, 1) if self.attend is not None else None)
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
-        logits, _ = self(batch["src"], batch.get("src_lengths"), batch["tgt_in"], teacher_forcing)
-        lengths = batch.get("tgt_lengths")
-        count = int(lengths.sum()) if lengths is not None else batch["tgt_out"].numel()
-        return Loss(sequence_cross_entropy(logits, batch["tgt_out"], lengths), count)
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+        logits, _ = self(batch["input"], batch.get("lengths"), batch["decoder_input"], teacher_forcing)
+        lengths = batch.get("target_lengths")
+        count = int(lengths.sum()) if lengths is not None else batch["target"].numel()
+        return Loss(sequence_cross_entropy(logits, batch["target"], lengths), count)
 
     def step(self, tokens: Tensor, state: tuple) -> tuple[Tensor, tuple]:
         logits, _, state = self._decode(tokens, state)

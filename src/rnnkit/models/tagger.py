@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.divergence import sequence_cross_entropy, step_mask
 from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
 
@@ -41,7 +42,7 @@ class Tagger(Model):
         h, _ = self.rnn(self.drop(self.inputs(x)), lengths)
         return self.output(self.drop(h))  # (B, T, K)
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         lengths = batch.get("lengths")
         logits = self(batch["input"], lengths)
         pred = logits.argmax(-1)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.divergence import sequence_cross_entropy
 from rnnkit.models.base import Loss, Model
 
@@ -87,7 +88,7 @@ class NeuralProbabilisticLM(Model):
             logits = logits + self.direct(x)
         return logits, padded[:, padded.shape[1] - (N - 1):]
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         logits, state = self(batch["input"], state)
         return Loss(sequence_cross_entropy(logits, batch["target"]), batch["target"].numel(), state)
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.data.batching import Batch
 from rnnkit.decode import StopOnHalt, beam_search, generate
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.divergence import sequence_cross_entropy, step_mask
@@ -83,7 +84,7 @@ class ConditionalGenerator(Model):
             logits, h = torch.stack(outs, 1), torch.stack(hs, 1)
         return logits, (self.halt(h)[..., 0] if self.halt is not None else None)
 
-    def loss(self, batch: dict[str, Any], state: Any = None, teacher_forcing: float = 1.0) -> Loss:
+    def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         lengths = batch.get("lengths")
         logits, halt = self(batch["condition"], batch["input"], batch["target"], teacher_forcing)
         value = sequence_cross_entropy(logits, batch["target"], lengths)

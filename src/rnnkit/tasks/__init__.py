@@ -1,7 +1,10 @@
-"""Ready tasks: data + model + divergence + decoder + metric + defaults, one module each."""
+"""Ready tasks: data + model + divergence + decoder + metric + defaults, one module each.
 
-from rnnkit.tasks import addition, charlm, wordlm
+Each task module registers a :class:`rnnkit.tasks.base.Task` when imported; importing this
+package imports them all, so :data:`TASKS` is complete.
+"""
 
-TASKS = {m.NAME: m for m in (charlm, wordlm, addition)}
+from rnnkit.tasks import addition, charlm, wordlm  # noqa: F401  (they register themselves)
+from rnnkit.tasks.base import TASKS, Task, register
 
-__all__ = ["TASKS"]
+__all__ = ["TASKS", "Task", "register"]

@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from rnnkit.data import SequenceBatches
 from rnnkit.models import Tagger, TaggerConfig
+from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.tasks.base import Task, register
 from rnnkit.tasks.common import add_common_arguments, device, run_dir, task_artifact
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
 
 NAME = "addition"
 HELP = "binary addition: an RNN generalises to longer numbers, an MLP does not"
@@ -100,7 +101,7 @@ def exact(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float((predicted == target).all(1).float().mean())
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: argparse.Namespace) -> RunDir:
     N = args.bits
     g = torch.Generator().manual_seed(args.seed)
     train_pairs = numbers(args.train_size, N, g, exact=False)
@@ -108,11 +109,12 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     causal = {"cell": args.cell, "hidden_size": args.hidden, "bidirectional": False}  # s_t needs only bits <= t
     rnn = Tagger(TaggerConfig(num_tags=2, input_size=2, rnn=causal))
-    path, dev = run_dir(NAME, args), device(args.device)
+    run, dev = run_dir(NAME, args), device(args.device)
     Trainer(rnn, SequenceBatches(list(zip(x, y)), args.batch_size, collate, seed=args.seed),
-            TrainConfig(lr=args.lr, epochs=args.epochs, minutes=args.minutes, log_every=20, seed=args.seed),
-            run_dir=path, resume=bool(args.resume), device=dev, progress=not args.no_progress,
-            artifacts={"task.json": task_artifact(NAME, args)}).fit()
+            TrainConfig(optimizer=OptimizerConfig(lr=args.lr), stopping=StoppingConfig(epochs=args.epochs, minutes=args.minutes),
+                        log_every=20, seed=args.seed),
+            run_dir=run, resume=bool(args.resume), device=dev, progress=not args.no_progress,
+            artifacts={Checkpoint.TASK: task_artifact(NAME, args)}).fit()
     mlp = train_mlp(N, 4 * N, args.mlp_steps, 1e-3, args.seed)
     rows = []
     for bits in (N, N + 1, 2 * N, 4 * N):
@@ -122,9 +124,12 @@ def train(args: argparse.Namespace) -> Path:
         _, my = encode(test, 4 * N + 1)
         mlp_acc = exact((mlp(test) > 0).long(), my)
         rows.append({"bits": bits, "rnn_exact": rnn_acc, "mlp_exact": mlp_acc})
-    (path / "results.json").write_text(json.dumps({"train_bits": N, "cell": args.cell, "results": rows}, indent=2))
+    run.results.write_text(json.dumps({"train_bits": N, "cell": args.cell, "results": rows}, indent=2))
     print(f"addition: trained on numbers of at most {N} bits; exact sums on {args.test_size} test pairs", file=sys.stderr)
     print(f"  {'bits':>5}{'RNN':>9}{'MLP':>9}", file=sys.stderr)
     for r in rows:
         print(f"  {r['bits']:>5}{r['rnn_exact']:>9.1%}{r['mlp_exact']:>9.1%}", file=sys.stderr)
-    return path
+    return run
+
+
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train))

@@ -19,8 +19,10 @@ import rnnkit
 from rnnkit.data import StreamBatches, Vocabulary
 from rnnkit.data.text import char_corpus, stdlib_source, tinyshakespeare
 from rnnkit.models import LanguageModel, LanguageModelConfig
-from rnnkit.tasks.common import add_common_arguments, device, run_dir, stream_nll, task_artifact
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.tasks.base import Task, register
+from rnnkit.tasks.common import add_common_arguments, device, run_dir, stream_nll, stream_sample, task_artifact
+from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
 from rnnkit.train.distributed import is_main_process
 
 NAME = "charlm"
@@ -58,40 +60,41 @@ def corpus(args: argparse.Namespace) -> str:
     return stdlib_source(args.max_chars)
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: argparse.Namespace) -> RunDir:
     torch.manual_seed(args.seed)
     vocab, train_ids, valid_ids = char_corpus(corpus(args))
     model = LanguageModel(LanguageModelConfig(
         vocab_size=len(vocab), embedding_size=args.embedding, dropout=args.dropout,
         rnn={"cell": args.cell, "hidden_size": args.hidden, "num_layers": args.layers}))
-    path = run_dir(NAME, args)
+    run = run_dir(NAME, args)
     if is_main_process():
         print(f"charlm: {len(train_ids):,} training and {len(valid_ids):,} validation characters, {len(vocab)} symbols, "
-              f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}", file=sys.stderr)
+              f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}", file=sys.stderr)
     trainer = Trainer(
         model, StreamBatches(train_ids, args.batch_size, args.bptt, seed=args.seed),
-        TrainConfig(optimizer="adam", lr=args.lr, clip_norm=5.0, epochs=args.epochs, minutes=args.minutes,
-                    eval_every=args.eval_every, log_every=50, seed=args.seed, schedule="plateau", patience=1),
-        valid=StreamBatches(valid_ids, 8, args.bptt), run_dir=path, resume=bool(args.resume),
+        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=1),
+                    stopping=StoppingConfig(epochs=args.epochs, minutes=args.minutes), clip_norm=5.0,
+                    eval_every=args.eval_every, log_every=50, seed=args.seed),
+        valid=StreamBatches(valid_ids, 8, args.bptt), run_dir=run, resume=bool(args.resume),
         device=device(args.device), progress=not args.no_progress,
-        artifacts={"vocab.json": vocab.to_json(), "task.json": task_artifact(NAME, args)})
+        artifacts={Checkpoint.VOCAB: vocab.to_json(), Checkpoint.TASK: task_artifact(NAME, args)})
     result = trainer.fit()
     if not is_main_process():
-        return path
+        return run
     best = result["best_valid_loss"]
     if math.isfinite(best):
         print(f"charlm: best validation loss {best:.3f} nats/char ({best / math.log(2):.3f} bits/char); "
               f"{result['step']} steps in {result['seconds'] / 60:.1f} min", file=sys.stderr)
-    return path
+    return run
 
 
-def evaluate(checkpoint: Path, split: str, args: dict) -> dict[str, float]:
+def evaluate(checkpoint: Checkpoint, split: str, args: dict) -> dict[str, float]:
     """The validation loss of a checkpoint (charlm has no test split), nats and bits per character."""
     if split != "valid":
         raise ValueError(f"charlm has only a validation split (the last 10% of the text). Received: --split {split}")
-    vocab = Vocabulary.load(checkpoint / "vocab.json")
+    vocab = Vocabulary.load(checkpoint.vocab)
     _, _, valid = char_corpus(corpus(argparse.Namespace(**args)), vocab=vocab)
-    nll = stream_nll(rnnkit.load(checkpoint), valid)
+    nll = stream_nll(rnnkit.load(checkpoint.path), valid)
     return {"split": split, "loss": nll, "bits_per_char": nll / math.log(2)}
 
 
@@ -102,3 +105,18 @@ def sample_prompt(args: argparse.Namespace) -> str:
             words = f.read(200).split(maxsplit=1)
         return words[0] + " " if words else "\n"
     return "ROMEO:\n" if args.dataset == "tinyshakespeare" else "def "
+
+
+def after_train(run: RunDir, args: argparse.Namespace) -> None:
+    """Print ``--samples`` samples from the best checkpoint, and the command that makes more."""
+    if not args.samples:
+        return
+    prompt = sample_prompt(args)
+    for i in range(args.samples):
+        print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---")
+        stream_sample(run.path, prompt, args.sample_length, temperature=args.temperature, seed=i)
+    print(f"\n\nGenerate more with:\n  rnnkit generate {run.path} --prompt {prompt.strip()!r} --length 500 "
+          f"--temperature {args.temperature}\n")
+
+
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, after_train))

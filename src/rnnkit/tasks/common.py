@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+
+import rnnkit
+from rnnkit.run_dir import Checkpoint, RunDir
 
 
 def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = None, epochs: int | None = None) -> None:
@@ -31,17 +34,14 @@ def device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_dir(task: str, args: argparse.Namespace) -> Path:
+def run_dir(task: str, args: argparse.Namespace) -> RunDir:
     """The run's directory: --resume's, or a new runs/<task>-<timestamp>."""
     if args.resume:
-        path = Path(args.resume)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"--resume {path}: not a run directory (no config.json)")
-        return path
-    path = Path(args.runs) / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
-    while path.exists():  # two runs started in the same second
-        path = path.with_name(path.name + "-1")
-    return path
+        run = RunDir(Path(args.resume))
+        if not run.is_run():
+            raise FileNotFoundError(f"--resume {run.path}: not a run directory (no config.json)")
+        return run
+    return RunDir.new(args.runs, task)
 
 
 def task_artifact(task: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -49,24 +49,37 @@ def task_artifact(task: str, args: argparse.Namespace) -> dict[str, Any]:
     return {"task": task, "args": {k: v for k, v in vars(args).items() if k not in ("func", "resume")}}
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint directory from a checkpoint, or a run directory (its best, else its last)."""
-    path = Path(path)
-    if (path / "model.safetensors").is_file():
-        return path
-    if (path / "best" / "model.safetensors").is_file():
-        return path / "best"
-    found = sorted((path / "checkpoints").glob("step-*[0-9]")) if (path / "checkpoints").is_dir() else []
-    if found:
-        return found[-1]
-    raise FileNotFoundError(f"{path}: no checkpoint here (expected model.safetensors, best/ or checkpoints/)")
+def read_task(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The task.json a checkpoint written by ``rnnkit train`` carries."""
+    if not checkpoint.task.is_file():
+        raise FileNotFoundError(f"{checkpoint.path}: no task.json; this checkpoint was not written by `rnnkit train`")
+    return json.loads(checkpoint.task.read_text())
 
 
-def read_task(checkpoint: Path) -> dict[str, Any]:
-    path = checkpoint / "task.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{checkpoint}: no task.json; this checkpoint was not written by `rnnkit train`")
-    return json.loads(path.read_text())
+def stream_sample(checkpoint: str | Path | Checkpoint, prompt: str, length: int, temperature: float = 1.0,
+                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, greedy: bool = False) -> None:
+    """Print the prompt, then each token a language-model checkpoint (or run) generates, as soon as it exists."""
+    from rnnkit.data import Vocabulary
+
+    ckpt = Checkpoint.resolve(checkpoint.path if isinstance(checkpoint, Checkpoint) else checkpoint)
+    if not ckpt.vocab.is_file():
+        raise FileNotFoundError(f"{ckpt.path}: no vocab.json; generate needs a language-model checkpoint from rnnkit train")
+    vocab = Vocabulary.load(ckpt.vocab)
+    model = rnnkit.load(ckpt.path).eval()
+    if not hasattr(model, "generate"):
+        raise ValueError(f"{ckpt.path} holds a {type(model).__name__}, which does not generate text")
+    units = vocab.split(prompt) or [vocab.eos or vocab.tokens[-1]]
+    ids = vocab.encode(units)[None]
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+
+    def emit(tokens: torch.Tensor, keep: torch.Tensor) -> None:
+        if bool(keep[0]):
+            sys.stdout.write(vocab.join([int(tokens[0])]))
+            sys.stdout.flush()
+
+    model.generate(ids, length, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                   generator=torch.Generator().manual_seed(seed), on_token=emit)
 
 
 def stream_nll(model: torch.nn.Module, ids: torch.Tensor, dev: torch.device | str = "cpu", bptt: int = 100) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +20,7 @@ from torch import nn
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LSTMCell
 from rnnkit.plots import gradient_norms
 from rnnkit.recurrent import Recurrent
-from rnnkit.tasks.common import run_dir
+from rnnkit.run_dir import RunDir
 
 NAME = "gradients"
 HELP = "gradient norm against distance from the loss, for Elman (sigmoid, tanh, relu), GRU and LSTM"
@@ -83,7 +82,7 @@ def norms(model: Remember, x: torch.Tensor, y: torch.Tensor) -> list[float]:
     return [float(h.grad.norm(dim=1).mean()) for h in reversed(hs)]
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: argparse.Namespace) -> RunDir:
     g = torch.Generator().manual_seed(args.seed)
     probe = batch(256, args.length, g)
     results, accuracy = {}, {}
@@ -105,11 +104,11 @@ def train(args: argparse.Namespace) -> Path:
         results[name] = {"at initialisation": start, "after training": end}
         print(f"  {name:<14} ||dL/dh|| at distance {args.length - 1}: {start[-1]:.2e} at init, {end[-1]:.2e} trained; "
               f"accuracy {accuracy[name]:.0%}", file=sys.stderr)
-    path = run_dir("gradients", argparse.Namespace(runs=args.runs, resume=None))
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "results.json").write_text(json.dumps({"length": args.length, "norms": results, "accuracy": accuracy}, indent=2))
-    png = gradient_norms(results, path / "plots" / "gradients.png",
+    run = RunDir.new(args.runs, NAME)
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.results.write_text(json.dumps({"length": args.length, "norms": results, "accuracy": accuracy}, indent=2))
+    png = gradient_norms(results, run.plots / "gradients.png",
                          f"remember the first of {args.length} symbols: mean ||dL/dh_t|| (log scale)",
                          notes={name: f"{acc:.0%} right" for name, acc in accuracy.items()})
     print(f"gradients: {png}", file=sys.stderr)
-    return path
+    return run

@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 import torch
 
@@ -21,8 +20,10 @@ import rnnkit
 from rnnkit.data import StreamBatches
 from rnnkit.data.text import ptb
 from rnnkit.models import LanguageModel, LanguageModelConfig
+from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.tasks.base import Task, register
 from rnnkit.tasks.common import add_common_arguments, device, run_dir, stream_nll, task_artifact
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
 from rnnkit.train.distributed import is_main_process
 
 NAME = "wordlm"
@@ -44,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p)
 
 
-def train(args: argparse.Namespace) -> Path:
+def train(args: argparse.Namespace) -> RunDir:
     cfg = CONFIGS[args.config]
     torch.manual_seed(args.seed)
     vocab, splits = ptb(args.data_dir)
@@ -52,36 +53,40 @@ def train(args: argparse.Namespace) -> Path:
     model = LanguageModel(LanguageModelConfig(vocab_size=len(vocab), embedding_size=H, dropout=cfg["dropout"],
                                               rnn={"cell": "lstm", "hidden_size": H, "num_layers": 2},
                                               init_range=cfg["init"]))
-    path = run_dir(NAME, args)
+    run = run_dir(NAME, args)
     T = cfg["bptt"]
     if is_main_process():
-        print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {path}",
+        print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}",
               file=sys.stderr)
     trainer = Trainer(
         model, StreamBatches(splits["train"], BATCH, T),
-        TrainConfig(optimizer="sgd", lr=cfg["lr"] * T, clip_norm=cfg["clip"] / T, schedule="step",
-                    decay_start=cfg["decay_start"], decay_factor=cfg["decay"],
-                    epochs=args.epochs or cfg["epochs"], minutes=args.minutes, log_every=100, seed=args.seed),
-        valid=StreamBatches(splits["valid"], BATCH, T), run_dir=path, resume=bool(args.resume),
+        TrainConfig(optimizer=OptimizerConfig("sgd", lr=cfg["lr"] * T),
+                    schedule=ScheduleConfig("step", decay_start=cfg["decay_start"], decay_factor=cfg["decay"]),
+                    stopping=StoppingConfig(epochs=args.epochs or cfg["epochs"], minutes=args.minutes),
+                    clip_norm=cfg["clip"] / T, log_every=100, seed=args.seed),
+        valid=StreamBatches(splits["valid"], BATCH, T), run_dir=run, resume=bool(args.resume),
         device=device(args.device), progress=not args.no_progress,
-        artifacts={"vocab.json": vocab.to_json(), "task.json": task_artifact(NAME, args)})
+        artifacts={Checkpoint.VOCAB: vocab.to_json(), Checkpoint.TASK: task_artifact(NAME, args)})
     result = trainer.fit()
     if not is_main_process():
-        return path
-    best = rnnkit.load(path / "best", map_location=trainer.device) if (path / "best").is_dir() else model
+        return run
+    best = rnnkit.load(run.best.path, map_location=trainer.device) if run.best.exists() else model
     test = math.exp(stream_nll(best, splits["test"], trainer.device))
     summary = {"config": args.config, "best_valid_ppl": math.exp(result["best_valid_loss"]), "test_ppl": test,
                "published_test_ppl": PUBLISHED_TEST_PPL[args.config], "epochs": result["epoch"],
                "wall_minutes": result["seconds"] / 60}
-    (path / "results.json").write_text(json.dumps(summary, indent=2))
+    run.results.write_text(json.dumps(summary, indent=2))
     print(f"wordlm {args.config}: dev perplexity {summary['best_valid_ppl']:.1f}, test perplexity {test:.1f} "
           f"(published {PUBLISHED_TEST_PPL[args.config]}), {summary['wall_minutes']:.0f} min", file=sys.stderr)
-    return path
+    return run
 
 
-def evaluate(checkpoint: Path, split: str, args: dict) -> dict[str, float]:
+def evaluate(checkpoint: Checkpoint, split: str, args: dict) -> dict[str, float]:
     _, splits = ptb(args.get("data_dir"))
     if split not in splits:
         raise ValueError(f"--split must be one of {sorted(splits)} for wordlm. Received: {split!r}")
-    nll = stream_nll(rnnkit.load(checkpoint), splits[split])
+    nll = stream_nll(rnnkit.load(checkpoint.path), splits[split])
     return {"split": split, "loss": nll, "ppl": math.exp(nll)}
+
+
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate))

@@ -1,6 +1,7 @@
 """Checkpoints: everything that decides the next training step, written atomically.
 
-A checkpoint is a directory ``checkpoints/step-00001234/`` holding
+A checkpoint is a directory ``checkpoints/step-00001234/`` (its layout is
+:class:`rnnkit.run_dir.Checkpoint`) holding
 
     config.json, model.safetensors   the model (so ``rnnkit.load`` works on it directly)
     optimizer.pt                     the optimizer's state: tensors and numbers only,
@@ -29,50 +30,43 @@ from torch import Tensor
 from rnnkit import nested
 from rnnkit.files import fsync_dir, write_json_atomic
 from rnnkit.models.base import Model
+from rnnkit.run_dir import Checkpoint, RunDir
 
-PREFIX = "step-"
-
-
-def save_checkpoint(directory: Path, step: int, model: Model, optimizer: torch.optim.Optimizer,
-                    trainer_state: dict[str, Any], carried: Any, artifacts: dict[str, Any] | None = None) -> Path:
-    """Write checkpoint ``step`` under ``directory`` atomically; returns its path. ``artifacts``
-    are JSON files that travel with the model (a vocabulary, the task's arguments)."""
+def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim.Optimizer,
+                    trainer_state: dict[str, Any], carried: Any, artifacts: dict[str, Any] | None = None) -> Checkpoint:
+    """Write checkpoint ``step`` of ``run`` atomically. ``artifacts`` are JSON files that travel
+    with the model (a vocabulary, the task's arguments)."""
+    final = run.checkpoint(step)
+    directory = final.path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    final = directory / f"{PREFIX}{step:08d}"
-    tmp = directory / f"{PREFIX}{step:08d}.tmp"
+    tmp = final.path.with_name(final.path.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     model.save(tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(optimizer.state_dict(), tmp / Checkpoint.OPTIMIZER)
     tensors, structure = nested.flatten(carried)
     tensors["rng.cpu"] = torch.get_rng_state()
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    save_file(tensors, str(tmp / "tensors.safetensors"))
-    write_json_atomic(tmp / "trainer.json", {**trainer_state, "carried_structure": structure})
+    save_file(tensors, str(tmp / Checkpoint.TENSORS))
+    write_json_atomic(tmp / Checkpoint.TRAINER, {**trainer_state, "carried_structure": structure})
     for name, obj in (artifacts or {}).items():
         write_json_atomic(tmp / name, obj)
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    if final.path.exists():
+        shutil.rmtree(final.path)
+    os.replace(tmp, final.path)
     fsync_dir(directory)
     return final
 
 
-def list_checkpoints(directory: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_dir() and p.name.startswith(PREFIX) and not p.name.endswith(".tmp"))
-
-
-def prune_checkpoints(directory: Path, keep: int) -> None:
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old)
+def prune_checkpoints(run: RunDir, keep: int) -> None:
+    """Remove all but the newest ``keep`` checkpoints of ``run``."""
+    for old in run.checkpoints()[:-keep] if keep > 0 else []:
+        shutil.rmtree(old.path)
 
 
 def copy_as(checkpoint: Path, target: Path) -> None:
@@ -90,7 +84,7 @@ def copy_as(checkpoint: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def load_checkpoint(path: Path, model: Model, optimizer: torch.optim.Optimizer,
+def load_checkpoint(checkpoint: Checkpoint, model: Model, optimizer: torch.optim.Optimizer,
                     device: torch.device | str) -> tuple[dict[str, Any], Any]:
     """Restore model, optimizer and RNG from checkpoint ``path``; returns (trainer state, carried state).
 
@@ -99,17 +93,18 @@ def load_checkpoint(path: Path, model: Model, optimizer: torch.optim.Optimizer,
     """
     from safetensors.torch import load_model
 
+    path = checkpoint.path
     try:
-        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False, device=str(device))
-        tensors = load_file(str(path / "tensors.safetensors"))
+        missing, unexpected = load_model(model, str(path / Checkpoint.WEIGHTS), strict=False, device=str(device))
+        tensors = load_file(str(path / Checkpoint.TENSORS))
     except (SafetensorError, OSError, RuntimeError) as e:
         raise ValueError(f"checkpoint {path} is damaged (safetensors): {e}") from None
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not match the model: missing {sorted(missing)}, "
                          f"unexpected {sorted(unexpected)}")
     try:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=device, weights_only=True))
-        state = json.loads((path / "trainer.json").read_text())
+        optimizer.load_state_dict(torch.load(path / Checkpoint.OPTIMIZER, map_location=device, weights_only=True))
+        state = json.loads((path / Checkpoint.TRAINER).read_text())
     except Exception as e:  # noqa: BLE001 - any failure here means the checkpoint cannot be trusted
         raise ValueError(f"checkpoint {path} is damaged: {e}") from None
     torch.set_rng_state(tensors["rng.cpu"])

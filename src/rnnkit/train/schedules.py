@@ -7,13 +7,27 @@ checkpoints resume it exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 SCHEDULES = ("constant", "step", "plateau", "cosine")
 
 
+@dataclass
+class ScheduleConfig:
+    """The shape of the learning-rate schedule (see :class:`LRSchedule`)."""
+
+    kind: str = "constant"
+    decay_start: int = 0
+    decay_factor: float = 0.5
+    warmup_steps: int = 0
+    patience: int = 1
+    plateau_factor: float = 0.5
+    min_lr: float = 0.0
+
+
 class LRSchedule:
-    """lr(step, epoch) = base_lr * warm-up * one of:
+    """lr(step, epoch) = base_lr * warm-up * one of (``config.kind``):
 
     constant: 1.  step: decay_factor^max(0, e + 1 - decay_start) in the 0-based epoch e:
     ``decay_start`` epochs at the full rate, then one decay per epoch (Zaremba et al. 2014,
@@ -21,19 +35,23 @@ class LRSchedule:
     cosine: (1 + cos(pi * progress)) / 2 down to min_lr over total_steps.
     plateau: multiplied by plateau_factor when the dev metric has not improved for more than
     ``patience`` evaluations (:meth:`evaluated`).  Warm-up: linear over warmup_steps.
+
+    Example:
+        >>> LRSchedule(ScheduleConfig("step", decay_start=4), base_lr=1.0).lr(step=0, epoch=4)
+        0.5
     """
 
-    def __init__(self, kind: str = "constant", base_lr: float = 1e-3, decay_start: int = 0,
-                 decay_factor: float = 0.5, warmup_steps: int = 0, total_steps: int | None = None,
-                 patience: int = 1, plateau_factor: float = 0.5, min_lr: float = 0.0) -> None:
-        if kind not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}. Received: {kind!r}")
-        if kind == "cosine" and not total_steps:
+    def __init__(self, config: ScheduleConfig | None = None, base_lr: float = 1e-3,
+                 total_steps: int | None = None) -> None:
+        c = config or ScheduleConfig()
+        if c.kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}. Received: {c.kind!r}")
+        if c.kind == "cosine" and not total_steps:
             raise ValueError("the cosine schedule needs total_steps (or max_steps) > 0")
-        self.kind, self.base_lr = kind, base_lr
-        self.decay_start, self.decay_factor = decay_start, decay_factor
-        self.warmup_steps, self.total_steps = warmup_steps, total_steps
-        self.patience, self.plateau_factor, self.min_lr = patience, plateau_factor, min_lr
+        self.kind, self.base_lr = c.kind, base_lr
+        self.decay_start, self.decay_factor = c.decay_start, c.decay_factor
+        self.warmup_steps, self.total_steps = c.warmup_steps, total_steps
+        self.patience, self.plateau_factor, self.min_lr = c.patience, c.plateau_factor, c.min_lr
         self.scale, self.best, self.bad = 1.0, math.inf, 0
 
     def lr(self, step: int, epoch: int) -> float:

@@ -1,8 +1,16 @@
 """The training loop for any rnnkit model: it only calls ``model.loss(batch, state, teacher_forcing)``.
 
-    trainer = Trainer(model, train_batches, TrainConfig(optimizer="sgd", lr=1.0, clip_norm=5),
-                      valid=valid_batches, run_dir="runs/ptb")
-    trainer.fit()                       # run_dir/metrics.jsonl, checkpoints/, best/
+    config = TrainConfig(optimizer=OptimizerConfig("sgd", lr=1.0), stopping=StoppingConfig(epochs=13),
+                         clip_norm=5)
+    trainer = Trainer(model, train_batches, config, valid=valid_batches, run_dir="runs/ptb")
+    trainer.fit()                       # run_dir/metrics.jsonl, checkpoints/, best/ (rnnkit.run_dir)
+
+The loop (:meth:`Trainer.fit`) reads top to bottom: per batch a forward and backward pass
+(:meth:`Trainer._accumulate`); every ``accumulate`` batches one optimisation step
+(:meth:`Trainer._optimisation_step`: average, clip, step, then log / evaluate / checkpoint
+when due); at the end of each epoch :meth:`Trainer._end_of_epoch`; at the end
+:meth:`Trainer._finish`. Partial accumulations are applied in one place
+(:meth:`Trainer._apply_pending`), so checkpoints always fall on step boundaries.
 
 Truncated BPTT comes from the batches: with :class:`rnnkit.data.StreamBatches` the state a
 chunk ends in is detached and carried into the next chunk. A run interrupted at any moment
@@ -17,7 +25,8 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,72 +34,132 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from rnnkit.data.batching import Batch, BatchSource
 from rnnkit.files import write_json_atomic, write_text_atomic
-from rnnkit.models.base import Model
+from rnnkit.metrics import perplexity
+from rnnkit.models.base import Loss, Model
 from rnnkit.nested import detach
+from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed
-from rnnkit.train.schedules import LRSchedule, teacher_forcing_ratio
+from rnnkit.train.schedules import LRSchedule, ScheduleConfig, teacher_forcing_ratio
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass
-class TrainConfig:
-    """How to train. Optimizer: "adam", "adamw" or "sgd" (with ``momentum``). Schedule: see
-    :class:`LRSchedule`. Clipping: by global norm and/or by value (the pre-clip norm is
-    logged). ``accumulate``: optimizer steps every N batches. Bounds: ``epochs``,
-    ``max_steps``, ``minutes`` (whichever comes first). ``eval_every`` / ``checkpoint_every``:
-    in optimizer steps (default: at the end of each epoch). ``early_stopping``: evaluations
-    without improvement of the dev loss before stopping. ``teacher_forcing``: a ratio or a
-    curriculum (see :func:`teacher_forcing_ratio`). ``seed``: everything random on the CPU."""
+class OptimizerConfig:
+    """The optimiser: "adam", "adamw" or "sgd" (with ``momentum``), its learning rate and weight decay."""
 
-    optimizer: str = "adam"
+    name: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.0
     weight_decay: float = 0.0
-    schedule: str = "constant"
-    decay_start: int = 0
-    decay_factor: float = 0.5
-    warmup_steps: int = 0
-    patience: int = 1
-    plateau_factor: float = 0.5
-    min_lr: float = 0.0
-    clip_norm: float | None = None
-    clip_value: float | None = None
-    accumulate: int = 1
+
+
+@dataclass
+class StoppingConfig:
+    """When training stops: whichever bound comes first (at least one is needed) — ``epochs``,
+    optimiser steps (``max_steps``), wall-clock ``minutes`` of this session — or
+    ``early_stopping`` evaluations in a row without a better dev loss."""
+
     epochs: int | None = None
     max_steps: int | None = None
     minutes: float | None = None
+    early_stopping: int | None = None
+
+
+#: which nested config each key of the flat form (rnnkit 0.1.0's config.json) belongs to
+_FLAT_KEYS = {
+    "optimizer": ("optimizer", "name"), "lr": ("optimizer", "lr"), "momentum": ("optimizer", "momentum"),
+    "weight_decay": ("optimizer", "weight_decay"), "schedule": ("schedule", "kind"),
+    **{k: ("schedule", k) for k in ("decay_start", "decay_factor", "warmup_steps", "patience", "plateau_factor",
+                                    "min_lr")},
+    **{k: ("stopping", k) for k in ("epochs", "max_steps", "minutes", "early_stopping")},
+}
+
+
+@dataclass
+class TrainConfig:
+    """How to train: the optimiser, the learning-rate schedule (:class:`ScheduleConfig`), when to
+    stop, and:
+
+    clip_norm / clip_value: gradient clipping by global norm and/or by value (the pre-clip norm
+    is logged). accumulate: one optimiser step every N batches. eval_every /
+    checkpoint_every: in optimiser steps (default: at the end of each epoch). keep_last:
+    checkpoints kept. teacher_forcing: a ratio or a curriculum (see
+    :func:`teacher_forcing_ratio`). log_every: optimiser steps between training records.
+    seed: everything random on the CPU.
+
+    Round-trips through JSON: ``TrainConfig.from_dict(config.to_dict()) == config``.
+    """
+
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    stopping: StoppingConfig = field(default_factory=StoppingConfig)
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    accumulate: int = 1
     eval_every: int | None = None
     checkpoint_every: int | None = None
     keep_last: int = 2
-    early_stopping: int | None = None
     teacher_forcing: float | dict | None = None
     log_every: int = 50
     seed: int = 0
 
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
-def _to_device(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """From :meth:`to_dict`'s nested form, or from the flat form of rnnkit 0.1.0 run directories."""
+        data = dict(data)
+        nested: dict[str, dict[str, Any]] = {"optimizer": {}, "schedule": {}, "stopping": {}}
+        for key, (group, name) in _FLAT_KEYS.items():
+            if key in data and not isinstance(data[key], dict):
+                nested[group][name] = data.pop(key)
+        for group, kind in (("optimizer", OptimizerConfig), ("schedule", ScheduleConfig),
+                            ("stopping", StoppingConfig)):
+            nested[group].update(data.pop(group, {}) or {})
+            data[group] = _build(kind, nested[group], group)
+        return _build(cls, data, "train config")
+
+
+def _build(kind: type, values: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{what} has unknown fields {unknown}; expected a subset of {sorted(names)}")
+    return kind(**values)
+
+
+def _to_device(batch: Batch, device: torch.device | str) -> Batch:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
+def _check_loss(model: Model, out: Any) -> Loss:
+    if not isinstance(out, Loss):
+        raise ValueError(f"{type(model).__name__}.loss must return an rnnkit.models.Loss. "
+                         f"Received: {type(out).__name__}")
+    return out
+
+
 @torch.no_grad()
-def evaluate(model: Model, batches: Any, device: torch.device | str = "cpu", rank: int = 0,
-             world: int = 1) -> dict[str, float]:
+def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch.device | str = "cpu",
+             rank: int = 0, world: int = 1) -> dict[str, float]:
     """Mean loss over one pass of ``batches`` (weighted by each batch's count), perplexity
-    for language models, accuracy when the model reports correct predictions. Stateful
-    batches (token streams) carry the state from chunk to chunk. With ``world`` > 1 processes
+    for language models, accuracy when the model reports correct predictions. A stateful
+    :class:`BatchSource` (token streams) carries the state from chunk to chunk; any other
+    iterable of batches is read as independent sequences. With ``world`` > 1 processes
     each takes its shard of every batch and the sums are combined."""
     was_training = model.training
     model.eval()
-    stateful = getattr(batches, "stateful", False)
+    source = batches if isinstance(batches, BatchSource) else None
     total = count = correct = 0.0
     carried = None
     for batch in batches:
-        if stateful and batch.get("new_stream"):
-            carried = None
-        out = model.loss(_to_device(distributed.shard(batch, rank, world), device), carried if stateful else None)
+        state_in = source.state_in(batch, carried) if source is not None else None
+        out = _check_loss(model, model.loss(_to_device(distributed.shard(batch, rank, world), device), state_in))
         carried = out.state
         total += float(out.value) * out.count
         count += out.count
@@ -99,11 +168,30 @@ def evaluate(model: Model, batches: Any, device: torch.device | str = "cpu", ran
         total, count, correct = distributed.all_sum([total, count, correct], device)
     model.train(was_training)
     metrics = {"loss": total / max(count, 1)}
-    if getattr(model, "reports_perplexity", False):
-        metrics["ppl"] = math.exp(min(metrics["loss"], 700))
+    if model.reports_perplexity:
+        metrics["ppl"] = perplexity(metrics["loss"])
     if correct:
         metrics["accuracy"] = correct / count
     return metrics
+
+
+class _Window:
+    """Training loss and throughput since the last log record."""
+
+    def __init__(self) -> None:
+        self.start = time.time()
+        self.loss_sum = self.count = 0.0
+
+    def add(self, loss: float, count: int) -> None:
+        self.loss_sum += loss * count
+        self.count += count
+
+    def close(self) -> tuple[float, float]:
+        """(mean loss, units per second) of the window; a new window starts."""
+        now = time.time()
+        result = self.loss_sum / max(self.count, 1), self.count / max(now - self.start, 1e-9)
+        self.start, self.loss_sum, self.count = now, 0.0, 0.0
+        return result
 
 
 class Trainer:
@@ -111,9 +199,10 @@ class Trainer:
 
     Args:
         model: an :class:`rnnkit.models.Model`.
-        train, valid: resumable batch iterables (``StreamBatches``, ``SequenceBatches``).
+        train, valid: :class:`rnnkit.data.BatchSource` (``StreamBatches``, ``SequenceBatches``).
         config: a :class:`TrainConfig`.
-        run_dir: where config.json, metrics.jsonl, checkpoints/ and best/ go (None: nowhere).
+        run_dir: where config.json, metrics.jsonl, checkpoints/ and best/ go (None: nowhere);
+            the layout is :class:`rnnkit.run_dir.RunDir`.
         resume: continue from the last checkpoint in run_dir, if any.
         device: "cpu", "cuda", or a torch.device.
         evaluate: optional extra evaluation, model -> dict of numbers, after each dev pass.
@@ -122,131 +211,130 @@ class Trainer:
             the task's arguments), so that a checkpoint alone can be used.
     """
 
-    def __init__(self, model: Model, train: Any, config: TrainConfig | None = None, valid: Any = None,
-                 run_dir: str | Path | None = None, resume: bool = False, device: str | torch.device = "cpu",
-                 evaluate: Callable[[Model], dict[str, float]] | None = None, progress: bool = True,
-                 artifacts: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: Model, train: BatchSource, config: TrainConfig | None = None,
+                 valid: BatchSource | None = None, run_dir: str | Path | RunDir | None = None, resume: bool = False,
+                 device: str | torch.device = "cpu", evaluate: Callable[[Model], dict[str, float]] | None = None,
+                 progress: bool = True, artifacts: dict[str, Any] | None = None) -> None:
         self.config = c = config or TrainConfig()
-        if c.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: {c.optimizer!r}")
+        if c.optimizer.name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: {c.optimizer.name!r}")
         if c.accumulate < 1:
             raise ValueError(f"accumulate must be >= 1. Received: {c.accumulate}")
-        if c.epochs is None and c.max_steps is None and c.minutes is None:
+        stop = c.stopping
+        if stop.epochs is None and stop.max_steps is None and stop.minutes is None:
             raise ValueError("give at least one bound: epochs, max_steps or minutes")
+        if not isinstance(model, Model):
+            raise ValueError(f"model must be an rnnkit.models.Model. Received: {type(model).__name__}")
+        for name, source in (("train", train), ("valid", valid)):
+            if source is not None and not isinstance(source, BatchSource):
+                raise ValueError(f"{name} must be an rnnkit.data.BatchSource (StreamBatches, SequenceBatches). "
+                                 f"Received: {type(source).__name__}")
         self.rank, self.world = distributed.init()
         self.device = torch.device(device)
         torch.manual_seed(c.seed)
         self.model = model.to(self.device)
         distributed.broadcast_parameters(self.model)
         self.train, self.valid = train, valid
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.run = None if run_dir is None else run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
         self.resume, self.extra_evaluate, self.progress = resume, evaluate, progress
         self.artifacts = artifacts or {}
-        self.last_eval_step = -1
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.params = params
-        if c.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
-        else:
-            cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
-            self.optimizer = cls(params, lr=c.lr, weight_decay=c.weight_decay)
-        self.schedule = LRSchedule(c.schedule, c.lr, c.decay_start, c.decay_factor, c.warmup_steps, c.max_steps,
-                                   c.patience, c.plateau_factor, c.min_lr)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = _optimizer(c.optimizer, self.params)
+        self.schedule = LRSchedule(c.schedule, c.optimizer.lr, stop.max_steps)
         self.step, self.best, self.bad_evals, self.stopped_early = 0, math.inf, 0, False
         self.earlier_seconds, self.session_start = 0.0, time.time()  # training time before this session; its start
         self.carried: Any = None
         self.history: list[dict[str, Any]] = []
-
-    # -- bookkeeping ----------------------------------------------------------------------
-
-    @property
-    def writer(self) -> bool:
-        return self.rank == 0 and self.run_dir is not None
-
-    def _log(self, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        if self.writer:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def _checkpoint(self) -> Path | None:
-        if not self.writer:
-            return None
-        state = {"step": self.step, "data": self.train.state_dict(), "schedule": self.schedule.state_dict(),
-                 "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
-                 "stopped_early": self.stopped_early, "seconds": self.seconds}
-        path = ckpt.save_checkpoint(self.run_dir / "checkpoints", self.step, self.model, self.optimizer, state,
-                                    self.carried, self.artifacts)
-        ckpt.prune_checkpoints(self.run_dir / "checkpoints", self.config.keep_last)
-        return path
-
-    def _restore(self) -> None:
-        found = ckpt.list_checkpoints(self.run_dir / "checkpoints") if self.run_dir is not None else []
-        if not found:
-            return
-        state, self.carried = ckpt.load_checkpoint(found[-1], self.model, self.optimizer, self.device)
-        self.step = state["step"]
-        self.train.load_state_dict(state["data"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.best = math.inf if state["best"] is None else state["best"]
-        self.bad_evals, self.stopped_early = state["bad_evals"], state["stopped_early"]
-        self.earlier_seconds = state.get("seconds", 0.0)  # older checkpoints lack it
-        if self.writer:
-            self._forget_metrics_after(self.step)
-
-    def _forget_metrics_after(self, step: int) -> None:
-        """Drop the records a killed run wrote after its last checkpoint: the resumed run writes them again."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.is_file():
-            return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        self.last_eval_step = self.checkpointed_step = -1
+        self._pending = 0  # batches whose gradients wait for the next optimiser step
+        self._teacher_forcing = 1.0
+        self._window = _Window()
 
     @property
-    def seconds(self) -> float:
-        """Wall time spent training up to now, over every session of a resumed run."""
-        return self.earlier_seconds + time.time() - self.session_start
+    def run_dir(self) -> Path | None:
+        return None if self.run is None else self.run.path
 
-    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return _to_device(distributed.shard(batch, self.rank, self.world), self.device)
+    # -- the loop ---------------------------------------------------------------------------
 
-    # -- evaluation -----------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until a bound is reached; returns the step, epoch, best dev loss, whether it stopped
+        early, the training wall time in seconds (over every session of a resumed run) and the history."""
+        self._open_run()
+        self.model.train()
+        self.session_start = time.time()
+        self._window = _Window()
+        bar = tqdm(total=len(self.train), initial=self.train.state_dict()["position"], unit="batch", leave=False,
+                   disable=not (self.progress and self.rank == 0 and sys.stderr.isatty()))
+        while not self._done():
+            for batch in self.train:
+                self._accumulate(batch)
+                bar.update(1)
+                if self._pending == self.config.accumulate:
+                    self._optimisation_step(bar)
+                    if self._done():
+                        break
+            else:
+                bar.reset(total=len(self.train))
+                self._end_of_epoch()
+        bar.close()
+        self._finish()
+        return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history}
 
-    def evaluate(self, batches: Any) -> dict[str, float]:
-        """:func:`evaluate` of this trainer's model, each process taking its shard of every batch."""
-        return evaluate(self.model, batches, self.device, self.rank, self.world)
+    def _accumulate(self, batch: Batch) -> None:
+        """Forward and backward on one batch; its gradients wait for the optimisation step."""
+        self._teacher_forcing = teacher_forcing_ratio(self.config.teacher_forcing, self.step)
+        state_in = self.train.state_in(batch, self.carried)
+        out = _check_loss(self.model, self.model.loss(self._to_device(batch), state_in, self._teacher_forcing))
+        (out.value / self.config.accumulate).backward()
+        self.carried = detach(out.state) if self.train.stateful else None
+        self._window.add(float(out.value.detach()), out.count)
+        self._pending += 1
 
-    def _evaluate_and_track(self) -> None:
-        if self.valid is None:
-            return
-        self.last_eval_step = self.step
-        metrics = self.evaluate(self.valid)
-        if self.extra_evaluate is not None:
-            metrics.update(self.extra_evaluate(self.model))
-        improved = metrics["loss"] < self.best
-        self.schedule.evaluated(metrics["loss"])
-        if improved:
-            self.best, self.bad_evals = metrics["loss"], 0
-        else:
-            self.bad_evals += 1
-        if self.config.early_stopping is not None and self.bad_evals >= self.config.early_stopping:
-            self.stopped_early = True
-        self._log({"split": "valid", "step": self.step, "epoch": self.train.epoch, **metrics})
-        path = self._checkpoint()
-        if improved and path is not None:
-            ckpt.copy_as(path, self.run_dir / "best")
-
-    # -- training -------------------------------------------------------------------------
-
-    def _done(self, started: float) -> bool:
+    def _optimisation_step(self, bar: tqdm) -> None:
+        """One optimiser step, then whatever falls due at this step: a log record, an
+        evaluation (with its checkpoint) or a checkpoint."""
+        norm = self._apply_gradients()
         c = self.config
-        time_up = c.minutes is not None and time.time() - started >= c.minutes * 60
-        if c.minutes is not None and self.world > 1:  # the clocks differ: all processes stop at the same step
-            time_up = distributed.all_sum([float(time_up)], self.device)[0] > 0
-        return (time_up or self.stopped_early or (c.max_steps is not None and self.step >= c.max_steps)
-                or (c.epochs is not None and self.train.epoch >= c.epochs))
+        if self.step % c.log_every == 0:
+            self._log_training(norm, bar)
+        if c.eval_every and self.step % c.eval_every == 0:
+            self._evaluate_and_track()
+        elif c.checkpoint_every and self.step % c.checkpoint_every == 0:
+            self._checkpoint()
 
-    def _optimizer_step(self) -> float:
+    def _end_of_epoch(self) -> None:
+        """Apply a partial accumulation; evaluate and checkpoint unless they go by steps."""
+        self._apply_pending()
+        if not self.config.eval_every:
+            self._evaluate_and_track()
+        if not self.config.checkpoint_every and self._unsaved():
+            self._checkpoint()
+
+    def _finish(self) -> None:
+        """A bound stopped us, perhaps mid-epoch: evaluate what was not evaluated, save what was not saved."""
+        self._apply_pending()
+        if self.valid is not None and self.last_eval_step != self.step:
+            self._evaluate_and_track()
+        elif self._unsaved():
+            self._checkpoint()
+
+    def _done(self) -> bool:
+        stop = self.config.stopping
+        time_up = stop.minutes is not None and time.time() - self.session_start >= stop.minutes * 60
+        if stop.minutes is not None and self.world > 1:  # the clocks differ: all processes stop at the same step
+            time_up = distributed.all_sum([float(time_up)], self.device)[0] > 0
+        return (time_up or self.stopped_early or (stop.max_steps is not None and self.step >= stop.max_steps)
+                or (stop.epochs is not None and self.train.epoch >= stop.epochs))
+
+    # -- optimisation -----------------------------------------------------------------------
+
+    def _apply_pending(self) -> None:
+        """Take the step for a partial accumulation, so checkpoints fall on step boundaries."""
+        if self._pending:
+            self._apply_gradients()
+
+    def _apply_gradients(self) -> float:
         """Average across processes, clip, step; returns the gradient norm before clipping."""
         distributed.average_gradients(self.params, self.world)
         c = self.config
@@ -264,81 +352,119 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self._pending = 0
         return norm
 
-    def fit(self) -> dict[str, Any]:
-        """Train until a bound is reached; returns the step, epoch, best dev loss, whether it stopped
-        early, the training wall time in seconds (over every session of a resumed run) and the history."""
-        c = self.config
+    # -- evaluation -------------------------------------------------------------------------
+
+    def evaluate(self, batches: BatchSource) -> dict[str, float]:
+        """:func:`evaluate` of this trainer's model, each process taking its shard of every batch."""
+        return evaluate(self.model, batches, self.device, self.rank, self.world)
+
+    def _evaluate_and_track(self) -> None:
+        """A dev pass: track the best loss, early stopping and the schedule; checkpoint; copy the
+        checkpoint to best/ when the dev loss improved."""
+        if self.valid is None:
+            return
+        self.last_eval_step = self.step
+        metrics = self.evaluate(self.valid)
+        if self.extra_evaluate is not None:
+            metrics.update(self.extra_evaluate(self.model))
+        improved = metrics["loss"] < self.best
+        self.schedule.evaluated(metrics["loss"])
+        if improved:
+            self.best, self.bad_evals = metrics["loss"], 0
+        else:
+            self.bad_evals += 1
+        early = self.config.stopping.early_stopping
+        if early is not None and self.bad_evals >= early:
+            self.stopped_early = True
+        self._log({"split": "valid", "step": self.step, "epoch": self.train.epoch, **metrics})
+        saved = self._checkpoint()
+        if improved and saved is not None:
+            ckpt.copy_as(saved.path, self.run.best.path)
+
+    # -- records and checkpoints ------------------------------------------------------------
+
+    @property
+    def writer(self) -> bool:
+        return self.rank == 0 and self.run is not None
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent training up to now, over every session of a resumed run."""
+        return self.earlier_seconds + time.time() - self.session_start
+
+    def _to_device(self, batch: Batch) -> Batch:
+        return _to_device(distributed.shard(batch, self.rank, self.world), self.device)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
         if self.writer:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            if not (self.run_dir / "config.json").exists():
-                write_json_atomic(self.run_dir / "config.json", {
+            with open(self.run.metrics, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _log_training(self, norm: float, bar: tqdm) -> None:
+        loss, per_s = self._window.close()
+        record = {"split": "train", "step": self.step, "epoch": self.train.epoch, "loss": loss,
+                  "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": norm, "units_per_s": per_s,
+                  "teacher_forcing": self._teacher_forcing}
+        self._log(record)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.3g}", per_s=f"{per_s:.0f}")
+
+    def _unsaved(self) -> bool:
+        """Optimiser steps were taken since the last checkpoint."""
+        return self.step != self.checkpointed_step
+
+    def _checkpoint(self) -> Checkpoint | None:
+        self.checkpointed_step = self.step
+        if not self.writer:
+            return None
+        state = {"step": self.step, "data": self.train.state_dict(), "schedule": self.schedule.state_dict(),
+                 "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
+                 "stopped_early": self.stopped_early, "seconds": self.seconds}
+        saved = ckpt.save_checkpoint(self.run, self.step, self.model, self.optimizer, state, self.carried,
+                                     self.artifacts)
+        ckpt.prune_checkpoints(self.run, self.config.keep_last)
+        return saved
+
+    def _open_run(self) -> None:
+        """Create the run directory and its config.json; with ``resume``, restore the last checkpoint."""
+        if self.writer:
+            self.run.path.mkdir(parents=True, exist_ok=True)
+            if not self.run.config.exists():
+                write_json_atomic(self.run.config, {
                     "model": {"class": type(self.model).__name__, "config": self.model.config_dict()},
-                    "train": dataclasses.asdict(c), "world_size": self.world})
+                    "train": self.config.to_dict(), "world_size": self.world})
+        self.checkpointed_step = self.step
         if self.resume:
             self._restore()
-        self.model.train()
-        started = last_log = self.session_start = time.time()
-        units = loss_sum = loss_count = 0.0
-        micro, norm, steps_since_checkpoint = 0, 0.0, 0
-        bar = tqdm(total=len(self.train), initial=self.train.state_dict()["position"], unit="batch", leave=False,
-                   disable=not (self.progress and self.rank == 0 and sys.stderr.isatty()))
-        while not self._done(started):
-            stateful = getattr(self.train, "stateful", False)
-            for batch in self.train:
-                if stateful and batch.get("new_stream"):
-                    self.carried = None
-                tf = teacher_forcing_ratio(c.teacher_forcing, self.step)
-                out = self.model.loss(self._to_device(batch), self.carried if stateful else None, tf)
-                (out.value / c.accumulate).backward()
-                self.carried = detach(out.state) if stateful else None
-                loss_sum += float(out.value.detach()) * out.count
-                loss_count += out.count
-                units += out.count
-                bar.update(1)
-                micro += 1
-                if micro < c.accumulate:
-                    continue
-                micro = 0
-                norm = self._optimizer_step()
-                steps_since_checkpoint += 1
-                if self.step % c.log_every == 0:
-                    now = time.time()
-                    record = {"split": "train", "step": self.step, "epoch": self.train.epoch,
-                              "loss": loss_sum / max(loss_count, 1), "lr": self.optimizer.param_groups[0]["lr"],
-                              "grad_norm": norm, "units_per_s": units / max(now - last_log, 1e-9),
-                              "teacher_forcing": tf}
-                    self._log(record)
-                    bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.3g}",
-                                    per_s=f"{record['units_per_s']:.0f}")
-                    last_log, units, loss_sum, loss_count = now, 0.0, 0.0, 0.0
-                if c.eval_every and self.step % c.eval_every == 0:
-                    self._evaluate_and_track()
-                    steps_since_checkpoint = 0
-                elif c.checkpoint_every and self.step % c.checkpoint_every == 0:
-                    self._checkpoint()
-                    steps_since_checkpoint = 0
-                if self._done(started):
-                    break
-            else:  # the epoch ended
-                bar.reset(total=len(self.train))
-                if micro:  # a partial accumulation: take the step, so checkpoints fall on step boundaries
-                    norm = self._optimizer_step()
-                    micro = 0
-                if not c.eval_every:
-                    self._evaluate_and_track()
-                    steps_since_checkpoint = 0 if self.valid is not None else steps_since_checkpoint
-                if not c.checkpoint_every and steps_since_checkpoint:
-                    self._checkpoint()
-                    steps_since_checkpoint = 0
-        bar.close()
-        if micro:
-            norm = self._optimizer_step()
-            steps_since_checkpoint += 1
-        if self.valid is not None and self.last_eval_step != self.step:  # a bound stopped us mid-epoch
-            self._evaluate_and_track()
-        elif steps_since_checkpoint:
-            self._checkpoint()
-        return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
-                "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history}
+
+    def _restore(self) -> None:
+        found = self.run.checkpoints() if self.run is not None else []
+        if not found:
+            return
+        state, self.carried = ckpt.load_checkpoint(found[-1], self.model, self.optimizer, self.device)
+        self.step = self.checkpointed_step = state["step"]
+        self.train.load_state_dict(state["data"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.best = math.inf if state["best"] is None else state["best"]
+        self.bad_evals, self.stopped_early = state["bad_evals"], state["stopped_early"]
+        self.earlier_seconds = state.get("seconds", 0.0)  # older checkpoints lack it
+        if self.writer:
+            self._forget_metrics_after(self.step)
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the records a killed run wrote after its last checkpoint: the resumed run writes them again."""
+        path = self.run.metrics
+        if not path.is_file():
+            return
+        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _optimizer(config: OptimizerConfig, params: list[Tensor]) -> torch.optim.Optimizer:
+    if config.name == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.name == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -1,0 +1,140 @@
+"""The layout of a run directory and of a checkpoint, in one place.
+
+``rnnkit train`` (and :class:`rnnkit.train.Trainer` with a ``run_dir``) writes::
+
+    runs/charlm-20260101-120000/          RunDir
+        config.json                       the model's and the training's configuration
+        metrics.jsonl                     one JSON record per log line and per evaluation
+        checkpoints/step-00000500/        Checkpoint (the last ``keep_last`` are kept)
+        best/                             Checkpoint: a copy of the one with the best dev loss
+        plots/                            learning curves and the task's pictures
+        results.json                      the task's final numbers, when it has them
+
+    a Checkpoint directory:
+        config.json, model.safetensors    the model (``rnnkit.load`` reads it)
+        optimizer.pt, tensors.safetensors, trainer.json    what resumes training exactly
+        vocab.json, task.json             the task's artifacts (vocabulary, arguments)
+
+The CLI, the Python API and the tasks read and write these paths only through
+:class:`RunDir` and :class:`Checkpoint`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RunDir", "Checkpoint"]
+
+STEP_PREFIX = "step-"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint directory (see the module docstring)."""
+
+    path: Path
+
+    #: file names of the model (written by Model.save) and of the training state
+    MODEL_CONFIG = "config.json"
+    WEIGHTS = "model.safetensors"
+    OPTIMIZER = "optimizer.pt"
+    TENSORS = "tensors.safetensors"
+    TRAINER = "trainer.json"
+    #: artifacts of the tasks
+    VOCAB = "vocab.json"
+    TASK = "task.json"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def vocab(self) -> Path:
+        return self.path / self.VOCAB
+
+    @property
+    def task(self) -> Path:
+        return self.path / self.TASK
+
+    def exists(self) -> bool:
+        """A complete model is here (weights written last)."""
+        return (self.path / self.WEIGHTS).is_file()
+
+    @staticmethod
+    def step_name(step: int) -> str:
+        return f"{STEP_PREFIX}{step:08d}"
+
+    @classmethod
+    def resolve(cls, path: str | Path) -> Checkpoint:
+        """A checkpoint from a checkpoint directory, or from a run directory (its best, else its last)."""
+        path = Path(path)
+        if Checkpoint(path).exists():
+            return Checkpoint(path)
+        run = RunDir(path)
+        if run.best.exists():
+            return run.best
+        found = run.checkpoints()
+        if found:
+            return found[-1]
+        raise FileNotFoundError(f"{path}: no checkpoint here (expected model.safetensors, best/ or checkpoints/)")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """One run directory (see the module docstring)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @classmethod
+    def new(cls, runs: str | Path, task: str) -> RunDir:
+        """A fresh ``runs/<task>-<timestamp>`` (not created yet); never an existing one."""
+        path = Path(runs) / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+        while path.exists():  # two runs started in the same second
+            path = path.with_name(path.name + "-1")
+        return cls(path)
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def best(self) -> Checkpoint:
+        return Checkpoint(self.path / "best")
+
+    def is_run(self) -> bool:
+        """A run was started here (its config.json exists)."""
+        return self.config.is_file()
+
+    def checkpoint(self, step: int) -> Checkpoint:
+        return Checkpoint(self.checkpoint_root / Checkpoint.step_name(step))
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Complete checkpoints, oldest first (a ``.tmp`` one being written is not)."""
+        root = self.checkpoint_root
+        if not root.is_dir():
+            return []
+        return [Checkpoint(p) for p in sorted(root.iterdir())
+                if p.is_dir() and p.name.startswith(STEP_PREFIX) and not p.name.endswith(".tmp")]

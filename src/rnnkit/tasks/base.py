@@ -1,0 +1,47 @@
+"""What a task gives the command line: the contract between ``rnnkit train/evaluate`` and a recipe.
+
+A task module builds one :class:`Task` and registers it; the CLI reads :data:`TASKS` and
+names no task itself. A task is
+
+    add_arguments(parser)                 its options (the run options come from tasks.common)
+    train(args) -> RunDir                 the whole recipe: data, model, Trainer, final numbers
+    evaluate(checkpoint, split, args)     optional: a checkpoint's numbers on a split (a dict)
+    after_train(run, args)                optional: what to show once training is done
+                                          (samples, pictures), on the main process only
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rnnkit.run_dir import Checkpoint, RunDir
+
+__all__ = ["Task", "TASKS", "register"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One ready task (see the module docstring). ``description`` is the ``--help`` text."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    train: Callable[[argparse.Namespace], RunDir]
+    evaluate: Callable[[Checkpoint, str, dict[str, Any]], dict[str, Any]] | None = None
+    after_train: Callable[[RunDir, argparse.Namespace], None] | None = None
+
+
+#: every registered task, by name, in registration order
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Add ``task`` to :data:`TASKS` (a name may be registered once)."""
+    if task.name in TASKS:
+        raise ValueError(f"a task named {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
