@@ -359,31 +359,28 @@ def test_custom_scorer_protocol():
     assert "a" not in hyp.text
 
 
-def test_lexicon_python_rules_equal_the_kernel_tables():
-    """Lexicon.score (the Scorer protocol) and Lexicon.tables (what the beam search runs)
-    accept and reject the same token sequences."""
-    g = torch.Generator().manual_seed(6)
-    for penalty in (None, -2.0):
-        lex = Lexicon(["cat", "cab", "dog", "a"], tokens=TOKENS, word_delimiter=1, unknown_penalty=penalty)
-        nxt, is_word = lex.tables(len(TOKENS))
-        unknown = nxt.shape[0] - 1
-        for _ in range(200):
-            seq = torch.randint(1, len(TOKENS), (6,), generator=g).tolist()
-            state, total, u, table_total = lex.initial_state(), 0.0, 0, 0.0
-            for tok in seq:
-                d, state = lex.score(state, tok)
-                total += d
-                if tok == 1:
-                    table_total += 0.0 if (u in (0, unknown) or is_word[u]) else (penalty if penalty is not None else -math.inf)
-                    u = 0
-                elif nxt[u, tok] < 0:
-                    table_total += penalty if penalty is not None else -math.inf
-                    u = unknown
-                else:
-                    u = int(nxt[u, tok])
-                if total == -math.inf:
-                    break
-            assert total == table_total or (total == -math.inf and table_total == -math.inf)
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), penalty=st.sampled_from([None, -1.5]))
+def test_lexicon_search_equals_a_brute_force_over_word_strings(seed, penalty):
+    """The compiled lexicon rules (tables, and Lexicon.final at the end) score every output
+    as the oracle does on its text: the penalty once per word not in the dictionary (-inf
+    for a hard lexicon). The best hypothesis of a wide beam is the brute-force best."""
+    tokens, words = ["_", " ", "a", "b"], {"ab", "a", "bab"}
+    lex = Lexicon(sorted(words), tokens=tokens, word_delimiter=1, unknown_penalty=penalty)
+    g = torch.Generator().manual_seed(seed)
+    lp = (torch.randn(1, 5, len(tokens), generator=g, dtype=torch.float64) * 2).log_softmax(-1)
+
+    def oracle(ids: tuple[int, ...]) -> float:
+        unknown = sum(1 for w in "".join(tokens[i] for i in ids).split(" ") if w and w not in words)
+        return 0.0 if unknown == 0 else (-math.inf if penalty is None else penalty * unknown)
+
+    probs = _label_sequence_probabilities(lp[0].numpy(), 0)
+    scored = {ids: math.log(p) + oracle(ids) for ids, p in probs.items() if p > 0}
+    best = max(scored.values())
+    hyps = ctc_beam_search(lp, beam_width=400, nbest=4, tokens=tokens, word_delimiter=1, lexicon=lex, **EXACT)[0]
+    assert hyps[0].score == pytest.approx(best, abs=1e-9)
+    for h in hyps:
+        assert h.score == pytest.approx(scored[tuple(h.ids)], abs=1e-9)
 
 
 @pytest.mark.parametrize("with_scorers", [False, True])

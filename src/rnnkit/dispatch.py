@@ -102,13 +102,14 @@ def _native_mode(cells: Sequence[Cell], engines: Sequence[Engine | None]) -> tup
 
 
 def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
-                implementation: str = "auto") -> PathChoice:
+                implementation: str = "auto", layer: int = 0) -> PathChoice:
     """Choose how one layer (its cells, one per direction) runs; see the module docstring.
 
     Args:
         cells: the layer's cells. device_type: "cpu", "cuda", ...
         training: training mode (recurrent dropout applies only then, and torch's op cannot).
         implementation: "auto", or a path forced by the user.
+        layer: the layer's index, for error messages.
 
     Returns:
         A :class:`PathChoice`. Raises ValueError when a forced path cannot run these cells.
@@ -124,18 +125,18 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
     dropout = training and any(c.recurrent_dropout > 0 for c in cells)
     if implementation == "native":
         if mode is None:
-            raise ValueError(f"implementation='native' needs plain LSTM/GRU/Elman tanh or relu cells; "
-                             f"{why_not_native} ({_describe(cells)}). Use implementation='auto'.")
+            raise ValueError(f"implementation='native' needs plain LSTM/GRU/Elman tanh or relu cells; layer "
+                             f"{layer} has {_describe(cells)} ({why_not_native}). Use implementation='auto'.")
         if dropout:
-            raise ValueError("implementation='native' cannot apply recurrent_dropout in training mode. "
-                             "Use implementation='auto'.")
+            raise ValueError(f"implementation='native' cannot apply recurrent_dropout (layer {layer}) in "
+                             "training mode. Use implementation='auto'.")
         return PathChoice("native", f"asked for: torch's {mode} op")
     fusable = all(e is not None for e in engines)
     if implementation == "fused":
         if not fusable:
             odd = next(c for c, e in zip(cells, engines) if e is None)
-            raise ValueError(f"implementation='fused' needs built-in cells; {type(odd).__name__} has no "
-                             "fused kernel. Use implementation='auto' or 'loop'.")
+            raise ValueError(f"implementation='fused' needs built-in cells; layer {layer} has "
+                             f"{type(odd).__name__}, which has no fused kernel. Use implementation='auto' or 'loop'.")
         return PathChoice("fused", "asked for: rnnkit's fused BPTT")
     if implementation == "loop":
         return PathChoice("loop", "asked for: autograd through the cell")

@@ -177,13 +177,8 @@ class Recurrent(nn.Module):
         key = (torch.device(device).type, self.training if training is None else bool(training))
         choices = self._paths.get(key)
         if choices is None:
-            choices = []
-            for i, layer in enumerate(self.layers):
-                try:
-                    choices.append(choose_path(list(layer), *key, self.implementation))
-                except ValueError as e:
-                    raise ValueError(f"layer {i}: {e}") from None
-            choices = self._paths[key] = tuple(choices)
+            choices = self._paths[key] = tuple(choose_path(list(layer), *key, self.implementation, layer=i)
+                                               for i, layer in enumerate(self.layers))
         return choices
 
     def layer_path(self, index: int, device: torch.device | str) -> str:

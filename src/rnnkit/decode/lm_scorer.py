@@ -1,7 +1,8 @@
 """Language models as scorers: an ARPA n-gram model, and any rnnkit recurrent language model.
 
-Both follow :class:`rnnkit.decode.scorers.Scorer` (``initial_state``, ``score``, ``final``)
-and return **natural-log** probabilities, so that they add to CTC log-probabilities. ARPA
+:class:`NGramLM` is a :class:`rnnkit.decode.scorers.TextLM` (it scores words or characters
+as strings) and :class:`RNNLMScorer` a :class:`rnnkit.decode.scorers.Scorer` (it scores
+token ids); both have ``initial_state``, ``score``, ``final`` and return **natural-log** probabilities, so that they add to CTC log-probabilities. ARPA
 files store log10: ln p = log10 p * ln 10.
 """
 
@@ -17,12 +18,12 @@ import torch
 from torch import Tensor
 
 from rnnkit import nested
-from rnnkit.decode.scorers import Scorer
+from rnnkit.decode.scorers import Scorer, TextLM
 
 LN10 = math.log(10.0)
 
 
-class NGramLM(Scorer):
+class NGramLM(TextLM):
     """Back-off n-gram language model read from an ARPA file (any order).
 
     log10 P(w | h) = log10 p(h, w) if the n-gram (h, w) is listed, else
@@ -30,16 +31,14 @@ class NGramLM(Scorer):
 
     Words outside the vocabulary are scored as ``<unk>`` (-inf if the model has none).
     States are the last order-1 words, starting from ``<s>``; :meth:`final` scores ``</s>``.
-    Units are text: whole words, or single characters for a character model (see
-    :func:`rnnkit.decode.ctc_beam_search`, which feeds it whole words, and ``TokenTextScorer``).
+    Units are text: whole words, or single characters for a character model (the CTC beam
+    search feeds it whole words when it knows the word delimiter, token strings otherwise).
 
     Args:
         path: the ARPA file.
         backend: "python" (this reader), "kenlm" (the kenlm module), or "auto": kenlm when
             it is installed, else python. Both give the same scores.
     """
-
-    unit = "text"
 
     def __init__(self, path: str | Path, backend: str = "auto") -> None:
         self.path = Path(path)

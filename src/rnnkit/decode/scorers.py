@@ -1,23 +1,28 @@
-"""Scorers: what a decoder adds to the acoustic score, token by token, with a state.
+"""What a decoder adds to the acoustic score: the two scorer contracts, the lexicon, hotwords.
 
-A scorer sees the output one token at a time and keeps a state per hypothesis:
+A **token scorer** (:class:`Scorer`) sees the output one token id at a time and keeps a
+state per hypothesis:
 
     state_0 = scorer.initial_state()
-    delta, state = scorer.score(state, token)      # natural-log contribution of one token
+    delta, state = scorer.score(state, token)      # natural-log contribution of one token id
     end = scorer.final(state)                      # contribution at the end of the output
 
 ``score_many`` does the same for many (state, token) pairs at once; the default loops,
 scorers that gain from batching (an RNN language model) override it. The beam search calls
 a scorer once per new prefix, never per frame.
 
-Here: :class:`Lexicon` (only dictionary words, the lecture's "Option 2"), :class:`Hotwords`
-(phrase boosting) and :class:`TokenTextScorer` (feeds a text-level language model such as
-:class:`rnnkit.decode.NGramLM` each token's string). Language models are in
-:mod:`rnnkit.decode.lm_scorer`; the beam search feeds word-level models whole words itself.
+A **text language model** (:class:`TextLM`) has the same three verbs over units of text
+(strings): whole words, or characters. The beam search feeds it whole words when it knows
+the word delimiter, and each token's string otherwise (through :class:`TokenTextScorer`).
+:class:`rnnkit.decode.NGramLM` is one; :class:`rnnkit.decode.RNNLMScorer` is a token scorer.
+
+Here also: :class:`Lexicon` (only dictionary words, the lecture's "Option 2"; compiled into
+the search as tables, not called per token) and :class:`Hotwords` (phrase boosting).
 """
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -28,7 +33,7 @@ NEG_INF = -math.inf
 
 
 class Scorer:
-    """Base of every scorer (see the module docstring)."""
+    """Base of the token scorers (see the module docstring): ``score(state, token id)``."""
 
     def initial_state(self) -> Any:
         return None
@@ -44,12 +49,29 @@ class Scorer:
         return 0.0
 
 
-class Lexicon(Scorer):
+class TextLM(abc.ABC):
+    """Base of the language models over text (see the module docstring): ``score(state, text)``."""
+
+    @abc.abstractmethod
+    def initial_state(self) -> Any:
+        """The state before any text (e.g. after ``<s>``)."""
+
+    @abc.abstractmethod
+    def score(self, state: Any, text: str) -> tuple[float, Any]:
+        """(ln P(text | state), the state after it), for one unit of text: a word or a character."""
+
+    @abc.abstractmethod
+    def final(self, state: Any) -> float:
+        """ln P(end of text | state)."""
+
+
+class Lexicon:
     """Only sequences of dictionary words: a trie of the words' spellings in tokens.
 
     A hypothesis whose current word leaves the trie is pruned (score -inf), or, with
     ``unknown_penalty``, pays that (negative) penalty once per unknown word and goes on.
-    Words end at the delimiter token or at the end of the output.
+    Words end at the delimiter token or at the end of the output. The beam search applies
+    these rules in compiled code from :meth:`tables`, and :meth:`final` at the end.
 
     Args:
         words: the dictionary, as strings spelled with ``tokens`` (each token a string;
@@ -134,24 +156,10 @@ class Lexicon(Scorer):
         self._tables = (nxt, np.array(self.is_word + [False]))
         return self._tables
 
-    def initial_state(self) -> int:
-        return 0
-
-    def score(self, state: int, token: int) -> tuple[float, int]:
-        """The beam search applies these rules in compiled code (see :meth:`tables`)."""
-        unknown = len(self.children)
-        if token == self.word_delimiter:
-            return self.final(state), 0
-        if state == unknown:
-            return 0.0, unknown
-        nxt = self.children[state].get(token)
-        if nxt is not None:
-            return 0.0, nxt
-        return (-math.inf if self.unknown_penalty is None else self.unknown_penalty), unknown
-
-    def final(self, state: int) -> float:
-        """The current word must be complete (or absent)."""
-        if state == 0 or state == len(self.children) or self.is_word[state]:
+    def final(self, node: int) -> float:
+        """The penalty at the end of the output for a last word that stopped at trie ``node``
+        (``len(children)`` is the unknown-word state): none if the word is complete or absent."""
+        if node == 0 or node == len(self.children) or self.is_word[node]:
             return 0.0
         return NEG_INF if self.unknown_penalty is None else self.unknown_penalty
 
@@ -213,9 +221,9 @@ class Hotwords(Scorer):
 
 
 class TokenTextScorer(Scorer):
-    """Feed a text-level language model each token's string (character-level n-grams)."""
+    """Feed a :class:`TextLM` each token's string (character-level n-grams), as a token scorer."""
 
-    def __init__(self, lm: Any, tokens: Sequence[str]) -> None:
+    def __init__(self, lm: TextLM, tokens: Sequence[str]) -> None:
         self.lm = lm
         self.tokens = list(tokens)
 
