@@ -106,7 +106,7 @@ class Recurrent(nn.Module):
         if len(self.layers) == 0:
             raise ValueError("cells must hold at least one cell. Received: an empty sequence")
         self._check_sizes()
-        self._paths: dict[tuple[str, bool], tuple[PathChoice, ...]] = {}
+        self._paths: dict[tuple[str, bool, str], tuple[PathChoice, ...]] = {}
         self.paths("cpu", training=False)  # a forced implementation the cells cannot run fails here
         if learn_initial_state:
             self.initial_states = nn.ParameterList(
@@ -173,11 +173,12 @@ class Recurrent(nn.Module):
 
     def paths(self, device: torch.device | str, training: bool | None = None) -> tuple[PathChoice, ...]:
         """Each layer's path and the reason (:func:`rnnkit.dispatch.choose_path`) on ``device``,
-        in the current training mode unless given; decided once per (device type, mode)."""
-        key = (torch.device(device).type, self.training if training is None else bool(training))
+        in the current training mode unless given; decided once per (device type, mode,
+        implementation)."""
+        key = (torch.device(device).type, self.training if training is None else bool(training), self.implementation)
         choices = self._paths.get(key)
         if choices is None:
-            choices = self._paths[key] = tuple(choose_path(list(layer), *key, self.implementation, layer=i)
+            choices = self._paths[key] = tuple(choose_path(list(layer), *key, layer=i)
                                                for i, layer in enumerate(self.layers))
         return choices
 
