@@ -234,6 +234,22 @@ class _CTC(torch.autograd.Function):
         return grad * d_losses[:, None, None].to(grad.dtype), None, None
 
 
+def _alignment_loss(function: type[torch.autograd.Function], name: str, log_probs: Tensor, targets: IntsLike,
+                    input_lengths: IntsLike, target_lengths: IntsLike, blank: int, reduction: str,
+                    zero_infinity: bool) -> Tensor:
+    """Check, run ``function`` (the all-alignments or the best-alignment loss), report rows
+    without any alignment (inf, or 0 with ``zero_infinity``), reduce."""
+    check_reduction(reduction)
+    batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    losses = function.apply(log_probs, batch, blank)
+    bad = torch.isinf(losses)
+    if bool(bad.any()):
+        _warn_infeasible(torch.nonzero(bad).flatten().tolist(), name)
+        if zero_infinity:
+            losses = torch.where(bad, torch.zeros_like(losses), losses)
+    return _reduce(losses, batch.target_lengths, reduction)
+
+
 def _reduce(losses: Tensor, target_lengths: np.ndarray, reduction: str) -> Tensor:
     if reduction == "none":
         return losses
@@ -265,15 +281,8 @@ def ctc_loss(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, targ
         >>> lp = torch.randn(2, 30, 5).log_softmax(-1)
         >>> ctc_loss(lp, torch.tensor([[1, 2, 2], [3, 4, 0]]), [30, 25], [3, 2])
     """
-    check_reduction(reduction)
-    batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
-    losses = _CTC.apply(log_probs, batch, blank)
-    bad = torch.isinf(losses)
-    if bool(bad.any()):
-        _warn_infeasible(torch.nonzero(bad).flatten().tolist(), "ctc_loss")
-        if zero_infinity:
-            losses = torch.where(bad, torch.zeros_like(losses), losses)
-    return _reduce(losses, batch.target_lengths, reduction)
+    return _alignment_loss(_CTC, "ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction,
+                           zero_infinity)
 
 
 # ----------------------------------------------------------------------------- posteriors
@@ -404,12 +413,5 @@ def viterbi_loss(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, 
     The divergence of the single best alignment instead of the expectation over all of them;
     its gradient is -1 at the best path's symbol of every frame. Arguments as :func:`ctc_loss`.
     """
-    check_reduction(reduction)
-    batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
-    losses = _Viterbi.apply(log_probs, batch, blank)
-    bad = torch.isinf(losses)
-    if bool(bad.any()):
-        _warn_infeasible(torch.nonzero(bad).flatten().tolist(), "viterbi_loss")
-        if zero_infinity:
-            losses = torch.where(bad, torch.zeros_like(losses), losses)
-    return _reduce(losses, batch.target_lengths, reduction)
+    return _alignment_loss(_Viterbi, "viterbi_loss", log_probs, targets, input_lengths, target_lengths, blank,
+                           reduction, zero_infinity)

@@ -16,7 +16,9 @@ Where the work happens:
 * Python, once per new prefix that *ends a word*: a word-level language model
   (:class:`NGramLM` with a word delimiter), given the word read back from the prefix trie.
 
-Without Python scorers the whole search is one compiled call.
+Without Python scorers the whole search is one compiled call. A :class:`CTCBeamDecoder` is
+built once (options, lexicon tables, scorers) and called per batch; :func:`ctc_beam_search`
+is its one-line form.
 """
 
 from __future__ import annotations
@@ -33,114 +35,6 @@ from rnnkit.decode import ctc_beam_kernels as K
 from rnnkit.decode.hypothesis import Hypothesis, describe
 from rnnkit.decode.inputs import check_ctc_decoder_inputs
 from rnnkit.decode.scorers import Hotwords, Lexicon, Scorer, TextLM, TokenTextScorer
-
-#: Prefixes the trie may gain beyond twice its live size before dead ones are dropped.
-COMPACTION_SLACK = 65536
-
-
-@dataclass(frozen=True)
-class BeamSearchOptions:
-    """The search's settings (see :class:`CTCBeamDecoder`).
-
-    beam_width: prefixes kept per frame (>= 1). nbest: hypotheses returned per row, best first.
-    blank: the blank's id. lm_weight: weight of the language model's natural-log score.
-    word_score: bonus per word (needs ``word_delimiter``). token_min_logp: tokens below this
-    log-probability in a frame are not tried (the frame's best always is); -inf tries every
-    token. beam_prune_logp: drop prefixes scoring below the frame's best plus this (<= 0).
-    hotword_weight: bonus per matched hotword token (when hotwords are given as phrases).
-    """
-
-    beam_width: int = 16
-    nbest: int = 1
-    blank: int = 0
-    lm_weight: float = 0.5
-    word_score: float = 0.0
-    token_min_logp: float = -5.0
-    beam_prune_logp: float = -10.0
-    hotword_weight: float = 2.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.beam_width, int) or self.beam_width < 1:
-            raise ValueError(f"beam_width must be an integer >= 1. Received: {self.beam_width!r}")
-        if not isinstance(self.nbest, int) or not 1 <= self.nbest <= self.beam_width:
-            raise ValueError(f"nbest must be an integer in [1, beam_width={self.beam_width}]. Received: {self.nbest!r}")
-        if self.beam_prune_logp > 0:
-            raise ValueError(f"beam_prune_logp must be <= 0 (a log-probability margin). Received: {self.beam_prune_logp}")
-
-
-class CTCBeamDecoder:
-    """Prefix beam search over CTC outputs, built once, called per batch.
-
-    The lexicon's trie tables, the hotword automaton and the language model's scorer are
-    prepared here, once; each call decodes a batch of log-probabilities.
-
-    Args:
-        options: a :class:`BeamSearchOptions`.
-        tokens: token strings by id (for text, lexicon spelling and text LMs).
-        word_delimiter: the id of the token between words.
-        lexicon: a :class:`Lexicon`: only dictionary words (or an unknown-word penalty).
-        lm: a language model: a :class:`TextLM` such as :class:`NGramLM` (scored per word
-            with a word delimiter, per token string without), :class:`RNNLMScorer`, or any
-            :class:`Scorer`; weighted by ``options.lm_weight``.
-        hotwords: phrases to boost (strings or token-id sequences), ``options.hotword_weight``
-            per matched token; or a prepared :class:`Hotwords`.
-
-    Call arguments:
-        log_probs: (B, T, C) log-probabilities. lengths: (B,) frames per row (default T).
-
-    Returns:
-        Per row, up to ``nbest`` :class:`Hypothesis`, best first; ``acoustic_score`` is the
-        log-probability of the ids summed over the alignments the search kept (exactly
-        -ctc_loss with a wide beam and no pruning). A row where every prefix was pruned
-        gets an empty list.
-
-    Example:
-        >>> decoder = CTCBeamDecoder(BeamSearchOptions(beam_width=32), tokens=list("_ abc"), word_delimiter=1,
-        ...                          lexicon=Lexicon(["ab", "cab"], tokens=list("_ abc"), word_delimiter=1))
-        >>> hyps = decoder(log_probs)        # as often as needed
-        >>> hyps[0][0].text
-    """
-
-    def __init__(self, options: BeamSearchOptions | None = None, tokens: Sequence[str] | None = None,
-                 word_delimiter: int | None = None, lexicon: Lexicon | None = None, lm: Any = None,
-                 hotwords: Hotwords | Iterable[str] | None = None) -> None:
-        self.options = o = options or BeamSearchOptions()
-        self.tokens = None if tokens is None else list(tokens)
-        self.word_delimiter = word_delimiter
-        if o.word_score != 0 and word_delimiter is None:
-            raise ValueError(f"word_score needs word_delimiter=. Received: word_score={o.word_score}, no delimiter")
-        if lexicon is not None:
-            if not isinstance(lexicon, Lexicon):
-                raise ValueError(f"lexicon must be an rnnkit.decode.Lexicon. Received: {type(lexicon).__name__}")
-            if lexicon.word_delimiter != word_delimiter:
-                raise ValueError(f"the lexicon's word_delimiter ({lexicon.word_delimiter}) differs from the "
-                                 f"decoder's ({word_delimiter})")
-            if self.tokens is not None:
-                lexicon.tables(len(self.tokens))  # the trie as arrays, once
-        self.lexicon = lexicon
-        self.word_lm = None
-        self.token_scorers: list[tuple[bool, Scorer, float]] = []  # (is the LM, scorer, weight)
-        if hotwords is not None:
-            if not isinstance(hotwords, Hotwords):
-                hotwords = Hotwords(list(hotwords), weight=o.hotword_weight, tokens=self.tokens)
-            self.token_scorers.append((False, hotwords, 1.0))
-        if lm is not None and o.lm_weight != 0:
-            if isinstance(lm, TextLM):
-                if self.tokens is None:
-                    raise ValueError("a text language model (e.g. NGramLM) needs tokens= to spell the output")
-                if word_delimiter is not None:
-                    self.word_lm = lm  # scored once per completed word
-                else:
-                    self.token_scorers.append((True, TokenTextScorer(lm, self.tokens), float(o.lm_weight)))
-            else:
-                self.token_scorers.append((True, lm, float(o.lm_weight)))
-
-    def __call__(self, log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None) -> list[list[Hypothesis]]:
-        x, lens = check_ctc_decoder_inputs(log_probs, lengths, self.options.blank, self.tokens, self.word_delimiter)
-        search = _Search(self, x, lens)
-        search.run()
-        return [search.finish(b, self.options.nbest) for b in range(x.shape[0])]
-
 
 #: Prefixes the trie may gain beyond twice its live size before dead ones are dropped.
 COMPACTION_SLACK = 65536

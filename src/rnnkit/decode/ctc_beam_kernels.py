@@ -133,6 +133,20 @@ def _grow(prefixes, need):
                     prefixes.children)
 
 
+@njit(cache=True, inline="always")
+def _slot(cand, slot_of, b, n, m):
+    """(n's candidate slot in row b, slots used): a new, empty slot m the first time n is reached."""
+    s = slot_of[n]
+    if s < 0:
+        s = m
+        slot_of[n] = s
+        cand.node[b, s] = n
+        cand.p_blank[b, s] = NEG_INF
+        cand.p_token[b, s] = NEG_INF
+        m += 1
+    return s, m
+
+
 @njit(cache=True)
 def extend(lp, active, blank, token_min_logp, beams, prefixes, n_nodes, rules):
     """Extend every active utterance's beam by one frame of log-probabilities lp (B, C).
@@ -177,14 +191,7 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, n_nodes, rules):
             total = _logaddexp(pb, pnb)
             last = token[n]
             # stay on n: a blank, or the last token repeated
-            s = slot_of[n]
-            if s < 0:
-                s = m
-                slot_of[n] = s
-                cand.node[b, s] = n
-                cand.p_blank[b, s] = NEG_INF
-                cand.p_token[b, s] = NEG_INF
-                m += 1
+            s, m = _slot(cand, slot_of, b, n, m)
             cand.p_blank[b, s] = _logaddexp(cand.p_blank[b, s], total + lp[b, blank])
             if last >= 0:
                 cand.p_token[b, s] = _logaddexp(cand.p_token[b, s], pnb + lp[b, last])
@@ -222,14 +229,7 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, n_nodes, rules):
                     slot_of[child] = -1
                     new_nodes[n_new] = child
                     n_new += 1
-                s = slot_of[child]
-                if s < 0:
-                    s = m
-                    slot_of[child] = s
-                    cand.node[b, s] = child
-                    cand.p_blank[b, s] = NEG_INF
-                    cand.p_token[b, s] = NEG_INF
-                    m += 1
+                s, m = _slot(cand, slot_of, b, child, m)
                 cand.p_token[b, s] = _logaddexp(cand.p_token[b, s], (pb if c == last else total) + lp[b, c])
         cand.size[b] = m
         for k in range(m):
