@@ -26,7 +26,7 @@ from torch import nn
 import rnnkit
 from rnnkit.data import StreamBatches, find_dataset
 from rnnkit.models import LanguageModel, LanguageModelConfig
-from rnnkit.train import TrainConfig, Trainer
+from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
 
 V, E, H, LAYERS, BPTT, BATCH = 10_000, 200, 200, 2, 20, 20
 
@@ -82,8 +82,9 @@ def trainer_run(stream: StreamBatches, steps: int) -> tuple[float, float]:
     model = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
                                               rnn={"cell": "lstm", "hidden_size": H, "num_layers": LAYERS},
                                               init_range=0.1))
-    trainer = Trainer(model, stream, TrainConfig(optimizer="sgd", lr=1.0, clip_norm=5.0, max_steps=steps,
-                                                 log_every=10**9), progress=False)
+    config = TrainConfig(OptimizerConfig("sgd", lr=1.0), stopping=StoppingConfig(max_steps=steps), clip_norm=5.0,
+                         log_every=10**9)
+    trainer = Trainer(model, stream, config, progress=False)
     t0, c0 = time.perf_counter(), time.process_time()
     trainer.fit()
     n = steps * BATCH * BPTT

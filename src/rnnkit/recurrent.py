@@ -54,7 +54,7 @@ class Recurrent(nn.Module):
             the same at every step (Gal & Ghahramani 2016). For the recurrent connection,
             use the cells' ``recurrent_dropout``.
         implementation: "auto" (fastest equivalent path per layer), or force "native"
-            (torch's fused ops), "fused" (rnnkit's BPTT engine) or "loop" (autograd through
+            (torch's own ops), "fused" (rnnkit's BPTT engine) or "loop" (autograd through
             the cell): all give the same result within floating-point rounding.
 
     Call arguments:
