@@ -49,9 +49,6 @@ class Checkpoint:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    def file(self, name: str) -> Path:
-        return self.path / name
-
     @property
     def vocab(self) -> Path:
         return self.path / self.VOCAB

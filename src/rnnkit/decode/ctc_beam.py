@@ -186,18 +186,19 @@ class _Search:
         self.word_score = float(o.word_score)
         self.token_scorers, self.word_lm, self.word_lm_weight = decoder.token_scorers, decoder.word_lm, float(o.lm_weight)
         self.prefixes = K.new_prefixes(max(1024, 4 * B * o.beam_width), B)
+        self.children = K.new_children()
         self.n_nodes = B
         self.beams = K.new_beams(B, o.beam_width)
-        self.lm_total = np.zeros(self.prefixes.parent.shape[0])  # unweighted LM log-probability per prefix
+        self.lm_total = np.zeros(self.prefixes.slot.shape[0])  # unweighted LM log-probability per prefix
         self.states = [{b: s.initial_state() for b in range(B)} for _, s, _ in self.token_scorers]
         self.word_states = {b: self.word_lm.initial_state() for b in range(B)} if self.word_lm is not None else {}
 
     def run(self) -> None:
         if not self.token_scorers and self.word_lm is None:
-            self.prefixes, self.n_nodes = K.decode(self.x, self.lens, self.blank, self.token_min_logp,
-                                                   self.beam_prune_logp, self.beams, self.prefixes, self.n_nodes,
-                                                   self.rules, COMPACTION_SLACK)
-            self.lm_total = np.zeros(self.prefixes.parent.shape[0])  # no language model: 0 for every prefix
+            self.prefixes, self.children, self.n_nodes = K.decode(
+                self.x, self.lens, self.blank, self.token_min_logp, self.beam_prune_logp, self.beams, self.prefixes,
+                self.children, self.n_nodes, self.rules, COMPACTION_SLACK)
+            self.lm_total = np.zeros(self.prefixes.slot.shape[0])  # no language model: 0 for every prefix
             return
         after_compaction = self.n_nodes
         for t in range(self.x.shape[1]):
@@ -208,9 +209,9 @@ class _Search:
                 self._compact()
                 after_compaction = self.n_nodes
             self.prefixes, self.n_nodes, new, n_new, candidates = K.extend(
-                self.x[:, t], active, self.blank, self.token_min_logp, self.beams, self.prefixes, self.n_nodes,
-                self.rules)
-            grown = self.prefixes.parent.shape[0] - self.lm_total.shape[0]
+                self.x[:, t], active, self.blank, self.token_min_logp, self.beams, self.prefixes, self.children,
+                self.n_nodes, self.rules)
+            grown = self.prefixes.slot.shape[0] - self.lm_total.shape[0]
             if grown > 0:
                 self.lm_total = np.concatenate([self.lm_total, np.zeros(grown)])
             if n_new:
@@ -221,8 +222,9 @@ class _Search:
     def _compact(self) -> None:
         """Drop the prefixes no beam can reach again; renumber everything that refers to nodes."""
         old_n = self.n_nodes
-        self.prefixes, self.n_nodes, old_to_new = K.compact(self.prefixes, old_n, self.beams, self.x.shape[2])
-        lm_total = np.zeros(self.prefixes.parent.shape[0])
+        self.prefixes, self.children, self.n_nodes, old_to_new = K.compact(self.prefixes, old_n, self.beams,
+                                                                           self.x.shape[2])
+        lm_total = np.zeros(self.prefixes.slot.shape[0])
         kept = np.nonzero(old_to_new >= 0)[0]
         lm_total[old_to_new[kept]] = self.lm_total[:old_n][kept]
         self.lm_total = lm_total
@@ -236,7 +238,8 @@ class _Search:
     def _score(self, new: np.ndarray) -> None:
         """Add the Python scorers' increments to the new prefixes' non-acoustic scores (a prefix ruled
         out by one scorer is shown to no later one)."""
-        parent, token, score = self.prefixes.parent, self.prefixes.token, self.prefixes.non_acoustic
+        nodes, score = self.prefixes.nodes, self.prefixes.non_acoustic
+        parent, token = nodes["parent"], nodes["token"]
         self.lm_total[new] = self.lm_total[parent[new]]
         for (is_lm, scorer, weight), st in zip(self.token_scorers, self.states):
             new = new[score[new] > -np.inf]
@@ -257,12 +260,12 @@ class _Search:
 
     def _score_word(self, n: int) -> tuple[float, Any]:
         """The word LM's (ln P(word | words before), state) for the word that prefix n ends with."""
-        prefixes = self.prefixes
-        boundary = int(prefixes.boundary[n])
+        nodes = self.prefixes.nodes
+        boundary = int(nodes[n]["boundary"])
         chars = []
         while n != boundary:
-            chars.append(self.tokens[int(prefixes.token[n])])
-            n = int(prefixes.parent[n])
+            chars.append(self.tokens[int(nodes[n]["token"])])
+            n = int(nodes[n]["parent"])
         state = self.word_states[boundary]
         if not chars:
             return 0.0, state
@@ -270,7 +273,7 @@ class _Search:
 
     def _keep_states(self) -> None:
         """Make sure every prefix in a beam has its scorer states; now and then drop the others."""
-        beams, parent, token = self.beams, self.prefixes.parent, self.prefixes.token
+        beams, parent, token = self.beams, self.prefixes.nodes["parent"], self.prefixes.nodes["token"]
         alive = [int(n) for b in range(beams.node.shape[0]) for n in beams.node[b, : beams.size[b]]]
         for (_, scorer, _), st in zip(self.token_scorers, self.states):
             missing = [n for n in alive if n not in st]
@@ -283,7 +286,7 @@ class _Search:
                 st.clear()
                 st.update(keep)
         if self.word_lm is not None and len(self.word_states) > 8 * len(alive) + 4096:
-            keep = {b: self.word_states[b] for b in {int(self.prefixes.boundary[n]) for n in alive}}
+            keep = {b: self.word_states[b] for b in {int(self.prefixes.nodes[n]["boundary"]) for n in alive}}
             self.word_states.clear()
             self.word_states.update(keep)
 
@@ -292,9 +295,10 @@ class _Search:
     def _final(self, n: int) -> tuple[float, float]:
         """(weighted end-of-output score, its LM part) of prefix n."""
         end, lm_end = 0.0, 0.0
-        last = int(self.prefixes.token[n])
+        node = self.prefixes.nodes[n]
+        last = int(node["token"])
         if self.lexicon is not None:
-            end += self.lexicon.final(int(self.prefixes.lex[n]))
+            end += self.lexicon.final(int(node["lex"]))
         if last >= 0 and last != self.delimiter:
             end += self.word_score
         for (is_lm, scorer, weight), st in zip(self.token_scorers, self.states):
@@ -334,9 +338,10 @@ class _Search:
         results = []
         for score, acoustic, lm_score, n in ranked[:nbest]:
             ids = []
-            while self.prefixes.token[n] >= 0:
-                ids.append(int(self.prefixes.token[n]))
-                n = int(self.prefixes.parent[n])
+            nodes = self.prefixes.nodes
+            while nodes[n]["token"] >= 0:
+                ids.append(int(nodes[n]["token"]))
+                n = int(nodes[n]["parent"])
             ids.reverse()
             frames = self._emission_frames(b, ids)
             text, words = describe(ids, frames, self.tokens, self.delimiter)

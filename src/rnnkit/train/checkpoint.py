@@ -25,7 +25,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
 
 from rnnkit import nested
 from rnnkit.files import fsync_dir, write_json_atomic
