@@ -169,6 +169,17 @@ def ctc_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = 
 class _Search:
     """The state of one batched search: the prefix trie, the beams, the scorers' states."""
 
+    @property
+    def prefixes(self) -> K.Prefixes:
+        return self._prefixes
+
+    @prefixes.setter
+    def prefixes(self, prefixes: K.Prefixes) -> None:
+        """The trie, and views of its link fields for Python to read (one view per field and
+        table, not per read: building a structured-array field view costs a microsecond)."""
+        self._prefixes = prefixes
+        self.parent, self.token, self.lex, self.boundary = (prefixes.nodes[f] for f in K.NODE.names)
+
     def __init__(self, decoder: CTCBeamDecoder, x: np.ndarray, lens: np.ndarray) -> None:
         B, T, C = x.shape
         o = decoder.options
@@ -201,6 +212,8 @@ class _Search:
             self.lm_total = np.zeros(self.prefixes.slot.shape[0])  # no language model: 0 for every prefix
             return
         after_compaction = self.n_nodes
+        B, _, C = self.x.shape
+        candidates, new = K.frame_buffers(B, self.beams.node.shape[1], C)
         for t in range(self.x.shape[1]):
             active = t < self.lens
             if not active.any():
@@ -208,9 +221,11 @@ class _Search:
             if self.n_nodes > 2 * after_compaction + COMPACTION_SLACK:
                 self._compact()
                 after_compaction = self.n_nodes
-            self.prefixes, self.n_nodes, new, n_new, candidates = K.extend(
-                self.x[:, t], active, self.blank, self.token_min_logp, self.beams, self.prefixes, self.children,
-                self.n_nodes, self.rules)
+            need = K.capacity_needed(self.n_nodes, self.beams, C)
+            if need > self.prefixes.slot.shape[0]:
+                self.prefixes = K.grow(self.prefixes, need)
+            self.n_nodes, n_new = K.extend(self.x[:, t], active, self.blank, self.token_min_logp, self.beams,
+                                           self.prefixes, self.children, self.n_nodes, self.rules, candidates, new)
             grown = self.prefixes.slot.shape[0] - self.lm_total.shape[0]
             if grown > 0:
                 self.lm_total = np.concatenate([self.lm_total, np.zeros(grown)])
@@ -238,8 +253,7 @@ class _Search:
     def _score(self, new: np.ndarray) -> None:
         """Add the Python scorers' increments to the new prefixes' non-acoustic scores (a prefix ruled
         out by one scorer is shown to no later one)."""
-        nodes, score = self.prefixes.nodes, self.prefixes.non_acoustic
-        parent, token = nodes["parent"], nodes["token"]
+        parent, token, score = self.parent, self.token, self.prefixes.non_acoustic
         self.lm_total[new] = self.lm_total[parent[new]]
         for (is_lm, scorer, weight), st in zip(self.token_scorers, self.states):
             new = new[score[new] > -np.inf]
@@ -258,22 +272,30 @@ class _Search:
                 score[n] += self.word_lm_weight * delta
                 self.lm_total[n] += delta
 
+    def _ids(self, n: int, stop: int) -> list[int]:
+        """The token ids on the path from ancestor ``stop`` (exclusive) down to prefix n.
+
+        Reads the field views (see :attr:`prefixes`): one record at a time,
+        ``nodes[n]["token"]``, costs a numpy record object per access."""
+        parent, token = self.parent, self.token
+        ids = []
+        while n != stop:
+            ids.append(int(token[n]))
+            n = int(parent[n])
+        ids.reverse()
+        return ids
+
     def _score_word(self, n: int) -> tuple[float, Any]:
         """The word LM's (ln P(word | words before), state) for the word that prefix n ends with."""
-        nodes = self.prefixes.nodes
-        boundary = int(nodes[n]["boundary"])
-        chars = []
-        while n != boundary:
-            chars.append(self.tokens[int(nodes[n]["token"])])
-            n = int(nodes[n]["parent"])
+        boundary = int(self.boundary[n])
         state = self.word_states[boundary]
-        if not chars:
+        if n == boundary:
             return 0.0, state
-        return self.word_lm.score(state, "".join(reversed(chars)))
+        return self.word_lm.score(state, "".join(self.tokens[i] for i in self._ids(n, boundary)))
 
     def _keep_states(self) -> None:
         """Make sure every prefix in a beam has its scorer states; now and then drop the others."""
-        beams, parent, token = self.beams, self.prefixes.nodes["parent"], self.prefixes.nodes["token"]
+        beams, parent, token = self.beams, self.parent, self.token
         alive = [int(n) for b in range(beams.node.shape[0]) for n in beams.node[b, : beams.size[b]]]
         for (_, scorer, _), st in zip(self.token_scorers, self.states):
             missing = [n for n in alive if n not in st]
@@ -286,7 +308,7 @@ class _Search:
                 st.clear()
                 st.update(keep)
         if self.word_lm is not None and len(self.word_states) > 8 * len(alive) + 4096:
-            keep = {b: self.word_states[b] for b in {int(self.prefixes.nodes[n]["boundary"]) for n in alive}}
+            keep = {b: self.word_states[b] for b in {int(b) for b in self.boundary[alive]}}
             self.word_states.clear()
             self.word_states.update(keep)
 
@@ -295,10 +317,9 @@ class _Search:
     def _final(self, n: int) -> tuple[float, float]:
         """(weighted end-of-output score, its LM part) of prefix n."""
         end, lm_end = 0.0, 0.0
-        node = self.prefixes.nodes[n]
-        last = int(node["token"])
+        last = int(self.token[n])
         if self.lexicon is not None:
-            end += self.lexicon.final(int(node["lex"]))
+            end += self.lexicon.final(int(self.lex[n]))
         if last >= 0 and last != self.delimiter:
             end += self.word_score
         for (is_lm, scorer, weight), st in zip(self.token_scorers, self.states):
@@ -337,12 +358,7 @@ class _Search:
         ranked.sort(key=lambda r: -r[0])
         results = []
         for score, acoustic, lm_score, n in ranked[:nbest]:
-            ids = []
-            nodes = self.prefixes.nodes
-            while nodes[n]["token"] >= 0:
-                ids.append(int(nodes[n]["token"]))
-                n = int(nodes[n]["parent"])
-            ids.reverse()
+            ids = self._ids(n, b)  # node b is row b's root, the empty prefix
             frames = self._emission_frames(b, ids)
             text, words = describe(ids, frames, self.tokens, self.delimiter)
             results.append(Hypothesis(ids=ids, score=score, acoustic_score=acoustic, lm_score=lm_score,

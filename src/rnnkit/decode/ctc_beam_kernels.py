@@ -128,8 +128,21 @@ def _logaddexp(a, b):
     return b + math.log1p(math.exp(a - b))
 
 
+def capacity_needed(n_nodes: int, beams: Beams, num_tokens: int) -> int:
+    """Nodes :func:`extend` may reach in one frame: each beam entry may gain a child per token."""
+    return n_nodes + int(beams.size.sum()) * num_tokens
+
+
+def frame_buffers(batch: int, width: int, num_tokens: int) -> tuple[Beams, np.ndarray]:
+    """(candidates, new_nodes): room for every prefix one frame can reach, reused frame after frame."""
+    k = width * num_tokens
+    return (Beams(np.empty((batch, k), dtype=np.int64), np.empty((batch, k)), np.empty((batch, k)),
+                  np.zeros(batch, dtype=np.int64)), np.empty(batch * k, dtype=np.int64))
+
+
 @njit(cache=True)
-def _grow(prefixes, need):
+def grow(prefixes, need):
+    """``prefixes`` with room for ``need`` nodes (doubling), or itself when it has room."""
     n = prefixes.slot.shape[0]
     if n >= need:
         return prefixes
@@ -141,13 +154,18 @@ def _grow(prefixes, need):
 
 
 @njit(cache=True)
-def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes, rules):
+def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes, rules, cand, new_nodes):
     """Extend every active utterance's beam by one frame of log-probabilities lp (B, C).
 
-    Returns (prefixes, n_nodes, new_nodes, n_new, candidates): the trie's arrays may have
-    grown; ``candidates`` is a :class:`Beams` of every prefix reached, not yet cut to the
-    beam width. A new node's non-acoustic score is its parent's plus the lexicon and
-    word-bonus terms; the caller adds its own scorers'.
+    ``prefixes`` must have room for :func:`capacity_needed` nodes (:func:`grow`); ``cand``
+    and ``new_nodes`` are the caller's buffers (:func:`frame_buffers`), filled here:
+    ``cand`` with every prefix reached (not yet cut to the beam width), ``new_nodes[:n_new]``
+    with the prefixes created. A new node's non-acoustic score is its parent's plus the
+    lexicon and word-bonus terms; the caller adds its own scorers'. (The caller owns the
+    buffers so that a call from Python returns two integers: boxing arrays and tuples on
+    every frame cost 10% of the search.)
+
+    Returns (n_nodes, n_new).
     """
     B, C = lp.shape
     W = beams.node.shape[1]
@@ -165,16 +183,11 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes
             if c != blank and (lp[b, c] >= token_min_logp or c == best):
                 tokens[b, n_tok[b]] = c
                 n_tok[b] += 1
-    width = int(n_tok.max()) + 1 if B > 0 else 1
-    cand = Beams(np.empty((B, W * width), dtype=np.int64), np.empty((B, W * width)), np.empty((B, W * width)),
-                 np.zeros(B, dtype=np.int64))
-    prefixes = _grow(prefixes, n_nodes + int(beams.size.sum()) * width)
     # locals, not tuple fields, in the loops below: numba then keeps them in registers
     nodes, non_acoustic, slot_of = prefixes
     beam_node, beam_pb, beam_pnb, beam_n = beams
     cand_node, cand_pb, cand_pnb, cand_n = cand
     lex_next, lex_word, use_lexicon, unknown_penalty, delimiter, word_score = rules
-    new_nodes = np.empty(int(beams.size.sum()) * width, dtype=np.int64)
     n_new = 0
     for b in range(B):
         if not active[b]:
@@ -245,7 +258,7 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes
         cand_n[b] = m
         for k in range(m):
             slot_of[cand_node[b, k]] = -1
-    return prefixes, n_nodes, new_nodes, n_new, cand
+    return n_nodes, n_new
 
 
 @njit(cache=True)
@@ -329,6 +342,10 @@ def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes,
     Returns (prefixes, children, n_nodes): the trie may have been compacted.
     """
     B, T, C = lp.shape
+    W = beams.node.shape[1]
+    cand = Beams(np.empty((B, W * C), dtype=np.int64), np.empty((B, W * C)), np.empty((B, W * C)),
+                 np.zeros(B, dtype=np.int64))
+    new_nodes = np.empty(B * W * C, dtype=np.int64)
     active = np.empty(B, dtype=np.bool_)
     after_compaction = n_nodes
     for t in range(T):
@@ -337,7 +354,8 @@ def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes,
         if n_nodes > 2 * after_compaction + compaction_slack:
             prefixes, children, n_nodes, _ = compact(prefixes, n_nodes, beams, C)
             after_compaction = n_nodes
-        prefixes, n_nodes, _, _, cand = extend(lp[:, t], active, blank, token_min_logp, beams, prefixes, children,
-                                               n_nodes, rules)
+        prefixes = grow(prefixes, n_nodes + beams.size.sum() * C)
+        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, beams, prefixes, children, n_nodes, rules, cand,
+                            new_nodes)
         select(active, prefixes.non_acoustic, beam_prune_logp, cand, beams)
     return prefixes, children, n_nodes
