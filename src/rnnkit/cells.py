@@ -18,6 +18,7 @@ Writing your own cell: subclass :class:`Cell`, set ``input_size``, ``hidden_size
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 
@@ -102,7 +103,7 @@ def _check_dropout(name: str, p: float) -> float:
     return float(p)
 
 
-class _AffineCell(Cell):
+class _AffineCell(Cell, abc.ABC):
     """Base of the built-in cells, whose pre-activations are affine: U x_t + W h_{t-1} + b.
 
     Holds U (weight_ih), W (weight_hh), b_ih and b_hh, each of ``blocks`` H-wide blocks
@@ -152,9 +153,9 @@ class _AffineCell(Cell):
     def _recurrent_input(self, h: Tensor, recurrent_mask: Tensor | None) -> Tensor:
         return h if recurrent_mask is None else h * recurrent_mask
 
+    @abc.abstractmethod
     def _kernel(self) -> kernels.StepKernel:
-        """A fresh step kernel for the fused engine."""
-        raise NotImplementedError
+        """A fresh step kernel for the fused engine (each built-in cell names its own)."""
 
     def _native_mode(self) -> str | None:
         """torch's RNN mode ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") this cell equals, or None."""

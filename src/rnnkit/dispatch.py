@@ -11,7 +11,7 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 A cell only *declares* what it can run on, with :meth:`rnnkit.Cell.engine` (an
 :class:`Engine`, or None); :func:`choose_path` decides, from the cells, the device, the
 training mode and the implementation asked for, and says why (``rnnkit info`` prints it).
-:class:`rnnkit.Recurrent` caches the decision per (device type, training mode).
+:class:`rnnkit.Recurrent` caches the decision per (device type, training mode, implementation).
 """
 
 from __future__ import annotations
@@ -131,18 +131,16 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
             raise ValueError(f"implementation='native' cannot apply recurrent_dropout (layer {layer}) in "
                              "training mode. Use implementation='auto'.")
         return PathChoice("native", f"asked for: torch's {mode} op")
-    fusable = all(e is not None for e in engines)
+    unfusable = next((type(c).__name__ for c, e in zip(cells, engines) if e is None), None)
     if implementation == "fused":
-        if not fusable:
-            odd = next(c for c, e in zip(cells, engines) if e is None)
+        if unfusable is not None:
             raise ValueError(f"implementation='fused' needs built-in cells; layer {layer} has "
-                             f"{type(odd).__name__}, which has no fused kernel. Use implementation='auto' or 'loop'.")
+                             f"{unfusable}, which has no fused kernel. Use implementation='auto' or 'loop'.")
         return PathChoice("fused", "asked for: rnnkit's fused BPTT")
     if implementation == "loop":
         return PathChoice("loop", "asked for: autograd through the cell")
-    if not fusable:
-        odd = next(c for c, e in zip(cells, engines) if e is None)
-        return PathChoice("loop", f"{type(odd).__name__} has no fused kernel: autograd through the cell")
+    if unfusable is not None:
+        return PathChoice("loop", f"{unfusable} has no fused kernel: autograd through the cell")
     if mode is None:
         return PathChoice("fused", f"rnnkit's fused BPTT: {why_not_native}")
     if dropout:

@@ -377,7 +377,7 @@ class _Stacked(Recurrent):
         if self._torch_class is None:
             raise ValueError(f"{type(self).__name__} has no torch.nn equivalent")
         problems = [f"layer {i}: {c!r}" for i, layer in enumerate(self.layers) for c in layer
-                    if c.engine() is None or c.engine().native is None or c.recurrent_dropout > 0]
+                    if (e := c.engine()) is None or e.native is None or c.recurrent_dropout > 0]
         if self.merge != "concat":
             problems.append("merge='sum'")
         if self.learn_initial_state:
