@@ -32,7 +32,7 @@ import torch
 
 import rnnkit
 from rnnkit.ctc import ctc_loss
-from rnnkit.data import find_dataset
+from rnnkit.data import require
 from rnnkit.decode import Lexicon, NGramLM, ctc_beam_search
 from rnnkit.decode.arpa import write_arpa
 
@@ -127,7 +127,7 @@ def no_lm(quick: bool) -> list[dict]:
 def with_lm(workdir: Path) -> dict:
     from pyctcdecode import build_ctcdecoder
 
-    ptb = find_dataset("ptb", None)
+    ptb = require("ptb")
     train = [line.split() for line in (ptb / "ptb.train.txt").read_text().splitlines() if line.strip()]
     allowed = set(LABELS[2:])
     words = sorted({w for s in train for w in s if set(w) <= allowed})

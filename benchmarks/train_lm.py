@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.data import StreamBatches, find_dataset
+from rnnkit.data import StreamBatches, require
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
 
@@ -33,7 +33,7 @@ V, E, H, LAYERS, BPTT, BATCH = 10_000, 200, 200, 2, 20, 20
 
 def tokens(n: int) -> tuple[torch.Tensor, str]:
     try:
-        words = (find_dataset("ptb") / "ptb.train.txt").read_text().replace("\n", " <eos> ").split()
+        words = (require("ptb") / "ptb.train.txt").read_text().replace("\n", " <eos> ").split()
     except FileNotFoundError:
         return torch.randint(0, V, (n,)), "random tokens"
     vocab = {w: i for i, w in enumerate(sorted(set(words)))}

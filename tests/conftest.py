@@ -40,3 +40,25 @@ def assert_same(a, b, atol: float, rtol: float = 0.0):
             assert ga[k] is None and gb[k] is None, k
             continue
         torch.testing.assert_close(ga[k], gb[k], atol=atol, rtol=rtol, msg=lambda m: f"grad {k}: {m}")
+
+
+@pytest.fixture
+def fake_dataset(tmp_path, monkeypatch):
+    """make(name, {file: text}) -> data root: writes a small stand-in for a registered dataset under
+    tmp_path/data and registers its checksums for this test only (a copy counts only when verified)."""
+    import hashlib
+
+    from rnnkit.data import registry
+
+    def make(name: str, files: dict[str, str]):
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        entries = []
+        for file, text in files.items():
+            (folder / file).write_text(text)
+            entries.append(registry.DataFile(file, f"https://example.invalid/{name}/{file}",
+                                             hashlib.sha256(text.encode()).hexdigest()))
+        monkeypatch.setitem(registry.DATASETS, name, registry.Dataset(name, "stand-in for a test", tuple(entries)))
+        return tmp_path / "data"
+
+    return make

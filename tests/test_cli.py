@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,11 +77,14 @@ def test_generate_streams_and_reproduces_with_a_seed(charlm_run, capsys):
 
 
 def test_evaluate_and_plot(charlm_run, capsys):
-    assert main(["evaluate", str(charlm_run)]) == 0
+    assert main(["evaluate", str(charlm_run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["split"] == "valid" and result["loss"] > 0
+    assert result["split"] == "valid" and result["loss"] > 0 and result["task"] == "charlm"
+    assert main(["evaluate", str(charlm_run)]) == 0
+    table = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert table["task"] == "charlm" and float(table["loss"]) == pytest.approx(result["loss"], abs=1e-4)
     assert main(["evaluate", str(charlm_run), "--split", "test"]) == 2
-    assert "charlm has only a validation split" in capsys.readouterr().err
+    assert "the charlm task has the splits valid" in capsys.readouterr().err
     assert main(["plot", str(charlm_run)]) == 0
     assert capsys.readouterr().out.strip().endswith("learning_curves.png")
 
@@ -99,28 +103,27 @@ def test_train_under_torchrun_with_a_time_bound(tmp_path):
     assert done.stderr.count("run directory") == 2  # announced and reported once, by rank 0
 
 
-def test_resume_continues_a_run(charlm_run, tmp_path):
-    before = len((charlm_run / "metrics.jsonl").read_text().splitlines())
-    text = tmp_path / "t.txt"
-    text.write_text(TEXT)
-    assert main(["train", "charlm", "--text", str(text), "--resume", str(charlm_run), "--minutes", "0.02",
-                 "--samples", "0", *SMALL]) == 0
-    assert len((charlm_run / "metrics.jsonl").read_text().splitlines()) > before
+def test_resume_continues_a_run_with_its_own_settings(charlm_run, capsys):
+    """The fixture's run stopped at its time bound; a larger step bound continues it, with the saved --text."""
+    step = max(json.loads(line)["step"] for line in (charlm_run / "metrics.jsonl").read_text().splitlines())
+    assert main(["train", "charlm", "--resume", str(charlm_run), "--minutes", "5", "--max-steps", str(step + 10),
+                 "--samples", "0", "--no-progress"]) == 0
+    steps = [json.loads(line)["step"] for line in (charlm_run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == step + 10
 
 
-def test_wordlm_and_its_test_split(tmp_path, capsys):
-    ptb = tmp_path / "data" / "ptb"
-    ptb.mkdir(parents=True)
-    for split, n in (("train", 300), ("valid", 30), ("test", 30)):
-        (ptb / f"ptb.{split}.txt").write_text(" the cat sat on the mat <unk>\n" * n)
-    assert main(["train", "wordlm", "--config", "small", "--minutes", "0.02", "--data-dir", str(tmp_path / "data"),
+def test_wordlm_and_its_test_split(tmp_path, capsys, fake_dataset):
+    root = fake_dataset("ptb", {f"ptb.{split}.txt": " the cat sat on the N mat <unk>\n" * n
+                                for split, n in (("train", 300), ("valid", 30), ("test", 30))})
+    assert main(["train", "wordlm", "--config", "small", "--minutes", "0.02", "--data-dir", str(root),
                  "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     results = json.loads((run / "results.json").read_text())
     assert results["published_test_ppl"] == 114.5 and results["test_ppl"] > 1
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--split", "test"]) == 0
-    assert json.loads(capsys.readouterr().out)["ppl"] > 1
+    assert main(["evaluate", str(run), "--split", "test", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ppl"] > 1 and result["words"] == 30 * 9
 
 
 def test_addition_task(tmp_path):
@@ -162,14 +165,14 @@ def toy_dataset(tmp_path, monkeypatch) -> tuple[str, Path]:
 def test_data_fetch_resumes_and_verifies_from_a_file_url(toy_dataset, tmp_path, capsys):
     name, mirror = toy_dataset
     root = tmp_path / "root"
-    target = root / name
-    target.mkdir(parents=True)
+    target, staging = root / name, root / f".{name}.partial"
+    staging.mkdir(parents=True)
     data = (mirror / "input.txt").read_bytes()
-    (target / "input.txt.part").write_bytes(data[:1000])  # an interrupted earlier download
+    (staging / "input.txt.part").write_bytes(data[:1000])  # an interrupted earlier download
     assert main(["data", "fetch", name, "--data-dir", str(root), "--base-url", mirror.as_uri()]) == 0
-    assert (target / "input.txt").read_bytes() == data and not (target / "input.txt.part").exists()
+    assert (target / "input.txt").read_bytes() == data and not staging.exists()
     assert main(["data", "verify", name, "--data-dir", str(root)]) == 0
-    assert "input.txt            ok" in capsys.readouterr().out
+    assert re.search(r"input.txt +ok", capsys.readouterr().out)
 
 
 def test_data_verify_detects_a_tampered_file(toy_dataset, tmp_path, capsys):
@@ -196,7 +199,6 @@ def test_fetch_refuses_a_corrupt_download(tmp_path):
 
 def test_missing_dataset_names_the_fetch_command(monkeypatch, tmp_path):
     monkeypatch.setattr(registry, "data_roots", lambda data_dir=None: [tmp_path])
-    monkeypatch.setattr(registry, "find_dataset", lambda name, data_dir=None: (_ for _ in ()).throw(FileNotFoundError()))
     with pytest.raises(FileNotFoundError, match="Get it with: rnnkit data fetch ptb"):
         registry.require("ptb")
 

@@ -167,7 +167,7 @@ def test_a_run_directory_written_by_0_1_0_loads_evaluates_and_resumes_exactly(tm
         import os
 
         os.chdir(run)  # the run was trained on tiny.txt, named relative to its working directory
-        assert main(["evaluate", str(run)]) == 0
+        assert main(["evaluate", str(run), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["split"] == "valid"
         assert main(["train", "charlm", "--text", args["text"], "--hidden", "8", "--layers", "1", "--embedding", "4",
                      "--batch-size", "4", "--bptt", "16", "--eval-every", "20", "--epochs", "2", "--samples", "0",

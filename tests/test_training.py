@@ -105,8 +105,9 @@ def test_checkpoint_loads_as_a_model_and_bad_ones_are_refused(tmp_path):
     (path / "config.json").write_text('{"format": "rnnkit-model", "class": "Nope", "config": {}}')
     with pytest.raises(ValueError, match="unknown model class 'Nope'"):
         rnnkit.load(path)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="not an rnnkit model directory"):
-        rnnkit.load(tmp_path)
+        rnnkit.load(tmp_path / "empty")
 
 
 def test_training_time_adds_up_over_resumed_sessions(tmp_path):

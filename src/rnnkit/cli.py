@@ -1,14 +1,16 @@
 """The ``rnnkit`` command line.
 
     rnnkit train TASK [options]                       a run directory runs/<task>-<time>/ (rnnkit.run_dir)
-    rnnkit generate CHECKPOINT --prompt ...           stream a sample
-    rnnkit evaluate CHECKPOINT [--split test]
-    rnnkit plot RUN_DIR                               plots/learning_curves.png
+    rnnkit generate RUN --prompt ...                  stream a sample
+    rnnkit evaluate RUN [--split test] [--json]       a checkpoint's numbers on its task's data (or --text FILE)
+    rnnkit plot RUN                                   plots/learning_curves.png
     rnnkit data list | verify NAME | fetch NAME
     rnnkit analyze gradients                          the vanishing-gradient picture
     rnnkit info                                       versions, and which kernel each layer uses
 
-Errors a user can fix are one line on stderr and a non-zero exit status.
+Errors a user can fix are one line on stderr and exit status 2; Ctrl-C during training saves
+a checkpoint and exits with 130. The tasks (and torch) are imported only by the verbs that
+need them, so ``rnnkit --help`` is quick.
 """
 
 from __future__ import annotations
@@ -16,16 +18,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import rnnkit
-from rnnkit.tasks import TASKS
+from rnnkit.arguments import add_sampling_arguments, device_name, given_options
+from rnnkit.version import __version__
 
 Formatter = argparse.ArgumentDefaultsHelpFormatter
+
+#: verbs whose options come from the task modules (importing them imports torch)
+TASK_VERBS = ("train", "evaluate", "analyze")
 
 
 def _info(args: argparse.Namespace) -> int:
     import torch
+
+    import rnnkit
 
     print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"CUDA {'available' if torch.cuda.is_available() else 'not available'}")
@@ -51,6 +63,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
+    from rnnkit.tasks import TASKS
     from rnnkit.train.distributed import is_main_process
 
     task = TASKS[args.task]
@@ -66,24 +79,46 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from rnnkit.tasks.common import stream_sample
+    from rnnkit.tasks.common import device, stream_sample
 
     stream_sample(Path(args.checkpoint), args.prompt, args.length, args.temperature, args.top_k, args.top_p,
-                  args.seed, args.greedy)
+                  args.seed, args.greedy, device(args.device))
     print()
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from rnnkit.run_dir import Checkpoint
-    from rnnkit.tasks.common import read_task
+    from rnnkit.tasks import TASKS
+    from rnnkit.tasks.common import checkpoint_task, device, evaluate_text, progress
 
     ckpt = Checkpoint.resolve(args.checkpoint)
-    task = read_task(ckpt)
-    found = TASKS.get(task["task"])
-    if found is None or found.evaluate is None:
-        raise ValueError(f"{ckpt.path}: the {task['task']!r} task has no evaluate")
-    print(json.dumps(found.evaluate(ckpt, args.split, task["args"])))
+    started = time.time()
+    if args.text is not None:
+        result = {"task": "text", "split": args.text, **evaluate_text(ckpt, Path(args.text), device(args.device),
+                                                                        progress(args))}
+    else:
+        task = checkpoint_task(ckpt)
+        if task is None:
+            raise ValueError(f"{ckpt.path} has no task.json (it was not made by `rnnkit train`): give --text FILE "
+                             "to score a language model on a text")
+        found = TASKS.get(task["task"])
+        if found is None or found.evaluate is None:
+            raise ValueError(f"{ckpt.path}: the {task['task']!r} task has no evaluate")
+        split = args.split or found.splits[0]
+        if split not in found.splits:
+            raise ValueError(f"--split {split}: the {found.name} task has the splits {', '.join(found.splits)}")
+        saved = argparse.Namespace(**{**task["args"], "no_progress": args.no_progress, "device": args.device,
+                                      **({"data_dir": args.data_dir} if args.data_dir else {})})
+        result = {"task": found.name, "split": split, **found.evaluate(ckpt, split, saved)}
+    result = {"checkpoint": str(ckpt.path), "step": ckpt.step(), **result, "seconds": round(time.time() - started, 2)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        width = max(len(k) for k in result)
+        for key, value in result.items():
+            shown = f"{value:.4f}" if isinstance(value, float) and key != "seconds" else value
+            print(f"{key:<{width}}  {shown}")
     return 0
 
 
@@ -96,27 +131,26 @@ def _plot(args: argparse.Namespace) -> int:
 
 def _data(args: argparse.Namespace) -> int:
     from rnnkit.data import registry
-    from rnnkit.data.paths import data_roots, find_dataset
 
     if args.action == "list":
         for name, ds in registry.DATASETS.items():
-            try:
-                where = str(find_dataset(name, args.data_dir))
-            except FileNotFoundError:
-                where = f"not present (rnnkit data fetch {name})"
+            found = registry.locate(name, args.data_dir)
+            where = str(found) if found is not None else f"not present (rnnkit data fetch {name})"
             print(f"{name:<16} {ds.description}\n{'':<16} {where}")
-        print(f"data roots, in order: {', '.join(str(r) for r in data_roots(args.data_dir))}")
+        print(f"data roots, in order: {', '.join(str(r) for r in registry.data_roots(args.data_dir))}")
         return 0
     if args.name is None:
         raise ValueError(f"rnnkit data {args.action} needs a dataset NAME ({', '.join(registry.DATASETS)})")
     if args.action == "verify":
-        status = registry.verify(args.name, args.data_dir)
+        folder, status = registry.verify(args.name, args.data_dir)
+        print(f"{args.name}: {folder if folder is not None else 'no copy found'}")
         for f, s in status.items():
-            print(f"{f:<20} {s}")
+            print(f"  {f:<40} {s}")
         if any(s != "ok" for s in status.values()):
-            raise ValueError(f"dataset {args.name!r} is incomplete or altered; re-fetch it with: rnnkit data fetch {args.name}")
+            raise ValueError(f"dataset {args.name!r} is incomplete or altered; re-fetch it with: "
+                             f"rnnkit data fetch {args.name}")
         return 0
-    print(registry.fetch(args.name, args.data_dir, args.base_url))
+    print(registry.fetch(args.name, args.data_dir, args.base_url, progress=False if args.no_progress else None))
     return 0
 
 
@@ -127,74 +161,123 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+VERBS = {
+    "train": "train a task; writes runs/<task>-<time>/",
+    "generate": "stream text from a language-model run or checkpoint",
+    "evaluate": "a run's (or checkpoint's) numbers on a split of its task's data, or on a text",
+    "plot": "learning curves of a run",
+    "data": "list, verify or fetch datasets",
+    "analyze": "analyses: gradients",
+    "info": "versions, devices and which kernel each layer type uses",
+}
+
+
+def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
+    """The whole command line; ``with_tasks=False`` leaves out the task options (for a quick --help)."""
     parser = argparse.ArgumentParser(prog="rnnkit", description="Recurrent neural networks on sequences.",
                                      formatter_class=Formatter)
-    parser.add_argument("--version", action="version", version=f"rnnkit {rnnkit.__version__}")
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    p = {name: verbs.add_parser(name, help=text, description=text, formatter_class=Formatter)
+         for name, text in VERBS.items()}
 
-    train = verbs.add_parser("train", help="train a task; writes runs/<task>-<time>/", formatter_class=Formatter)
-    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
-    for name, task in TASKS.items():
-        p = tasks.add_parser(name, help=task.help, description=task.description, formatter_class=Formatter)
-        task.add_arguments(p)
-        p.set_defaults(func=_train)
+    if with_tasks:
+        from rnnkit.tasks import TASKS, gradients
 
-    gen = verbs.add_parser("generate", help="stream a sample from a language-model checkpoint", formatter_class=Formatter)
-    gen.add_argument("checkpoint", help="a checkpoint directory, or a run directory (its best checkpoint)")
-    gen.add_argument("--prompt", default="", help="text to continue")
-    gen.add_argument("--length", type=int, default=300, help="tokens to generate")
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--top-k", type=int, default=None)
-    gen.add_argument("--top-p", type=float, default=None)
-    gen.add_argument("--greedy", action="store_true", help="always take the most probable token")
-    gen.add_argument("--seed", type=int, default=0)
+        tasks = p["train"].add_subparsers(dest="task", metavar="TASK", required=True)
+        for name, task in TASKS.items():
+            sub = tasks.add_parser(name, help=task.help, description=task.description, formatter_class=Formatter)
+            task.add_arguments(sub)
+            sub.set_defaults(func=_train)
+        what = p["analyze"].add_subparsers(dest="what", metavar="WHAT", required=True)
+        g = what.add_parser("gradients", help=gradients.HELP, description=gradients.__doc__, formatter_class=Formatter)
+        gradients.add_arguments(g)
+        g.set_defaults(func=_analyze)
+        splits = {t.name: t.splits for t in TASKS.values() if t.evaluate is not None}
+    else:
+        splits = {}
+
+    gen = p["generate"]
+    gen.add_argument("checkpoint", metavar="RUN", help="a run directory (its best checkpoint) or a checkpoint directory")
+    gen.add_argument("--prompt", default="", help="text to continue (normalised as the training text was)")
+    add_sampling_arguments(gen)
+    gen.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    gen.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     gen.set_defaults(func=_generate)
 
-    ev = verbs.add_parser("evaluate", help="a checkpoint's loss on a split of its task's data", formatter_class=Formatter)
-    ev.add_argument("checkpoint")
-    ev.add_argument("--split", default="valid", help="valid or test")
+    ev = p["evaluate"]
+    ev.add_argument("checkpoint", metavar="RUN", help="a run directory (its best checkpoint) or a checkpoint directory")
+    ev.add_argument("--split", default=None, choices=sorted({s for v in splits.values() for s in v}) or None,
+                    help="which split (default: the task's first); " +
+                         "; ".join(f"{t}: {', '.join(s)}" for t, s in splits.items()))
+    ev.add_argument("--text", default=None, metavar="FILE",
+                    help="score a language model on this UTF-8 text instead (any run, also one made with the Trainer)")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument("--data-dir", default=None, help="data root (else the run's, $RNNKIT_DATA, ../shared/data, "
+                                                     "~/.cache/rnnkit)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_evaluate)
 
-    plot = verbs.add_parser("plot", help="learning curves of a run", formatter_class=Formatter)
-    plot.add_argument("run_dir")
-    plot.set_defaults(func=_plot)
+    p["plot"].add_argument("run_dir", metavar="RUN", help="a run directory")
+    p["plot"].set_defaults(func=_plot)
 
-    data = verbs.add_parser("data", help="list, verify or fetch datasets", formatter_class=Formatter)
-    data.add_argument("action", choices=("list", "verify", "fetch"))
-    data.add_argument("name", nargs="?", default=None)
+    data = p["data"]
+    data.add_argument("action", choices=("list", "verify", "fetch"), help="what to do")
+    data.add_argument("name", nargs="?", default=None, help="the dataset (see rnnkit data list)")
     data.add_argument("--data-dir", default=None, help="data root (else $RNNKIT_DATA, ../shared/data, ~/.cache/rnnkit)")
-    data.add_argument("--base-url", default=None, help="fetch from this mirror (a folder URL, file:// works)")
+    data.add_argument("--base-url", default=None, help="fetch from this mirror (a folder URL; file:// works)")
+    data.add_argument("--no-progress", action="store_true", help="no progress bar")
     data.set_defaults(func=_data)
 
-    analyze = verbs.add_parser("analyze", help="analyses: gradients", formatter_class=Formatter)
-    what = analyze.add_subparsers(dest="what", metavar="WHAT", required=True)
-    from rnnkit.tasks import gradients
-
-    g = what.add_parser("gradients", help=gradients.HELP, description=gradients.__doc__, formatter_class=Formatter)
-    gradients.add_arguments(g)
-    g.set_defaults(func=_analyze)
-
-    info = verbs.add_parser("info", help="versions, devices and which kernel each layer type uses",
-                            formatter_class=Formatter)
-    info.set_defaults(func=_info)
+    p["info"].set_defaults(func=_info)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+@contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings as one line each: ``rnnkit: warning: ...``."""
+    previous = warnings.showwarning
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        print(f"rnnkit: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(with_tasks=verb in TASK_VERBS)
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 0
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError, ImportError) as e:
-        print(f"rnnkit: error: {e}", file=sys.stderr)
+        parser.print_help(sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("rnnkit: interrupted", file=sys.stderr)
-        return 130
+    with _one_line_warnings():
+        try:
+            if verb == "train" and args.resume:
+                from rnnkit.tasks.common import resume_arguments
+
+                args = resume_arguments(args.task, args, given_options(parser, argv))
+            return args.func(args)
+        except KeyboardInterrupt as e:
+            run_dir = getattr(e, "run_dir", None)
+            if run_dir is not None:
+                print(f"rnnkit: interrupted at step {e.step}; saved. Continue with: "
+                      f"rnnkit train {args.task} --resume {run_dir}", file=sys.stderr)
+            else:
+                print("rnnkit: interrupted", file=sys.stderr)
+            return 130
+        except (ValueError, OSError, ImportError) as e:
+            print(f"rnnkit: error: {e}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

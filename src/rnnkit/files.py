@@ -12,7 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic", "fsync_replace", "fsync_dir"]
+__all__ = ["write_text_atomic", "write_json_atomic", "seal", "fsync_replace", "fsync_dir"]
+
+_UMASK = os.umask(0)  # read the process's umask (os.umask can only be read by setting it) ...
+os.umask(_UMASK)  # ... and put it back at once
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -27,10 +30,17 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2))
 
 
+def seal(path: Path) -> None:
+    """Make the file ``path`` durable, with the permissions of any new file (0644 under the usual
+    umask; safetensors creates its files 0600)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def fsync_replace(tmp: Path, final: Path) -> None:
     """Make ``tmp`` durable, then rename it over ``final`` (atomic on POSIX)."""
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    seal(tmp)
     os.replace(tmp, final)
 
 

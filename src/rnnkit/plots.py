@@ -1,56 +1,99 @@
-"""Figures: learning curves of a run, and the gradient-norm analysis."""
+"""Figures: learning curves of a run, and the gradient-norm analysis.
+
+Figures are built with matplotlib's object API (``matplotlib.figure.Figure``) and written
+straight to PNG, so importing this module never touches pyplot or switches the backend of a
+notebook that imports it.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-from rnnkit.run_dir import RunDir
+from rnnkit.run_dir import RunDir, read_metrics
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+__all__ = ["learning_curves", "gradient_norms", "records"]
+
+STEP = "optimiser step"
 
 
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+def records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (see :func:`rnnkit.run_dir.read_metrics`)."""
     path = RunDir(Path(run_dir)).metrics
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no metrics.jsonl (is this a run directory?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_metrics(path)
+
+
+def _curve(ax: Axes, rows: list[dict[str, Any]], key: str, label: str | None = None, **style: Any) -> None:
+    """``key`` against the step; markers when there are few points, so a short run still shows them."""
+    points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+    if not points:
+        return
+    xs, ys = zip(*points)
+    few = len(points) < 40
+    ax.plot(xs, ys, "o-" if few else "-", ms=3, lw=1.2 if few else 1, label=label, **style)
+
+
+def _log_scale_if_wide(ax: Axes, values: list[float]) -> None:
+    """A log axis only when the values span more than a factor of 10 (never for one point)."""
+    positive = [v for v in values if v is not None and v > 0]
+    if len(positive) > 1 and max(positive) > 10 * min(positive):
+        ax.set_yscale("log")
 
 
 def learning_curves(run_dir: str | Path) -> Path:
-    """plots/learning_curves.png: train and dev loss (and perplexity), gradient norm, learning rate."""
+    """plots/learning_curves.png: train and dev loss, dev perplexity (language models), accuracy
+    (models that report it), gradient norm before clipping, learning rate."""
     run = RunDir(Path(run_dir))
-    records = read_metrics(run.path)
-    train = [r for r in records if r["split"] == "train"]
-    valid = [r for r in records if r["split"] == "valid"]
+    rows = records(run.path)
+    train = [r for r in rows if r["split"] == "train"]
+    valid = [r for r in rows if r["split"] == "valid"]
     if not train and not valid:
         raise ValueError(f"{run.metrics} has no records yet")
-    has_ppl = any("ppl" in r for r in valid)
-    fig, axes = plt.subplots(1, 3 + has_ppl, figsize=(4.2 * (3 + has_ppl), 3.4))
-    ax = axes[0]
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train", lw=1)
-    if valid:
-        ax.plot([r["step"] for r in valid], [r["loss"] for r in valid], "o-", label="dev", ms=3)
-    ax.set(title="loss", xlabel="step")
-    ax.legend()
-    i = 1
-    if has_ppl:
-        axes[i].plot([r["step"] for r in valid], [r["ppl"] for r in valid], "o-", ms=3)
-        axes[i].set(title="dev perplexity", xlabel="step", yscale="log")
-        i += 1
-    axes[i].plot([r["step"] for r in train], [r["grad_norm"] for r in train], lw=1)
-    axes[i].set(title="gradient norm (before clipping)", xlabel="step", yscale="log")
-    axes[i + 1].plot([r["step"] for r in train], [r["lr"] for r in train], lw=1)
-    axes[i + 1].set(title="learning rate", xlabel="step")
+    panels = ["loss"]
+    if any("ppl" in r for r in valid):
+        panels.append("ppl")
+    if any("accuracy" in r for r in rows):
+        panels.append("accuracy")
+    panels += ["grad_norm", "lr"] if train else []
+    fig = Figure(figsize=(4.2 * len(panels), 3.4))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels):
+        if panel == "loss":
+            _curve(ax, train, "loss", "train")
+            _curve(ax, valid, "loss", "dev")
+            ax.set(title="loss", ylabel="nats per token")
+            ax.legend()
+        elif panel == "ppl":
+            _curve(ax, valid, "ppl", color="C1")
+            _log_scale_if_wide(ax, [r.get("ppl") for r in valid])
+            ax.set(title="dev perplexity", ylabel="perplexity (exp of nats per token)")
+        elif panel == "accuracy":
+            _curve(ax, train, "accuracy", "train")
+            _curve(ax, valid, "accuracy", "dev")
+            ax.set(title="accuracy", ylabel="fraction right", ylim=(-0.02, 1.02))
+            ax.legend()
+        elif panel == "grad_norm":
+            _curve(ax, train, "grad_norm", color="C2")
+            _log_scale_if_wide(ax, [r.get("grad_norm") for r in train])
+            ax.set(title="gradient norm (before clipping)", ylabel="global L2 norm")
+        else:
+            lrs = [r["lr"] for r in train]
+            _curve(ax, train, "lr", color="C3")
+            constant = len(set(lrs)) == 1
+            ax.set(title=f"learning rate (constant {lrs[0]:.3g})" if constant else "learning rate",
+                   ylabel="learning rate")
+            if constant:
+                ax.set_ylim(0, 2 * lrs[0] if lrs[0] > 0 else 1)
+        ax.set_xlabel(STEP)
     fig.tight_layout()
     out = run.plots / "learning_curves.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out
 
 
@@ -60,7 +103,8 @@ def gradient_norms(results: dict[str, dict[str, list[float]]], out: Path, title:
     distance T - t from the loss, one line per cell, log scale; ``notes`` (per cell, e.g. the
     trained accuracy) join the cell's name in the last panel's legend."""
     phases = list(next(iter(results.values())).keys())
-    fig, axes = plt.subplots(1, len(phases), figsize=(5.2 * len(phases), 3.8), sharey=True)
+    fig = Figure(figsize=(5.2 * len(phases), 3.8))
+    axes = fig.subplots(1, len(phases), sharey=True, squeeze=False)[0]
     for ax, phase in zip(axes, phases):
         for cell, by_phase in results.items():
             norms = by_phase[phase]
@@ -73,5 +117,4 @@ def gradient_norms(results: dict[str, dict[str, list[float]]], out: Path, title:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
-    plt.close(fig)
     return out

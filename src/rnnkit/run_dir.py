@@ -4,6 +4,7 @@
 
     runs/charlm-20260101-120000/          RunDir
         config.json                       the model's and the training's configuration
+        task.json                         the task and its arguments (``rnnkit train``; resume reads them)
         metrics.jsonl                     one JSON record per log line and per evaluation
         checkpoints/step-00000500/        Checkpoint (the last ``keep_last`` are kept)
         best/                             Checkpoint: a copy of the one with the best dev loss
@@ -21,11 +22,14 @@ The CLI, the Python API and the tasks read and write these paths only through
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RunDir", "Checkpoint"]
+__all__ = ["RunDir", "Checkpoint", "read_metrics"]
 
 STEP_PREFIX = "step-"
 
@@ -56,6 +60,14 @@ class Checkpoint:
     @property
     def task(self) -> Path:
         return self.path / self.TASK
+
+    def step(self) -> int | None:
+        """The optimiser step the checkpoint was taken at (from trainer.json), if it says."""
+        try:
+            step = json.loads((self.path / self.TRAINER).read_text()).get("step")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return step if isinstance(step, int) else None
 
     def exists(self) -> bool:
         """A complete model is here (weights written last)."""
@@ -102,6 +114,11 @@ class RunDir:
         return self.path / "config.json"
 
     @property
+    def task(self) -> Path:
+        """task.json: the task and the arguments the run was started with (``rnnkit train``)."""
+        return self.path / "task.json"
+
+    @property
     def metrics(self) -> Path:
         return self.path / "metrics.jsonl"
 
@@ -135,3 +152,24 @@ class RunDir:
             return []
         return [Checkpoint(p) for p in sorted(root.iterdir())
                 if p.is_dir() and p.name.startswith(STEP_PREFIX) and not p.name.endswith(".tmp")]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl. A torn last line (a kill in the middle of a write) is
+    dropped with a warning; a damaged line elsewhere is an error naming the file and the line."""
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or "step" not in record or "split" not in record:
+                raise ValueError("not a JSON object with a step and a split")
+        except ValueError as e:
+            if number == len(lines):
+                warnings.warn(f"{path}: dropped a torn last line ({line[:40]!r})", stacklevel=2)
+                break
+            raise ValueError(f"{path}, line {number}: not a metrics record ({e})") from None
+        records.append(record)
+    return records

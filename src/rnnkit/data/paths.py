@@ -5,7 +5,8 @@
 3. ``../shared/data`` beside the repository (a development checkout),
 4. ``~/.cache/rnnkit``.
 
-Datasets are never downloaded implicitly.
+Which copy under these roots counts (the first complete, verified one) is decided by
+:func:`rnnkit.data.registry.locate`. Datasets are never downloaded implicitly.
 """
 
 from __future__ import annotations
@@ -26,15 +27,3 @@ def data_roots(data_dir: str | Path | None = None) -> list[Path]:
     roots.append(REPOSITORY.parent / "shared" / "data")
     roots.append(Path.home() / ".cache" / "rnnkit")
     return roots
-
-
-def find_dataset(name: str, data_dir: str | Path | None = None) -> Path:
-    """The folder of dataset ``name`` under the first root that has it, or a clear error."""
-    roots = data_roots(data_dir)
-    for root in roots:
-        if (root / name).is_dir():
-            return root / name
-    searched = ", ".join(str(r / name) for r in roots)
-    raise FileNotFoundError(
-        f"dataset {name!r} not found (searched: {searched}). Put it in one of these folders, or point "
-        f"--data-dir / the RNNKIT_DATA environment variable at a folder that contains {name}/")

@@ -1,86 +1,14 @@
-"""Text corpora as token ids: character and word vocabularies, the corpora the tasks use."""
+"""Text corpora as token ids: the character and word corpora the tasks use."""
 
 from __future__ import annotations
 
-import json
 import sysconfig
-from collections import Counter
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from rnnkit.data.registry import require
-
-
-class Vocabulary:
-    """Tokens <-> ids. ``unk``: the token that stands for anything unknown (None: unknown
-    tokens are an error); ``eos``: the end-of-sentence token, if the corpus has one."""
-
-    def __init__(self, tokens: Sequence[str], unk: str | None = None, eos: str | None = None, level: str = "char") -> None:
-        self.tokens = list(tokens)
-        self.index = {t: i for i, t in enumerate(self.tokens)}
-        if len(self.index) != len(self.tokens):
-            raise ValueError("vocabulary tokens must be unique")
-        for special in (unk, eos):
-            if special is not None and special not in self.index:
-                raise ValueError(f"special token {special!r} is not in the vocabulary")
-        self.unk, self.eos, self.level = unk, eos, level
-
-    @classmethod
-    def from_text(cls, text: str) -> Vocabulary:
-        """Every character of ``text`` (sorted), plus <unk> for characters it does not contain."""
-        return cls(["<unk>", *sorted(set(text))], unk="<unk>", level="char")
-
-    @classmethod
-    def from_words(cls, words: Iterable[str], eos: str = "<eos>", max_size: int | None = None) -> Vocabulary:
-        """The ``max_size`` most frequent words (ties by first appearance), with <unk> and <eos>."""
-        counts = Counter(words)
-        ordered = [w for w, _ in counts.most_common(max_size) if w not in ("<unk>", eos)]
-        return cls(["<unk>", eos, *ordered], unk="<unk>", eos=eos, level="word")
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def encode(self, tokens: Iterable[str]) -> Tensor:
-        ids = []
-        for t in tokens:
-            i = self.index.get(t)
-            if i is None:
-                if self.unk is None:
-                    raise ValueError(f"token {t!r} is not in the vocabulary")
-                i = self.index[self.unk]
-            ids.append(i)
-        return torch.tensor(ids, dtype=torch.long)
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        return [self.tokens[int(i)] for i in ids]
-
-    def join(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``: characters concatenated, words separated by spaces (<eos> -> newline)."""
-        toks = self.decode(ids)
-        if self.level == "char":
-            return "".join(toks)
-        return "".join("\n" if t == self.eos else t + " " for t in toks)
-
-    def split(self, text: str) -> list[str]:
-        """Text into this vocabulary's units."""
-        return list(text) if self.level == "char" else text.split()
-
-    def to_json(self) -> dict:
-        return {"tokens": self.tokens, "unk": self.unk, "eos": self.eos, "level": self.level}
-
-    @classmethod
-    def from_json(cls, obj: dict) -> Vocabulary:
-        return cls(obj["tokens"], obj.get("unk"), obj.get("eos"), obj.get("level", "char"))
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json()))
-
-    @classmethod
-    def load(cls, path: Path) -> Vocabulary:
-        return cls.from_json(json.loads(path.read_text()))
+from rnnkit.data.vocabulary import Vocabulary
 
 
 def stdlib_source(max_chars: int = 2_000_000) -> str:
@@ -122,8 +50,9 @@ def tinyshakespeare(data_dir: str | Path | None = None) -> str:
 
 def ptb(data_dir: str | Path | None = None) -> tuple[Vocabulary, dict[str, Tensor]]:
     """PTB as Zaremba et al. use it: every line ends with <eos>; the 10k-word vocabulary of
-    the training file (which already maps rare words to <unk>)."""
+    the training file (which already maps rare words to <unk>). The corpus is lower case with
+    numbers written as N, and the vocabulary says so, so new text is normalised the same way."""
     folder = require("ptb", data_dir)
     words = {s: (folder / f"ptb.{s}.txt").read_text().replace("\n", " <eos> ").split() for s in ("train", "valid", "test")}
-    vocab = Vocabulary.from_words(words["train"])
+    vocab = Vocabulary.from_words(words["train"], lowercase=True, number_token="N")
     return vocab, {s: vocab.encode(w) for s, w in words.items()}

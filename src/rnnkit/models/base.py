@@ -5,8 +5,10 @@ lists, dicts). ``model.save(dir)`` writes
 
     dir/config.json          {"format": "rnnkit-model", "class": "LanguageModel", "config": {...}}
     dir/model.safetensors    the weights (safetensors: loading runs no code)
+    dir/vocab.json           the model's vocabulary, when it has one (``model.vocab``)
 
-and :func:`load` rebuilds any model from such a directory. For training, a model defines
+and :func:`load` rebuilds any model from such a directory, or from a run directory (its best
+checkpoint), with its vocabulary attached. For training, a model defines
 ``loss(batch, state=None, teacher_forcing=1.0) -> Loss``: the trainer knows nothing else.
 """
 
@@ -23,9 +25,10 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
+from rnnkit.data.vocabulary import Vocabulary
 from rnnkit.files import fsync_replace, write_json_atomic
 from rnnkit.recurrent import GRU, LSTM, RNN, LeakyRNN, Recurrent
-from rnnkit.run_dir import Checkpoint
+from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.version import __version__
 
 FORMAT = "rnnkit-model"
@@ -48,7 +51,11 @@ class Loss(NamedTuple):
 
 
 class Model(nn.Module):
-    """Base of the models: ``Config`` (a dataclass), ``loss``, ``save``; see the module docstring."""
+    """Base of the models: ``Config`` (a dataclass), ``loss``, ``save``; see the module docstring.
+
+    ``vocab``: the :class:`rnnkit.data.Vocabulary` of the tokens the model reads and writes, if
+    any; it is saved and loaded with the weights, so text goes in and comes out.
+    """
 
     Config: ClassVar[type]
     #: the loss is a mean negative log-likelihood per token, so evaluation also reports perplexity
@@ -63,6 +70,7 @@ class Model(nn.Module):
         if not isinstance(config, self.Config):
             raise ValueError(f"{type(self).__name__} needs a {self.Config.__name__}. Received: {type(config).__name__}")
         self.config = config
+        self.vocab: Vocabulary | None = None
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Model:
@@ -87,17 +95,24 @@ class Model(nn.Module):
         tmp = directory / (Checkpoint.WEIGHTS + ".tmp")
         save_model(self, str(tmp))  # handles tied weights: shared tensors are stored once
         fsync_replace(tmp, directory / Checkpoint.WEIGHTS)
+        if self.vocab is not None:
+            self.vocab.save(directory / Checkpoint.VOCAB)
         return directory
 
 
 def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
-    """Rebuild the model saved in ``directory`` (by :meth:`Model.save` or a checkpoint).
+    """Rebuild the model saved in ``directory``: a :meth:`Model.save` directory, a checkpoint,
+    or a run directory (its best checkpoint, else its last). Its vocabulary (vocab.json), if
+    saved, is attached as ``model.vocab``.
 
     Refuses, with a clear error, directories without a valid config, configs of unknown
     models, and weight files that are not intact safetensors (truncated, tampered with,
     or a pickle under the name model.safetensors).
     """
     directory = Path(directory)
+    run = RunDir(directory)
+    if not Checkpoint(directory).exists() and (run.best.exists() or run.checkpoints()):
+        directory = Checkpoint.resolve(directory).path
     config_path, weights = directory / Checkpoint.MODEL_CONFIG, directory / Checkpoint.WEIGHTS
     if not config_path.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{directory} is not an rnnkit model directory: it needs config.json and "
@@ -120,6 +135,8 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
     if missing or unexpected:
         raise ValueError(f"{weights} does not match {cls.__name__}: missing {sorted(missing)}, "
                          f"unexpected {sorted(unexpected)}")
+    if (directory / Checkpoint.VOCAB).is_file():
+        model.vocab = Vocabulary.load(directory / Checkpoint.VOCAB)
     return model
 
 

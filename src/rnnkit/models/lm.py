@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +36,8 @@ class LanguageModel(Model):
     """y_t = softmax(V h_t + c),  h_t = stack(P x_t, h_{t-1})  (one-hot x_t, shared P).
 
     ``forward(tokens (B, T), state)`` gives logits (B, T, V) and the state to carry into the
-    next chunk; ``step(tokens (B,), state)`` one token at a time, for generation.
+    next chunk; ``step(tokens (B,), state)`` one token at a time, for generation;
+    ``generate("text", n)`` continues a text with the model's vocabulary (``model.vocab``).
     """
 
     Config = LanguageModelConfig
@@ -80,16 +83,58 @@ class LanguageModel(Model):
         logits, state = self(tokens[:, None], state)
         return logits[:, 0].log_softmax(-1), state
 
+    @overload
+    def generate(self, prompt: str, max_length: int, **options: Any) -> str: ...
+
+    @overload
+    def generate(self, prompt: Tensor, max_length: int, **options: Any) -> list[Hypothesis]: ...
+
     @torch.no_grad()
-    def generate(self, prompt: Tensor, max_length: int, **options: Any) -> list[Hypothesis]:
-        """Continue each row of ``prompt`` (B, P >= 1): the prompt runs once, then one step per
-        token. Options as :func:`rnnkit.decode.generate` (greedy, temperature, top_k, top_p,
-        stop, generator)."""
-        if prompt.dim() != 2 or prompt.shape[1] < 1:
-            raise ValueError(f"prompt must be (batch, length >= 1) token ids. Received: {tuple(prompt.shape)}")
+    def generate(self, prompt: Tensor | str, max_length: int, **options: Any) -> list[Hypothesis] | str:
+        """Continue each row of ``prompt`` (B, P >= 1) token ids: the prompt runs once, then one
+        step per token; options as :func:`rnnkit.decode.generate` (greedy, temperature, top_k,
+        top_p, stop, generator, on_token). Returns one Hypothesis per row.
+
+        With a string prompt: :meth:`generate_text` (the prompt and its continuation, as text)."""
+        if isinstance(prompt, str):
+            return self.generate_text(prompt, max_length, **options)
+        if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] < 1:
+            shape = tuple(prompt.shape) if isinstance(prompt, Tensor) else type(prompt).__name__
+            raise ValueError(f"prompt must be a string, or (batch, length >= 1) token ids. Received: {shape}")
         state = None
         if prompt.shape[1] > 1:
             _, state = self(prompt[:, :-1])
         else:
             state = self.initial_state(prompt.shape[0])
         return generate(self.step, state, prompt[:, -1], max_length, **options)
+
+    def generate_text(self, prompt: str, max_length: int, on_text: Callable[[str], None] | None = None,
+                      **options: Any) -> str:
+        """``prompt`` and ``max_length`` more tokens of text. The prompt is normalised as the
+        training corpus was (``model.vocab.tokenize``); its unknown words are a warning.
+        ``on_text(piece)`` receives each new piece as it is produced (streaming)."""
+        vocab = self.vocab
+        if vocab is None:
+            raise ValueError("this model has no vocabulary: set model.vocab = rnnkit.data.Vocabulary(...) "
+                             "(rnnkit.load attaches the saved one), or pass token ids")
+        units = vocab.tokenize(prompt)
+        unknown = vocab.unknown(units)
+        if unknown:
+            shown = ", ".join(repr(u) for u in unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+            warnings.warn(f"{len(unknown)} unit(s) of the prompt are not in the model's vocabulary and read as "
+                          f"{vocab.unk!r}: {shown}", stacklevel=2)
+        if not units:  # start from a line break (or the end-of-sentence token)
+            units = [vocab.eos] if vocab.eos is not None else ["\n"] if "\n" in vocab.index else [vocab.tokens[-1]]
+        text = [prompt]
+
+        def emit(tokens: Tensor, keep: Tensor) -> None:
+            if bool(keep[0]):
+                last = text[-1][-1:] if text[-1] else ""
+                piece = vocab.piece(int(tokens[0]), first=not last or last.isspace())
+                text.append(piece)
+                if on_text is not None:
+                    on_text(piece)
+
+        self.generate(vocab.encode(units)[None].to(self.embedding.weight.device), max_length, on_token=emit,
+                      **options)
+        return "".join(text)

@@ -5,7 +5,10 @@ names no task itself. A task is
 
     add_arguments(parser)                 its options (the run options come from tasks.common)
     train(args) -> RunDir                 the whole recipe: data, model, Trainer, final numbers
-    evaluate(checkpoint, split, args)     optional: a checkpoint's numbers on a split (a dict)
+    splits                                the splits evaluate accepts (the first is the default)
+    evaluate(checkpoint, split, args)     a checkpoint's numbers on a split (a dict); ``args``
+                                          are the run's, with the evaluate command's --device
+                                          and --data-dir
     after_train(run, args)                optional: what to show once training is done
                                           (samples, pictures), on the main process only
 """
@@ -31,7 +34,8 @@ class Task:
     description: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     train: Callable[[argparse.Namespace], RunDir]
-    evaluate: Callable[[Checkpoint, str, dict[str, Any]], dict[str, Any]] | None = None
+    evaluate: Callable[[Checkpoint, str, argparse.Namespace], dict[str, Any]] | None = None
+    splits: tuple[str, ...] = ("valid",)
     after_train: Callable[[RunDir, argparse.Namespace], None] | None = None
 
 

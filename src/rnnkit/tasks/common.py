@@ -1,4 +1,4 @@
-"""What every task's command line shares: run directories, bounds, device, checkpoints."""
+"""What every task's command line shares: run directories, bounds, device, resume, checkpoints, text."""
 
 from __future__ import annotations
 
@@ -11,81 +11,183 @@ from typing import Any
 import torch
 
 import rnnkit
+from rnnkit.arguments import device_name, positive_float, positive_int
+from rnnkit.files import write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
 
+#: options a resumed run may take from the new command line; every other one comes from the run
+RESUMABLE = frozenset({"resume", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
+                       "samples", "length", "temperature", "top_k", "top_p", "greedy", "func", "verb", "task"})
+#: options added after rnnkit 0.1, with the value that continues an older run as it was started
+#: (no step bound, every dev batch); other new options take their defaults
+ADDED_AFTER_0_1 = {"max_steps": None, "eval_batches": None}
 
-def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = None, epochs: int | None = None) -> None:
+
+def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = None, epochs: int | None = None,
+                         max_steps: int | None = None) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--runs", default="runs", help="folder of run directories")
-    g.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its last checkpoint")
-    g.add_argument("--minutes", type=float, default=minutes, help="stop after this many minutes")
-    g.add_argument("--epochs", type=int, default=epochs, help="stop after this many epochs")
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to train")
+    g.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its last checkpoint, with its saved settings")
+    g.add_argument("--max-steps", type=positive_int, default=max_steps, help="stop after this many optimiser steps")
+    g.add_argument("--epochs", type=positive_int, default=epochs, help="stop after this many epochs")
+    g.add_argument("--minutes", type=positive_float, default=minutes,
+                   help="stop after this many minutes of training and evaluation (over all sessions of the run)")
+    g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     g.add_argument("--seed", type=int, default=0, help="seed for everything random")
     g.add_argument("--data-dir", default=None, help="data root (else $RNNKIT_DATA, ../shared/data, ~/.cache/rnnkit)")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def device(name: str) -> torch.device:
+    """The torch device of a --device value (checked by :func:`rnnkit.arguments.device_name`)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here; use --device cpu")
-    return torch.device(name)
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    return torch.device(device_name(name))
+
+
+def progress(args: argparse.Namespace) -> bool | None:
+    """--no-progress, else bars on a terminal or in a notebook."""
+    return False if getattr(args, "no_progress", False) else None
+
+
+def task_artifact(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The task and its arguments, saved with the run and in every checkpoint (for evaluate, generate, resume)."""
+    return {"task": task, "args": {k: v for k, v in vars(args).items() if k not in ("func", "resume")}}
 
 
 def run_dir(task: str, args: argparse.Namespace) -> RunDir:
-    """The run's directory: --resume's, or a new runs/<task>-<timestamp>."""
+    """The run's directory: --resume's, or a new runs/<task>-<timestamp> holding task.json."""
+    from rnnkit.train.distributed import is_main_process
+
     if args.resume:
         run = RunDir(Path(args.resume))
         if not run.is_run():
             raise FileNotFoundError(f"--resume {run.path}: not a run directory (no config.json)")
         return run
-    return RunDir.new(args.runs, task)
+    run = RunDir.new(args.runs, task)
+    if is_main_process():
+        try:
+            run.path.mkdir(parents=True)
+        except OSError as e:
+            raise ValueError(f"--runs {args.runs}: cannot create the run directory {run.path} ({e.strerror})") from None
+        write_json_atomic(run.task, task_artifact(task, args))
+    return run
 
 
-def task_artifact(task: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The task and its arguments, saved in every checkpoint (for evaluate and generate)."""
-    return {"task": task, "args": {k: v for k, v in vars(args).items() if k not in ("func", "resume")}}
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; anything else is a ValueError naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object ({what})")
+    return value
 
 
-def read_task(checkpoint: Checkpoint) -> dict[str, Any]:
-    """The task.json a checkpoint written by ``rnnkit train`` carries."""
-    if not checkpoint.task.is_file():
-        raise FileNotFoundError(f"{checkpoint.path}: no task.json; this checkpoint was not written by `rnnkit train`")
-    return json.loads(checkpoint.task.read_text())
+def read_task(path: Path) -> dict[str, Any]:
+    """A task.json: {"task": name, "args": {...}}, checked."""
+    task = read_json(path, "the task and its arguments")
+    if not isinstance(task.get("task"), str) or not isinstance(task.get("args"), dict):
+        raise ValueError(f"{path}: expected {{\"task\": NAME, \"args\": {{...}}}}")
+    return task
+
+
+def run_task(run: RunDir) -> dict[str, Any]:
+    """The task.json of a run: the run's own, else (runs of rnnkit 0.1) its last checkpoint's."""
+    if run.task.is_file():
+        return read_task(run.task)
+    found = [c for c in run.checkpoints() if c.task.is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run.path}: no task.json; this run was not made by `rnnkit train`")
+    return read_task(found[-1].task)
+
+
+def resume_arguments(task: str, args: argparse.Namespace, given: set[str]) -> argparse.Namespace:
+    """The arguments a resumed run continues with: the ones it was started with, plus the options
+    of :data:`RESUMABLE` given on this command line. Any other option given with a different
+    value is an error naming both values."""
+    run = RunDir(Path(args.resume))
+    if not run.is_run():
+        raise FileNotFoundError(f"--resume {run.path}: not a run directory (no config.json)")
+    saved = run_task(run)
+    if saved["task"] != task:
+        raise ValueError(f"--resume {run.path}: that is a {saved['task']} run, not {task}")
+    conflicts = [(name, saved["args"][name], getattr(args, name)) for name in sorted(given - RESUMABLE)
+                 if name in saved["args"] and saved["args"][name] != getattr(args, name)]
+    if conflicts:
+        listed = "; ".join(f"--{n.replace('_', '-')} {new} (the run has {old})" for n, old, new in conflicts)
+        raise ValueError(f"--resume {run.path} continues with the run's own settings, but this command changes "
+                         f"them: {listed}. Drop these options, or start a new run")
+    merged = {**vars(args), **{k: v for k, v in ADDED_AFTER_0_1.items() if k not in saved["args"]},
+              **saved["args"], **{k: getattr(args, k) for k in given & RESUMABLE}}
+    merged["resume"] = args.resume
+    return argparse.Namespace(**merged)
+
+
+def checkpoint_task(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    """The task.json a checkpoint written by ``rnnkit train`` carries (None for a Trainer-made one)."""
+    return read_task(checkpoint.task) if checkpoint.task.is_file() else None
 
 
 def stream_sample(checkpoint: str | Path | Checkpoint, prompt: str, length: int, temperature: float = 1.0,
-                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, greedy: bool = False) -> None:
-    """Print the prompt, then each token a language-model checkpoint (or run) generates, as soon as it exists."""
-    from rnnkit.data import Vocabulary
-
+                  top_k: int | None = None, top_p: float | None = None, seed: int = 0, greedy: bool = False,
+                  dev: torch.device | str = "cpu") -> None:
+    """Print the prompt, then each piece of text a language-model checkpoint (or run) generates, as
+    soon as it exists."""
     ckpt = Checkpoint.resolve(checkpoint.path if isinstance(checkpoint, Checkpoint) else checkpoint)
-    if not ckpt.vocab.is_file():
-        raise FileNotFoundError(f"{ckpt.path}: no vocab.json; generate needs a language-model checkpoint from rnnkit train")
-    vocab = Vocabulary.load(ckpt.vocab)
-    model = rnnkit.load(ckpt.path).eval()
-    if not hasattr(model, "generate"):
+    model = rnnkit.load(ckpt.path, map_location=dev).eval()
+    if not hasattr(model, "generate_text"):
         raise ValueError(f"{ckpt.path} holds a {type(model).__name__}, which does not generate text")
-    units = vocab.split(prompt) or [vocab.eos or vocab.tokens[-1]]
-    ids = vocab.encode(units)[None]
+    if model.vocab is None:
+        raise FileNotFoundError(f"{ckpt.path}: no vocab.json; save the model with model.vocab set")
     sys.stdout.write(prompt)
     sys.stdout.flush()
 
-    def emit(tokens: torch.Tensor, keep: torch.Tensor) -> None:
-        if bool(keep[0]):
-            sys.stdout.write(vocab.join([int(tokens[0])]))
-            sys.stdout.flush()
+    def emit(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
 
-    model.generate(ids, length, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                   generator=torch.Generator().manual_seed(seed), on_token=emit)
+    model.generate_text(prompt, length, on_text=emit, greedy=greedy, temperature=temperature, top_k=top_k,
+                        top_p=top_p, generator=torch.Generator().manual_seed(seed))
 
 
-def stream_nll(model: torch.nn.Module, ids: torch.Tensor, dev: torch.device | str = "cpu", bptt: int = 100) -> float:
-    """Mean negative log-likelihood (nats per token) of ``ids`` read by a language model as one
-    stream: batch 1, the state carried from the first token to the last."""
+def stream_nll(model: torch.nn.Module, ids: torch.Tensor, dev: torch.device | str = "cpu", bptt: int = 100,
+               streams: int = 1, show_progress: bool | None = None) -> float:
+    """Mean negative log-likelihood (nats per token) of ``ids`` read by a language model as
+    ``streams`` parallel streams (1: the state carried from the first token to the last)."""
     from rnnkit.data import StreamBatches
     from rnnkit.train.trainer import evaluate
 
-    return evaluate(model, StreamBatches(ids, 1, bptt), dev)["loss"]
+    return evaluate(model.to(dev), StreamBatches(ids, streams, bptt), dev, progress=show_progress)["loss"]
+
+
+def read_text(path: Path, option: str) -> str:
+    """A UTF-8 text file; anything else is a ValueError naming the option, the file and the byte offset."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} {path}: no such file")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{option} {path}: not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); "
+                         "convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def evaluate_text(checkpoint: Checkpoint, path: Path, dev: torch.device, show_progress: bool | None) -> dict[str, Any]:
+    """A language model's loss on a text file read as one stream, with its saved vocabulary."""
+    import math
+
+    model = rnnkit.load(checkpoint.path, map_location=dev)
+    if model.vocab is None or not hasattr(model, "generate_text"):
+        raise ValueError(f"{checkpoint.path}: --text needs a language model with a vocabulary (vocab.json)")
+    units = model.vocab.tokenize(read_text(path, "--text"))
+    if len(units) < 2:
+        raise ValueError(f"--text {path}: needs at least two tokens. Received: {len(units)}")
+    nll = stream_nll(model, model.vocab.encode(units), dev, show_progress=show_progress)
+    return {"tokens": len(units), "unknown_tokens": sum(u not in model.vocab.index for u in units), "loss": nll,
+            "ppl": math.exp(nll)}

@@ -1,6 +1,6 @@
 """analyze gradients: how dL/dh_t shrinks or grows with the distance from the loss, per cell.
 
-The lecture's stability picture. Task: read T random symbols and, at the last step, name
+The stability picture of the course. Task: read T random symbols and, at the last step, name
 the first one (the loss sits at the end; the evidence at the start). For each cell, the
 mean ||dL/dh_t|| over a batch, plotted against the distance T - 1 - t, at initialisation and
 after training: sigmoid and tanh Elman units shrink it geometrically (vanishing
@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnnkit.arguments import positive_int
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LSTMCell
 from rnnkit.plots import gradient_norms
 from rnnkit.recurrent import Recurrent
@@ -36,12 +37,12 @@ CELLS = {
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--length", type=int, default=20, help="T: steps between the evidence and the loss")
-    p.add_argument("--hidden", type=int, default=32)
-    p.add_argument("--steps", type=int, default=1000, help="training steps per cell")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--length", type=positive_int, default=20, help="T: steps between the evidence and the loss")
+    p.add_argument("--hidden", type=positive_int, default=32, help="hidden units of every cell")
+    p.add_argument("--steps", type=positive_int, default=1000, help="training steps per cell")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per step")
+    p.add_argument("--runs", default="runs", help="folder of run directories")
+    p.add_argument("--seed", type=int, default=0, help="seed for everything random")
 
 
 class Remember(nn.Module):

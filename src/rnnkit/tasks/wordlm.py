@@ -22,7 +22,7 @@ from rnnkit.data.text import ptb
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, run_dir, stream_nll, task_artifact
+from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, stream_nll, task_artifact
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
 from rnnkit.train.distributed import is_main_process
 
@@ -53,6 +53,7 @@ def train(args: argparse.Namespace) -> RunDir:
     model = LanguageModel(LanguageModelConfig(vocab_size=len(vocab), embedding_size=H, dropout=cfg["dropout"],
                                               rnn={"cell": "lstm", "hidden_size": H, "num_layers": 2},
                                               init_range=cfg["init"]))
+    model.vocab = vocab
     run = run_dir(NAME, args)
     T = cfg["bptt"]
     if is_main_process():
@@ -65,13 +66,12 @@ def train(args: argparse.Namespace) -> RunDir:
                     stopping=StoppingConfig(epochs=args.epochs or cfg["epochs"], minutes=args.minutes),
                     clip_norm=cfg["clip"] / T, log_every=100, seed=args.seed),
         valid=StreamBatches(splits["valid"], BATCH, T), run_dir=run, resume=bool(args.resume),
-        device=device(args.device), progress=not args.no_progress,
-        artifacts={Checkpoint.VOCAB: vocab.to_json(), Checkpoint.TASK: task_artifact(NAME, args)})
+        device=device(args.device), progress=progress(args), artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
     result = trainer.fit()
     if not is_main_process():
         return run
     best = rnnkit.load(run.best.path, map_location=trainer.device) if run.best.exists() else model
-    test = math.exp(stream_nll(best, splits["test"], trainer.device))
+    test = math.exp(stream_nll(best, splits["test"], trainer.device, show_progress=progress(args)))
     summary = {"config": args.config, "best_valid_ppl": math.exp(result["best_valid_loss"]), "test_ppl": test,
                "published_test_ppl": PUBLISHED_TEST_PPL[args.config], "epochs": result["epoch"],
                "wall_minutes": result["seconds"] / 60}
@@ -81,12 +81,12 @@ def train(args: argparse.Namespace) -> RunDir:
     return run
 
 
-def evaluate(checkpoint: Checkpoint, split: str, args: dict) -> dict[str, float]:
-    _, splits = ptb(args.get("data_dir"))
-    if split not in splits:
-        raise ValueError(f"--split must be one of {sorted(splits)} for wordlm. Received: {split!r}")
-    nll = stream_nll(rnnkit.load(checkpoint.path), splits[split])
-    return {"split": split, "loss": nll, "ppl": math.exp(nll)}
+def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, float]:
+    """Perplexity of a checkpoint on PTB's valid or test text, read as one stream."""
+    _, splits = ptb(args.data_dir)
+    dev = device(args.device)
+    nll = stream_nll(rnnkit.load(checkpoint.path, map_location=dev), splits[split], dev, show_progress=progress(args))
+    return {"words": len(splits[split]), "loss": nll, "ppl": math.exp(nll)}
 
 
-TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate))
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test")))

@@ -27,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rnnkit import nested
-from rnnkit.files import fsync_dir, write_json_atomic
+from rnnkit.files import fsync_dir, seal, write_json_atomic
 from rnnkit.models.base import Model
 from rnnkit.run_dir import Checkpoint, RunDir
 
@@ -53,8 +53,7 @@ def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim
     for name, obj in (artifacts or {}).items():
         write_json_atomic(tmp / name, obj)
     for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+        seal(f)
     if final.path.exists():
         shutil.rmtree(final.path)
     os.replace(tmp, final.path)

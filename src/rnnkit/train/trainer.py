@@ -15,36 +15,50 @@ when due); at the end of each epoch :meth:`Trainer._end_of_epoch`; at the end
 Truncated BPTT comes from the batches: with :class:`rnnkit.data.StreamBatches` the state a
 chunk ends in is detached and carried into the next chunk. A run interrupted at any moment
 and started again with ``resume=True`` continues from its last checkpoint and, on the CPU,
-ends with the same weights bit for bit as a run that was never interrupted.
+ends with the same weights bit for bit as a run that was never interrupted. Ctrl-C (SIGINT)
+stops at the end of the current optimisation step, saves a checkpoint there and raises
+:class:`TrainingInterrupted`; a second Ctrl-C abandons the step at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from rnnkit.data.batching import Batch, BatchSource
 from rnnkit.files import write_json_atomic, write_text_atomic
 from rnnkit.metrics import perplexity
 from rnnkit.models.base import Loss, Model
 from rnnkit.nested import detach
-from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.progress import bar as progress_bar
+from rnnkit.run_dir import Checkpoint, RunDir, read_metrics
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed
 from rnnkit.train.schedules import LRSchedule, ScheduleConfig, teacher_forcing_ratio
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`Trainer.fit` at a step boundary; a checkpoint of that step was saved
+    (when the trainer has a run directory), so ``resume=True`` continues from it."""
+
+    def __init__(self, run_dir: Path | None, step: int) -> None:
+        super().__init__(f"interrupted at step {step}" + (f"; checkpoint saved in {run_dir}" if run_dir else ""))
+        self.run_dir, self.step = run_dir, step
 
 
 @dataclass
@@ -60,8 +74,10 @@ class OptimizerConfig:
 @dataclass
 class StoppingConfig:
     """When training stops: whichever bound comes first (at least one is needed) — ``epochs``,
-    optimiser steps (``max_steps``), wall-clock ``minutes`` of this session — or
-    ``early_stopping`` evaluations in a row without a better dev loss."""
+    optimiser steps (``max_steps``), wall-clock ``minutes`` — or ``early_stopping``
+    evaluations in a row without a better dev loss. Each bound counts the whole run, over
+    every session of a resumed run; ``minutes`` includes the dev passes, and training stops
+    early enough to leave time for the final one."""
 
     epochs: int | None = None
     max_steps: int | None = None
@@ -86,10 +102,11 @@ class TrainConfig:
 
     clip_norm / clip_value: gradient clipping by global norm and/or by value (the pre-clip norm
     is logged). accumulate: one optimiser step every N batches. eval_every /
-    checkpoint_every: in optimiser steps (default: at the end of each epoch). keep_last:
-    checkpoints kept. teacher_forcing: a ratio or a curriculum (see
-    :func:`teacher_forcing_ratio`). log_every: optimiser steps between training records.
-    seed: everything random on the CPU.
+    checkpoint_every: in optimiser steps (default: at the end of each epoch). eval_batches:
+    at most this many dev batches per evaluation during training, always the same first ones
+    (None: the whole dev set). keep_last: checkpoints kept. teacher_forcing: a ratio or a
+    curriculum (see :func:`teacher_forcing_ratio`). log_every: optimiser steps between
+    training records. seed: everything random on the CPU.
 
     Round-trips through JSON: ``TrainConfig.from_dict(config.to_dict()) == config``.
     """
@@ -102,6 +119,7 @@ class TrainConfig:
     accumulate: int = 1
     eval_every: int | None = None
     checkpoint_every: int | None = None
+    eval_batches: int | None = None
     keep_last: int = 2
     teacher_forcing: float | dict | None = None
     log_every: int = 50
@@ -146,24 +164,33 @@ def _check_loss(model: Model, out: Any) -> Loss:
 
 @torch.no_grad()
 def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch.device | str = "cpu",
-             rank: int = 0, world: int = 1) -> dict[str, float]:
+             rank: int = 0, world: int = 1, max_batches: int | None = None,
+             progress: bool | None = False) -> dict[str, float]:
     """Mean loss over one pass of ``batches`` (weighted by each batch's count), perplexity
     for language models, accuracy when the model reports correct predictions. A stateful
     :class:`BatchSource` (token streams) carries the state from chunk to chunk; any other
-    iterable of batches is read as independent sequences. With ``world`` > 1 processes
-    each takes its shard of every batch and the sums are combined."""
+    iterable of batches is read as independent sequences. ``max_batches`` reads only the
+    first ones (a fixed slice). With ``world`` > 1 processes each takes its shard of every
+    batch and the sums are combined. ``progress``: a bar (None: on a terminal or in a notebook)."""
     was_training = model.training
     model.eval()
     source = batches if isinstance(batches, BatchSource) else None
     total = count = correct = 0.0
     carried = None
-    for batch in batches:
-        state_in = source.state_in(batch, carried) if source is not None else None
-        out = _check_loss(model, model.loss(_to_device(distributed.shard(batch, rank, world), device), state_in))
-        carried = out.state
-        total += float(out.value) * out.count
-        count += out.count
-        correct += out.stats.get("correct", 0.0)
+    size = len(batches) if hasattr(batches, "__len__") else None
+    if max_batches is not None:
+        size = max_batches if size is None else min(size, max_batches)
+    with progress_bar(size, progress and rank == 0, desc="evaluate", unit="batch", leave=False) as bar:
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            state_in = source.state_in(batch, carried) if source is not None else None
+            out = _check_loss(model, model.loss(_to_device(distributed.shard(batch, rank, world), device), state_in))
+            carried = out.state
+            total += float(out.value) * out.count
+            count += out.count
+            correct += out.stats.get("correct", 0.0)
+            bar.update(1)
     if world > 1:
         total, count, correct = distributed.all_sum([total, count, correct], device)
     model.train(was_training)
@@ -176,22 +203,49 @@ def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch
 
 
 class _Window:
-    """Training loss and throughput since the last log record."""
+    """Training loss and throughput since the last log record (its sums are saved in checkpoints,
+    so the first record after a resume equals the uninterrupted run's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, loss_sum: float = 0.0, count: float = 0.0) -> None:
         self.start = time.time()
-        self.loss_sum = self.count = 0.0
+        self.loss_sum, self.count = loss_sum, count
 
     def add(self, loss: float, count: int) -> None:
         self.loss_sum += loss * count
         self.count += count
 
+    @property
+    def mean(self) -> float:
+        return self.loss_sum / max(self.count, 1)
+
     def close(self) -> tuple[float, float]:
         """(mean loss, units per second) of the window; a new window starts."""
         now = time.time()
-        result = self.loss_sum / max(self.count, 1), self.count / max(now - self.start, 1e-9)
+        result = self.mean, self.count / max(now - self.start, 1e-9)
         self.start, self.loss_sum, self.count = now, 0.0, 0.0
         return result
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(flag: dict[str, bool]) -> Iterator[None]:
+    """While inside, the first Ctrl-C sets ``flag["stop"]`` (the loop stops at the end of the step);
+    the second raises KeyboardInterrupt at once. Only the main thread can own signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+        print("\nrnnkit: stopping after this step to save a checkpoint (Ctrl-C again to abandon it)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Trainer:
@@ -206,7 +260,8 @@ class Trainer:
         resume: continue from the last checkpoint in run_dir, if any.
         device: "cpu", "cuda", or a torch.device.
         evaluate: optional extra evaluation, model -> dict of numbers, after each dev pass.
-        progress: show a tqdm bar (only on a terminal, only on rank 0).
+        progress: tqdm bars for training (its total is the step bound) and each dev pass; None
+            shows them on a terminal or in a notebook, on rank 0 only.
         artifacts: JSON files written into every checkpoint next to the model (a vocabulary,
             the task's arguments), so that a checkpoint alone can be used.
     """
@@ -214,7 +269,7 @@ class Trainer:
     def __init__(self, model: Model, train: BatchSource, config: TrainConfig | None = None,
                  valid: BatchSource | None = None, run_dir: str | Path | RunDir | None = None, resume: bool = False,
                  device: str | torch.device = "cpu", evaluate: Callable[[Model], dict[str, float]] | None = None,
-                 progress: bool = True, artifacts: dict[str, Any] | None = None) -> None:
+                 progress: bool | None = None, artifacts: dict[str, Any] | None = None) -> None:
         self.config = c = config or TrainConfig()
         if c.optimizer.name not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: {c.optimizer.name!r}")
@@ -223,6 +278,10 @@ class Trainer:
         stop = c.stopping
         if stop.epochs is None and stop.max_steps is None and stop.minutes is None:
             raise ValueError("give at least one bound: epochs, max_steps or minutes")
+        for name in ("epochs", "max_steps", "minutes"):
+            value = getattr(stop, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"stopping.{name} must be > 0 (or None). Received: {value}")
         if not isinstance(model, Model):
             raise ValueError(f"model must be an rnnkit.models.Model. Received: {type(model).__name__}")
         for name, source in (("train", train), ("valid", valid)):
@@ -243,12 +302,19 @@ class Trainer:
         self.schedule = LRSchedule(c.schedule, c.optimizer.lr, stop.max_steps)
         self.step, self.best, self.bad_evals, self.stopped_early = 0, math.inf, 0, False
         self.earlier_seconds, self.session_start = 0.0, time.time()  # training time before this session; its start
+        self.eval_seconds = 0.0  # how long the last dev pass took: the time bound keeps this much for the final one
         self.carried: Any = None
         self.history: list[dict[str, Any]] = []
         self.last_eval_step = self.checkpointed_step = -1
         self._pending = 0  # batches whose gradients wait for the next optimiser step
         self._teacher_forcing = 1.0
         self._window = _Window()
+        self._sigint = {"stop": False}
+        self._bar: Any = None
+
+    @property
+    def _show_progress(self) -> bool | None:
+        return self.progress if self.rank == 0 else False
 
     @property
     def run_dir(self) -> Path | None:
@@ -258,28 +324,48 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until a bound is reached; returns the step, epoch, best dev loss, whether it stopped
-        early, the training wall time in seconds (over every session of a resumed run) and the history."""
+        early, the training wall time in seconds (over every session of a resumed run) and the history.
+        A resumed run that had already reached its bound is left as it is. Ctrl-C: see the module
+        docstring."""
         self._open_run()
+        if self._done():
+            if self.rank == 0:
+                print(f"rnnkit: the run in {self.run_dir} had already finished at step {self.step}; nothing to do "
+                      "(give a larger bound to train further)", file=sys.stderr)
+            return self._result()
         self.model.train()
         self.session_start = time.time()
-        self._window = _Window()
-        bar = tqdm(total=len(self.train), initial=self.train.state_dict()["position"], unit="batch", leave=False,
-                   disable=not (self.progress and self.rank == 0 and sys.stderr.isatty()))
-        while not self._done():
-            for batch in self.train:
-                self._accumulate(batch)
-                bar.update(1)
-                if self._pending == self.config.accumulate:
-                    self._optimisation_step(bar)
-                    if self._done():
-                        break
-            else:
-                bar.reset(total=len(self.train))
-                self._end_of_epoch()
-        bar.close()
-        self._finish()
+        self._window.start = time.time()
+        self._sigint["stop"] = False
+        total, unit = self._bar_total()
+        with progress_bar(total, self._show_progress, desc="train", unit=unit,
+                          initial=self.step if unit == "step" else min(round(self.earlier_seconds), total)) as bar, \
+                _stop_on_sigint(self._sigint):
+            self._bar = bar
+            while not self._done():
+                for batch in self.train:
+                    self._accumulate(batch)
+                    if self._pending == self.config.accumulate:
+                        self._optimisation_step()
+                        if self._done():
+                            break
+                else:
+                    self._end_of_epoch()
+            self._finish()
+        if self._sigint["stop"]:
+            raise TrainingInterrupted(self.run_dir, self.step)
+        return self._result()
+
+    def _result(self) -> dict[str, Any]:
         return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
                 "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history}
+
+    def _bar_total(self) -> tuple[float, str]:
+        """The progress bar's bound: optimiser steps when the run has a step or epoch bound, else seconds."""
+        stop = self.config.stopping
+        per_epoch = math.ceil(len(self.train) / self.config.accumulate)
+        steps = [b for b in (stop.max_steps, stop.epochs and stop.epochs * per_epoch) if b]
+        return (min(steps), "step") if steps else (round(stop.minutes * 60), "s")
 
     def _accumulate(self, batch: Batch) -> None:
         """Forward and backward on one batch; its gradients wait for the optimisation step."""
@@ -291,13 +377,14 @@ class Trainer:
         self._window.add(float(out.value.detach()), out.count)
         self._pending += 1
 
-    def _optimisation_step(self, bar: tqdm) -> None:
+    def _optimisation_step(self) -> None:
         """One optimiser step, then whatever falls due at this step: a log record, an
         evaluation (with its checkpoint) or a checkpoint."""
         norm = self._apply_gradients()
         c = self.config
+        self._advance_bar()
         if self.step % c.log_every == 0:
-            self._log_training(norm, bar)
+            self._log_training(norm)
         if c.eval_every and self.step % c.eval_every == 0:
             self._evaluate_and_track()
         elif c.checkpoint_every and self.step % c.checkpoint_every == 0:
@@ -312,19 +399,22 @@ class Trainer:
             self._checkpoint()
 
     def _finish(self) -> None:
-        """A bound stopped us, perhaps mid-epoch: evaluate what was not evaluated, save what was not saved."""
+        """A bound stopped us, perhaps mid-epoch: evaluate what was not evaluated, save what was not
+        saved. After Ctrl-C: only save."""
         self._apply_pending()
-        if self.valid is not None and self.last_eval_step != self.step:
+        if self.valid is not None and self.last_eval_step != self.step and not self._sigint["stop"]:
             self._evaluate_and_track()
         elif self._unsaved():
             self._checkpoint()
 
     def _done(self) -> bool:
         stop = self.config.stopping
-        time_up = stop.minutes is not None and time.time() - self.session_start >= stop.minutes * 60
-        if stop.minutes is not None and self.world > 1:  # the clocks differ: all processes stop at the same step
-            time_up = distributed.all_sum([float(time_up)], self.device)[0] > 0
-        return (time_up or self.stopped_early or (stop.max_steps is not None and self.step >= stop.max_steps)
+        time_up = float(stop.minutes is not None and self.seconds + self.eval_seconds >= stop.minutes * 60)
+        interrupted = float(self._sigint["stop"])
+        if self.world > 1:  # the clocks and the signals differ: all processes stop at the same step
+            time_up, interrupted = distributed.all_sum([time_up, interrupted], self.device)
+        self._sigint["stop"] = interrupted > 0
+        return (time_up > 0 or interrupted > 0 or self.stopped_early or (stop.max_steps is not None and self.step >= stop.max_steps)
                 or (stop.epochs is not None and self.train.epoch >= stop.epochs))
 
     # -- optimisation -----------------------------------------------------------------------
@@ -333,6 +423,7 @@ class Trainer:
         """Take the step for a partial accumulation, so checkpoints fall on step boundaries."""
         if self._pending:
             self._apply_gradients()
+            self._advance_bar()
 
     def _apply_gradients(self) -> float:
         """Average across processes, clip, step; returns the gradient norm before clipping."""
@@ -355,11 +446,23 @@ class Trainer:
         self._pending = 0
         return norm
 
+    def _advance_bar(self) -> None:
+        bar = self._bar
+        if bar is None or bar.disable:
+            return
+        if bar.unit == "step":
+            bar.update(self.step - bar.n)
+        else:
+            bar.update(min(round(self.seconds), bar.total) - bar.n)
+        bar.set_postfix(loss=f"{self._window.mean:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.3g}",
+                        refresh=False)
+
     # -- evaluation -------------------------------------------------------------------------
 
-    def evaluate(self, batches: BatchSource) -> dict[str, float]:
+    def evaluate(self, batches: BatchSource, max_batches: int | None = None) -> dict[str, float]:
         """:func:`evaluate` of this trainer's model, each process taking its shard of every batch."""
-        return evaluate(self.model, batches, self.device, self.rank, self.world)
+        return evaluate(self.model, batches, self.device, self.rank, self.world, max_batches,
+                        progress=self._show_progress)
 
     def _evaluate_and_track(self) -> None:
         """A dev pass: track the best loss, early stopping and the schedule; checkpoint; copy the
@@ -367,9 +470,11 @@ class Trainer:
         if self.valid is None:
             return
         self.last_eval_step = self.step
-        metrics = self.evaluate(self.valid)
+        started = time.time()
+        metrics = self.evaluate(self.valid, self.config.eval_batches)
         if self.extra_evaluate is not None:
             metrics.update(self.extra_evaluate(self.model))
+        self.eval_seconds = time.time() - started
         improved = metrics["loss"] < self.best
         self.schedule.evaluated(metrics["loss"])
         if improved:
@@ -379,7 +484,8 @@ class Trainer:
         early = self.config.stopping.early_stopping
         if early is not None and self.bad_evals >= early:
             self.stopped_early = True
-        self._log({"split": "valid", "step": self.step, "epoch": self.train.epoch, **metrics})
+        self._log({"split": "valid", "step": self.step, "epoch": self.train.epoch, **metrics,
+                   "eval_seconds": self.eval_seconds})
         saved = self._checkpoint()
         if improved and saved is not None:
             ckpt.copy_as(saved.path, self.run.best.path)
@@ -404,13 +510,12 @@ class Trainer:
             with open(self.run.metrics, "a") as f:
                 f.write(json.dumps(record) + "\n")
 
-    def _log_training(self, norm: float, bar: tqdm) -> None:
+    def _log_training(self, norm: float) -> None:
         loss, per_s = self._window.close()
         record = {"split": "train", "step": self.step, "epoch": self.train.epoch, "loss": loss,
                   "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": norm, "units_per_s": per_s,
                   "teacher_forcing": self._teacher_forcing}
         self._log(record)
-        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{record['lr']:.3g}", per_s=f"{per_s:.0f}")
 
     def _unsaved(self) -> bool:
         """Optimiser steps were taken since the last checkpoint."""
@@ -422,7 +527,8 @@ class Trainer:
             return None
         state = {"step": self.step, "data": self.train.state_dict(), "schedule": self.schedule.state_dict(),
                  "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
-                 "stopped_early": self.stopped_early, "seconds": self.seconds}
+                 "stopped_early": self.stopped_early, "seconds": self.seconds, "eval_seconds": self.eval_seconds,
+                 "last_eval_step": self.last_eval_step, "window": [self._window.loss_sum, self._window.count]}
         saved = ckpt.save_checkpoint(self.run, self.step, self.model, self.optimizer, state, self.carried,
                                      self.artifacts)
         ckpt.prune_checkpoints(self.run, self.config.keep_last)
@@ -450,17 +556,22 @@ class Trainer:
         self.schedule.load_state_dict(state["schedule"])
         self.best = math.inf if state["best"] is None else state["best"]
         self.bad_evals, self.stopped_early = state["bad_evals"], state["stopped_early"]
-        self.earlier_seconds = state.get("seconds", 0.0)  # older checkpoints lack it
+        # older checkpoints (rnnkit 0.1.0) lack these
+        self.earlier_seconds = state.get("seconds", 0.0)
+        self.eval_seconds = state.get("eval_seconds", 0.0)
+        self.last_eval_step = state.get("last_eval_step", -1)
+        self._window = _Window(*state.get("window", (0.0, 0.0)))
         if self.writer:
             self._forget_metrics_after(self.step)
 
     def _forget_metrics_after(self, step: int) -> None:
-        """Drop the records a killed run wrote after its last checkpoint: the resumed run writes them again."""
+        """Drop the records a killed run wrote after its last checkpoint: the resumed run writes them
+        again. A torn last line (a kill in the middle of a write) is dropped with a warning."""
         path = self.run.metrics
         if not path.is_file():
             return
-        kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        records = read_metrics(path)
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in records if r["step"] <= step))
 
 
 def _optimizer(config: OptimizerConfig, params: list[Tensor]) -> torch.optim.Optimizer:
