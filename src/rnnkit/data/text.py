@@ -12,7 +12,7 @@ from rnnkit.data.vocabulary import Vocabulary
 
 
 def stdlib_source(max_chars: int = 2_000_000) -> str:
-    """Python's own standard library sources (like the lecture's model trained on the Linux
+    """Python's own standard library sources (like the course's model trained on the Linux
     source): the .py files under sysconfig's stdlib path, sorted, up to ``max_chars``."""
     root = Path(sysconfig.get_paths()["stdlib"])
     parts, total = [], 0

@@ -14,7 +14,7 @@ from rnnkit.decode.inputs import check_ctc_decoder_inputs
 def ctc_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None, blank: int = 0,
                merge_repeated: bool = True, tokens: Sequence[str] | None = None,
                word_delimiter: int | None = None) -> list[Hypothesis]:
-    """Best path decoding (the lecture's "Option 1"): pi*_t = argmax_c lp_t(c), then B(pi*).
+    """Best path decoding ("Option 1" of the course): pi*_t = argmax_c lp_t(c), then B(pi*).
 
     B merges adjacent repeats (unless ``merge_repeated=False``) and drops blanks. The score
     is the best path's log-probability sum_t lp_t(pi*_t) (not the sum over its alignments),

@@ -16,7 +16,7 @@ A **text language model** (:class:`TextLM`) has the same three verbs over units 
 the word delimiter, and each token's string otherwise (through :class:`TokenTextScorer`).
 :class:`rnnkit.decode.NGramLM` is one; :class:`rnnkit.decode.RNNLMScorer` is a token scorer.
 
-Here also: :class:`Lexicon` (only dictionary words, the lecture's "Option 2"; compiled into
+Here also: :class:`Lexicon` (only dictionary words, "Option 2" of the course; compiled into
 the search as tables, not called per token) and :class:`Hotwords` (phrase boosting).
 """
 

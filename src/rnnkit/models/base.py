@@ -136,7 +136,12 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
         raise ValueError(f"{weights} does not match {cls.__name__}: missing {sorted(missing)}, "
                          f"unexpected {sorted(unexpected)}")
     if (directory / Checkpoint.VOCAB).is_file():
-        model.vocab = Vocabulary.load(directory / Checkpoint.VOCAB)
+        vocab = Vocabulary.load(directory / Checkpoint.VOCAB)
+        size = getattr(model.config, "vocab_size", len(vocab))
+        if len(vocab) != size:
+            raise ValueError(f"{directory / Checkpoint.VOCAB} has {len(vocab)} tokens but the model has {size}; "
+                             "the vocabulary does not belong to these weights")
+        model.vocab = vocab
     return model
 
 

@@ -117,6 +117,9 @@ class LanguageModel(Model):
         if vocab is None:
             raise ValueError("this model has no vocabulary: set model.vocab = rnnkit.data.Vocabulary(...) "
                              "(rnnkit.load attaches the saved one), or pass token ids")
+        if len(vocab) != self.config.vocab_size:
+            raise ValueError(f"model.vocab has {len(vocab)} tokens but the model has vocab_size "
+                             f"{self.config.vocab_size}")
         units = vocab.tokenize(prompt)
         unknown = vocab.unknown(units)
         if unknown:

@@ -53,11 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bptt", type=positive_int, default=100, help="characters per truncated-BPTT chunk")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="Adam's learning rate")
     p.add_argument("--eval-every", type=positive_int, default=200, help="optimiser steps between dev evaluations")
-    p.add_argument("--eval-batches", type=positive_int, default=25,
+    p.add_argument("--eval-batches", type=positive_int, default=50,
                    help="dev batches per evaluation during training (a fixed slice); the end reads all")
     p.add_argument("--samples", type=nonnegative_int, default=2, help="samples printed at the end")
     add_sampling_arguments(p, length=300, temperature_default=0.8)
-    add_common_arguments(p, max_steps=800)
+    add_common_arguments(p, max_steps=1200)
 
 
 def corpus(args: argparse.Namespace) -> str:

@@ -203,26 +203,34 @@ def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch
 
 
 class _Window:
-    """Training loss and throughput since the last log record (its sums are saved in checkpoints,
-    so the first record after a resume equals the uninterrupted run's)."""
+    """Training loss, correct predictions and throughput since the last log record (its sums are
+    saved in checkpoints, so the first record after a resume equals the uninterrupted run's)."""
 
-    def __init__(self, loss_sum: float = 0.0, count: float = 0.0) -> None:
+    def __init__(self, loss_sum: float = 0.0, count: float = 0.0, correct: float | None = None) -> None:
         self.start = time.time()
-        self.loss_sum, self.count = loss_sum, count
+        self.loss_sum, self.count, self.correct = loss_sum, count, correct
 
-    def add(self, loss: float, count: int) -> None:
+    def add(self, loss: float, count: int, correct: float | None) -> None:
         self.loss_sum += loss * count
         self.count += count
+        if correct is not None:
+            self.correct = (self.correct or 0.0) + correct
 
     @property
     def mean(self) -> float:
         return self.loss_sum / max(self.count, 1)
 
-    def close(self) -> tuple[float, float]:
-        """(mean loss, units per second) of the window; a new window starts."""
+    def state(self) -> list[float | None]:
+        return [self.loss_sum, self.count, self.correct]
+
+    def close(self) -> dict[str, float]:
+        """The window's mean loss, accuracy (when the model counts correct predictions) and units
+        per second; a new window starts."""
         now = time.time()
-        result = self.mean, self.count / max(now - self.start, 1e-9)
-        self.start, self.loss_sum, self.count = now, 0.0, 0.0
+        result = {"loss": self.mean, "units_per_s": self.count / max(now - self.start, 1e-9)}
+        if self.correct is not None:
+            result["accuracy"] = self.correct / max(self.count, 1)
+        self.start, self.loss_sum, self.count, self.correct = now, 0.0, 0.0, None
         return result
 
 
@@ -374,7 +382,7 @@ class Trainer:
         out = _check_loss(self.model, self.model.loss(self._to_device(batch), state_in, self._teacher_forcing))
         (out.value / self.config.accumulate).backward()
         self.carried = detach(out.state) if self.train.stateful else None
-        self._window.add(float(out.value.detach()), out.count)
+        self._window.add(float(out.value.detach()), out.count, out.stats.get("correct"))
         self._pending += 1
 
     def _optimisation_step(self) -> None:
@@ -511,9 +519,8 @@ class Trainer:
                 f.write(json.dumps(record) + "\n")
 
     def _log_training(self, norm: float) -> None:
-        loss, per_s = self._window.close()
-        record = {"split": "train", "step": self.step, "epoch": self.train.epoch, "loss": loss,
-                  "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": norm, "units_per_s": per_s,
+        record = {"split": "train", "step": self.step, "epoch": self.train.epoch, **self._window.close(),
+                  "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": norm,
                   "teacher_forcing": self._teacher_forcing}
         self._log(record)
 
@@ -528,7 +535,7 @@ class Trainer:
         state = {"step": self.step, "data": self.train.state_dict(), "schedule": self.schedule.state_dict(),
                  "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "seconds": self.seconds, "eval_seconds": self.eval_seconds,
-                 "last_eval_step": self.last_eval_step, "window": [self._window.loss_sum, self._window.count]}
+                 "last_eval_step": self.last_eval_step, "window": self._window.state()}
         saved = ckpt.save_checkpoint(self.run, self.step, self.model, self.optimizer, state, self.carried,
                                      self.artifacts)
         ckpt.prune_checkpoints(self.run, self.config.keep_last)
