@@ -355,3 +355,20 @@ def test_short_runs_get_every_panel_with_points_and_an_accuracy_curve(tmp_path):
     with pytest.warns(UserWarning, match="dropped a torn last line"):
         out = learning_curves(tmp_path)
     assert Image.open(out).size[0] == round(4.2 * 90) * 4  # loss, accuracy, gradient norm, learning rate
+
+
+def test_a_busy_machine_lets_the_threads_sleep_while_they_wait(monkeypatch):
+    from rnnkit import cli
+
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh `rnnkit` process, before torch is imported
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.2, 0.1))
+    cli._yield_cores_when_busy()
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.1, 2.0, 1.5))
+    cli._yield_cores_when_busy()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice stays
+    cli._yield_cores_when_busy()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -234,6 +235,17 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _yield_cores_when_busy() -> None:
+    """On a machine whose cores are already busy, let torch's OpenMP threads sleep while they
+    wait instead of spinning (OMP_WAIT_POLICY=PASSIVE): measured here with another job on both
+    cores, training ran 2.5x faster; on an idle machine spinning is faster, so it is left on.
+    Must run before torch is imported; a value the user set is kept."""
+    if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules or not hasattr(os, "getloadavg"):
+        return
+    if os.getloadavg()[0] >= (os.cpu_count() or 1) - 0.5:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 @contextmanager
 def _one_line_warnings() -> Iterator[None]:
     """Warnings as one line each: ``rnnkit: warning: ...``."""
@@ -252,6 +264,8 @@ def _one_line_warnings() -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
+    if verb in TASK_VERBS:
+        _yield_cores_when_busy()
     parser = build_parser(with_tasks=verb in TASK_VERBS)
     if not argv:
         parser.print_help(sys.stderr)
