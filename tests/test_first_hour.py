@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import rnnkit
+from rnnkit.files import write_manifest
 from rnnkit import progress
 from rnnkit.cli import build_parser, main
 from rnnkit.data import StreamBatches, Vocabulary, registry
@@ -213,6 +214,7 @@ def test_the_time_bound_counts_every_session_and_a_dev_slice_reads_only_its_batc
     last = RunDir(tmp_path).checkpoints()[-1].path
     state = json.loads((last / "trainer.json").read_text())
     (last / "trainer.json").write_text(json.dumps({**state, "seconds": 120.0}))  # two minutes already spent
+    write_manifest(last)
     result = Trainer(model, StreamBatches(ids, 4, 10), TrainConfig(stopping=StoppingConfig(minutes=1.5)),
                      run_dir=tmp_path, resume=True, progress=False).fit()
     assert result["step"] == 3 and "already finished" in capsys.readouterr().err
@@ -299,6 +301,9 @@ def test_a_vocabulary_of_another_size_is_refused(tmp_path):
     short = json.loads((tmp_path / "vocab.json").read_text())
     short["tokens"] = short["tokens"][:-1]
     (tmp_path / "vocab.json").write_text(json.dumps(short))
+    with pytest.raises(ValueError, match=r"vocab.json was altered or damaged after it was saved"):
+        rnnkit.load(tmp_path)
+    write_manifest(tmp_path)  # a vocabulary saved (with its manifest) beside weights it does not fit
     with pytest.raises(ValueError, match=r"vocab.json has 10 tokens but the model has 11"):
         rnnkit.load(tmp_path)
     model.vocab = Vocabulary.from_text("abc")

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import rnnkit
+from rnnkit.files import write_manifest
 from rnnkit.data import SequenceBatches, StreamBatches
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.train import (LRSchedule, OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer,
@@ -92,6 +93,9 @@ def test_checkpoint_loads_as_a_model_and_bad_ones_are_refused(tmp_path):
     weights = path / "model.safetensors"
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ValueError, match="model.safetensors was altered or damaged after it was saved"):
+        rnnkit.load(path)
+    (path / "manifest.json").unlink()  # as in a directory of rnnkit 0.1: the file itself is checked
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         rnnkit.load(path)
     weights.write_bytes(pickle.dumps({"weight": torch.zeros(3)}))  # a pickle in disguise
@@ -116,6 +120,7 @@ def test_training_time_adds_up_over_resumed_sessions(tmp_path):
     assert 0 < state["seconds"] < 60
     state["seconds"] = 1000.0  # as if the first session had taken 1000 s
     (last / "trainer.json").write_text(json.dumps(state))
+    write_manifest(last)
     model = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=8, rnn={"cell": "gru", "hidden_size": 8}))
     started = time.time()
     result = Trainer(model, StreamBatches(torch.randint(0, 5, (400,)), 4, 10), TrainConfig(stopping=StoppingConfig(max_steps=6)),

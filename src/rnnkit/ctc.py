@@ -72,13 +72,23 @@ def _as_lengths(name: str, value: IntsLike, B: int) -> np.ndarray:
 
 def check_log_probs(log_probs: Tensor, blank: int, normalised: bool = True) -> tuple[int, int, int]:
     """(B, T, C) of a batch-first float tensor of per-frame class scores, with ``blank`` one of
-    its classes and, if ``normalised``, log-probabilities (<= 0); else a ValueError saying which."""
+    its classes and, if ``normalised``, log-probabilities (<= 0); else a ValueError saying which.
+
+    NaN anywhere is an error naming the rows that hold it (NaN is never read as "no
+    alignment"); an empty batch is an error, as in torch. -inf (probability 0) is allowed."""
     if not isinstance(log_probs, Tensor) or log_probs.dim() != 3 or not log_probs.dtype.is_floating_point:
         got = f"{log_probs.dtype} of shape {tuple(log_probs.shape)}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
         raise ValueError(f"log_probs must be a float tensor (batch, time, classes), batch first. Received: {got}")
     B, T, C = log_probs.shape
+    if B == 0 or C == 0:
+        raise ValueError(f"log_probs must have at least one row and one class. Received: shape {(B, T, C)}")
     if not 0 <= blank < C:
         raise ValueError(f"blank must be a class index in [0, {C}). Received: {blank}")
+    nan = torch.isnan(log_probs.detach()).flatten(1).any(1)
+    if bool(nan.any()):
+        rows = torch.nonzero(nan).flatten().tolist()
+        raise ValueError(f"log_probs contains NaN in rows {rows[:10]}{' ...' if len(rows) > 10 else ''} "
+                         "(the model's output went wrong upstream: check its inputs, learning rate and gradients)")
     if normalised and log_probs.numel() and float(log_probs.detach().max()) > 1e-4:
         raise ValueError(
             "log_probs must be log-probabilities (<= 0): apply log_softmax over the classes "
@@ -93,7 +103,10 @@ def _check(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, target
     tgt_len = _as_lengths("target_lengths", target_lengths, B)
     if in_len.size and in_len.max() > T:
         raise ValueError(f"input_lengths must be <= {T} (frames in log_probs). Received: max {in_len.max()}")
-    tg = targets.detach().to("cpu", torch.long).numpy() if isinstance(targets, Tensor) else np.asarray(targets, dtype=np.int64)
+    tg = targets.detach().cpu().numpy() if isinstance(targets, Tensor) else np.asarray(targets)
+    if tg.size and not np.issubdtype(tg.dtype, np.integer):
+        raise ValueError(f"targets must be integer class ids. Received: dtype {tg.dtype}")
+    tg = tg.astype(np.int64)
     if tg.ndim == 1:
         if tg.shape[0] != tgt_len.sum():
             raise ValueError(

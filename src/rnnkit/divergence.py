@@ -62,7 +62,8 @@ def _step_weights(weights: Tensor | None, B: int, T: int, like: Tensor) -> Tenso
 
 
 def _weighted(losses: Tensor, weights: Tensor, counted: Tensor, reduction: str) -> Tensor:
-    """Apply per-step weights, zero what is not counted, reduce. mean = sum(w L) / sum(w)."""
+    """Apply per-step weights, zero what is not counted, reduce. mean = sum(w L) / sum(w); when
+    nothing counts (every target ignored, or all weights 0) the mean is 0 with a zero gradient."""
     check_reduction(reduction)
     w = torch.where(counted, weights, 0.0)
     weighted = torch.where(counted, losses * weights, 0.0)  # padding may hold inf or nan
@@ -70,7 +71,8 @@ def _weighted(losses: Tensor, weights: Tensor, counted: Tensor, reduction: str) 
         return weighted
     if reduction == "sum":
         return weighted.sum()
-    return weighted.sum() / w.sum()
+    total = w.sum()
+    return weighted.sum() / total if bool(total != 0) else weighted.sum() * 0.0
 
 
 def sequence_cross_entropy(logits: Tensor, targets: Tensor, lengths: Tensor | None = None,
@@ -85,7 +87,8 @@ def sequence_cross_entropy(logits: Tensor, targets: Tensor, lengths: Tensor | No
         weights: per step (T,) or per element (B, T); default 1.
         label_smoothing: as torch.nn.functional.cross_entropy.
         reduction: "none" gives (B, T) weighted losses (0 where not counted); "sum"; "mean"
-            divides by the sum of the weights of the counted steps.
+            divides by the sum of the weights of the counted steps (0, with a zero gradient,
+            when no step counts).
 
     Example:
         >>> sequence_cross_entropy(torch.randn(2, 5, 7), torch.randint(0, 7, (2, 5)), lengths=torch.tensor([5, 3]))

@@ -7,12 +7,17 @@ through here: write a temporary file beside the target, fsync it, rename it over
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_text_atomic", "write_json_atomic", "seal", "fsync_replace", "fsync_dir"]
+__all__ = ["write_text_atomic", "write_json_atomic", "seal", "fsync_replace", "fsync_dir", "MANIFEST",
+           "write_manifest", "verify_manifest", "sha256"]
+
+#: the file in a saved model or checkpoint directory that lists the SHA-256 of every other file
+MANIFEST = "manifest.json"
 
 _UMASK = os.umask(0)  # read the process's umask (os.umask can only be read by setting it) ...
 os.umask(_UMASK)  # ... and put it back at once
@@ -51,3 +56,40 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(directory: Path) -> None:
+    """Write ``directory/manifest.json``: the SHA-256 of every other file in it."""
+    files = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != MANIFEST and
+                   not p.name.endswith(".tmp"))
+    write_json_atomic(directory / MANIFEST, {"sha256": {name: sha256(directory / name) for name in files}})
+
+
+def verify_manifest(directory: Path) -> None:
+    """Check every file ``directory/manifest.json`` lists against its SHA-256; a ValueError names
+    the first that is missing or differs. Directories without a manifest (written by rnnkit
+    0.1) are not checked."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return
+    try:
+        listed = json.loads(path.read_text())["sha256"]
+        if not isinstance(listed, dict):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ValueError(f"{path} is damaged (expected {{\"sha256\": {{file: digest}}}})") from None
+    for name, digest in listed.items():
+        file = directory / name
+        if not file.is_file():
+            raise ValueError(f"{file} is missing (listed in {MANIFEST})")
+        if sha256(file) != digest:
+            raise ValueError(f"{file} was altered or damaged after it was saved (its SHA-256 differs from "
+                             f"the one in {MANIFEST})")

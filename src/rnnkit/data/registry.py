@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from rnnkit.data.paths import data_roots
+from rnnkit.files import sha256
 from rnnkit.progress import bar
 
 __all__ = ["DataFile", "Dataset", "DATASETS", "dataset", "locate", "require", "verify", "fetch", "data_roots"]
@@ -114,14 +115,6 @@ def dataset(name: str) -> Dataset:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     return DATASETS[name]
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check(ds: Dataset, folder: Path) -> dict[str, str]:

@@ -23,6 +23,8 @@ is its one-line form.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +68,14 @@ class BeamSearchOptions:
             raise ValueError(f"beam_width must be an integer >= 1. Received: {self.beam_width!r}")
         if not isinstance(self.nbest, int) or not 1 <= self.nbest <= self.beam_width:
             raise ValueError(f"nbest must be an integer in [1, beam_width={self.beam_width}]. Received: {self.nbest!r}")
+        for name in ("lm_weight", "word_score", "hotword_weight"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number. Received: {value!r}")
+        for name in ("token_min_logp", "beam_prune_logp"):  # -inf is allowed: no threshold
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or math.isnan(value) or value == math.inf:
+                raise ValueError(f"{name} must be a number or -inf. Received: {value!r}")
         if self.beam_prune_logp > 0:
             raise ValueError(f"beam_prune_logp must be <= 0 (a log-probability margin). Received: {self.beam_prune_logp}")
 

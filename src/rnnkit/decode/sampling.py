@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.decode.hypothesis import Hypothesis
-from rnnkit.decode.stopping import StopPolicy, as_policy
+from rnnkit.decode.stopping import StopPolicy, as_policy, check_step_output
 
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
@@ -80,6 +80,7 @@ def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: 
     keep: list[Tensor] = []
     for i in range(max_length):
         log_probs, state = step(tokens, state)
+        check_step_output(log_probs, i, policy)
         if greedy:
             tokens = log_probs.argmax(-1)
         else:

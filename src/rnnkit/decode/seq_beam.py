@@ -20,7 +20,7 @@ from torch import Tensor
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.decode.sampling import Step
 from rnnkit.nested import select_rows
-from rnnkit.decode.stopping import StopPolicy, as_policy
+from rnnkit.decode.stopping import StopPolicy, as_policy, check_step_output
 
 
 def _rank(logp: float, length: int, length_normalization: float, length_penalty: float) -> float:
@@ -55,6 +55,7 @@ def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_leng
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     for i in range(max_length):
         log_probs, state = step(tokens, state)  # (B*W, C)
+        check_step_output(log_probs, i, policy)
         C = log_probs.shape[1]
         total = (scores.reshape(-1, 1) + log_probs.double()).reshape(B, W * C)
         top_scores, top = total.topk(min(2 * W, W * C), dim=1)  # room for ends and survivors

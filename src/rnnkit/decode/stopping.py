@@ -33,6 +33,9 @@ class StopPolicy:
         """The policy for a batch whose every row is repeated ``beam_width`` times."""
         return self
 
+    def check_classes(self, classes: int) -> None:
+        """Raise a ValueError if the policy cannot work with a step of ``classes`` outputs."""
+
 
 class StopOnToken(StopPolicy):
     """End at the end-of-sequence symbol ``eos`` (not included in the output ids)."""
@@ -40,10 +43,17 @@ class StopOnToken(StopPolicy):
     emit_stop_token = False
 
     def __init__(self, eos: int) -> None:
-        self.eos = int(eos)
+        if not isinstance(eos, int) or isinstance(eos, bool) or eos < 0:
+            raise ValueError(f"eos must be a token id >= 0. Received: {eos!r}")
+        self.eos = eos
 
     def finished(self, tokens, state, index):
         return tokens == self.eos
+
+    def check_classes(self, classes: int) -> None:
+        if self.eos >= classes:
+            raise ValueError(f"StopOnToken({self.eos}): the step gives {classes} classes, so the end token "
+                             f"{self.eos} can never be emitted")
 
 
 class StopOnHalt(StopPolicy):
@@ -92,3 +102,23 @@ def as_policy(stop: StopPolicy | int | None) -> StopPolicy | None:
     if isinstance(stop, int):
         return StopOnToken(stop)
     raise ValueError(f"stop must be a StopPolicy, an end-of-sequence token id or None. Received: {stop!r}")
+
+
+def check_step_output(log_probs: Any, step_index: int, policy: StopPolicy | None) -> None:
+    """What a decoder checks of ``step``'s output: (N, C) float log-probabilities without NaN.
+    On the first step (once per call) also that each row is normalised (logsumexp = 0, so not
+    probabilities and not logits) and that the stop policy fits C classes."""
+    if not isinstance(log_probs, Tensor) or log_probs.dim() != 2 or not log_probs.dtype.is_floating_point:
+        got = f"{log_probs.dtype} of shape {tuple(log_probs.shape)}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
+        raise ValueError(f"step must return (log_probs (N, C) float, state). Received: {got}")
+    if bool(torch.isnan(log_probs).any()):
+        rows = torch.nonzero(torch.isnan(log_probs).any(1)).flatten().tolist()
+        raise ValueError(f"step returned NaN log-probabilities at step {step_index}, rows {rows[:10]}")
+    if step_index == 0:
+        total = torch.logsumexp(log_probs.double(), dim=1)
+        if bool(((total.abs() > 1e-3) & torch.isfinite(total)).any()) or bool(torch.isneginf(total).any()):
+            worst = float(total[torch.argmax(total.abs())])
+            raise ValueError("step must return log-probabilities (each row's logsumexp = 0; apply log_softmax to "
+                             f"logits, log to probabilities). Received: a row with logsumexp {worst:.4g}")
+        if policy is not None:
+            policy.check_classes(log_probs.shape[1])

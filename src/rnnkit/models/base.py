@@ -20,19 +20,44 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocabulary import Vocabulary
-from rnnkit.files import fsync_replace, write_json_atomic
+from rnnkit.files import fsync_replace, verify_manifest, write_json_atomic, write_manifest
 from rnnkit.recurrent import GRU, LSTM, RNN, LeakyRNN, Recurrent
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.version import __version__
 
 FORMAT = "rnnkit-model"
 REGISTRY: dict[str, type[Model]] = {}
+
+#: config fields that are counts or sizes (>= 1 when given), and token ids (>= 0)
+_SIZES = frozenset({"vocab_size", "num_classes", "num_tokens", "num_tags", "input_size", "embedding_size",
+                    "hidden_size", "src_vocab", "tgt_vocab", "decoder_hidden", "decoder_layers", "stack_frames",
+                    "context", "condition_size"})
+_IDS = frozenset({"bos", "eos", "blank"})
+
+
+def check_config(config: Any) -> None:
+    """A ValueError naming the field for a size below 1, a token id below 0, a dropout outside
+    [0, 1) or a non-positive init range: caught when the model is built, not deep in torch."""
+    name = type(config).__name__
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        integer = isinstance(value, int) and not isinstance(value, bool)
+        if f.name in _SIZES and not (integer and value >= 1):
+            raise ValueError(f"{name}.{f.name} must be an integer >= 1. Received: {value!r}")
+        if f.name in _IDS and not (integer and value >= 0):
+            raise ValueError(f"{name}.{f.name} must be a token id >= 0. Received: {value!r}")
+        if f.name == "dropout" and not (isinstance(value, (int, float)) and 0 <= value < 1):
+            raise ValueError(f"{name}.dropout must be in [0, 1). Received: {value!r}")
+        if f.name == "init_range" and not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"{name}.init_range must be > 0 (or None). Received: {value!r}")
 
 
 class Loss(NamedTuple):
@@ -69,6 +94,7 @@ class Model(nn.Module):
         super().__init__()
         if not isinstance(config, self.Config):
             raise ValueError(f"{type(self).__name__} needs a {self.Config.__name__}. Received: {type(config).__name__}")
+        check_config(config)
         self.config = config
         self.vocab: Vocabulary | None = None
 
@@ -97,7 +123,21 @@ class Model(nn.Module):
         fsync_replace(tmp, directory / Checkpoint.WEIGHTS)
         if self.vocab is not None:
             self.vocab.save(directory / Checkpoint.VOCAB)
+        write_manifest(directory)
         return directory
+
+
+def check_weights(weights: Path, model: nn.Module) -> None:
+    """Every tensor in the file is floating point (an integer tensor would be cast silently) and
+    every parameter loaded is finite."""
+    with safe_open(str(weights), framework="pt") as f:
+        for key in f.keys():
+            dtype = f.get_slice(key).get_dtype()
+            if not dtype.startswith(("F", "BF")):
+                raise ValueError(f"{weights}: tensor {key!r} is {dtype}, not floating point")
+    for name, p in model.state_dict().items():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise ValueError(f"{weights}: tensor {name!r} holds NaN or infinite values")
 
 
 def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Model:
@@ -126,7 +166,13 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
     cls = REGISTRY.get(meta.get("class", ""))
     if cls is None:
         raise ValueError(f"{config_path} names the unknown model class {meta.get('class')!r}; known: {sorted(REGISTRY)}")
-    model = cls.from_config(meta["config"])
+    verify_manifest(directory)
+    if not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{config_path}: \"config\" must be a JSON object of the model's settings")
+    try:
+        model = cls.from_config(meta["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{config_path}: not a valid {cls.__name__} config ({e})") from None
     try:
         missing, unexpected = load_model(model, str(weights), strict=False, device=str(map_location))
     except (SafetensorError, OSError, RuntimeError) as e:
@@ -135,6 +181,7 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
     if missing or unexpected:
         raise ValueError(f"{weights} does not match {cls.__name__}: missing {sorted(missing)}, "
                          f"unexpected {sorted(unexpected)}")
+    check_weights(weights, model)
     if (directory / Checkpoint.VOCAB).is_file():
         vocab = Vocabulary.load(directory / Checkpoint.VOCAB)
         size = getattr(model.config, "vocab_size", len(vocab))

@@ -27,8 +27,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rnnkit import nested
-from rnnkit.files import fsync_dir, seal, write_json_atomic
-from rnnkit.models.base import Model
+from rnnkit.files import fsync_dir, seal, verify_manifest, write_json_atomic, write_manifest
+from rnnkit.models.base import Model, check_weights
 from rnnkit.run_dir import Checkpoint, RunDir
 
 def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim.Optimizer,
@@ -52,6 +52,7 @@ def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim
     write_json_atomic(tmp / Checkpoint.TRAINER, {**trainer_state, "carried_structure": structure})
     for name, obj in (artifacts or {}).items():
         write_json_atomic(tmp / name, obj)
+    write_manifest(tmp)
     for f in tmp.iterdir():
         seal(f)
     if final.path.exists():
@@ -92,6 +93,7 @@ def load_checkpoint(checkpoint: Checkpoint, model: Model, optimizer: torch.optim
     from safetensors.torch import load_model
 
     path = checkpoint.path
+    verify_manifest(path)
     try:
         missing, unexpected = load_model(model, str(path / Checkpoint.WEIGHTS), strict=False, device=str(device))
         tensors = load_file(str(path / Checkpoint.TENSORS))
@@ -100,6 +102,7 @@ def load_checkpoint(checkpoint: Checkpoint, model: Model, optimizer: torch.optim
     if missing or unexpected:
         raise ValueError(f"checkpoint {path} does not match the model: missing {sorted(missing)}, "
                          f"unexpected {sorted(unexpected)}")
+    check_weights(path / Checkpoint.WEIGHTS, model)
     try:
         optimizer.load_state_dict(torch.load(path / Checkpoint.OPTIMIZER, map_location=device, weights_only=True))
         state = json.loads((path / Checkpoint.TRAINER).read_text())

@@ -30,6 +30,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -557,7 +558,15 @@ class Trainer:
         found = self.run.checkpoints() if self.run is not None else []
         if not found:
             return
-        state, self.carried = ckpt.load_checkpoint(found[-1], self.model, self.optimizer, self.device)
+        for i, candidate in enumerate(reversed(found)):
+            try:
+                state, self.carried = ckpt.load_checkpoint(candidate, self.model, self.optimizer, self.device)
+                break
+            except ValueError as e:
+                if i == len(found) - 1:
+                    raise
+                warnings.warn(f"{e}; resuming from the checkpoint before it, {found[-2 - i].path.name}",
+                              stacklevel=2)
         self.step = self.checkpointed_step = state["step"]
         self.train.load_state_dict(state["data"])
         self.schedule.load_state_dict(state["schedule"])
