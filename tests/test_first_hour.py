@@ -149,10 +149,10 @@ def test_ctrl_c_saves_a_checkpoint_and_the_resumed_run_equals_an_uninterrupted_o
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 130, err[-3000:]
     (run,) = (tmp_path / "a").iterdir()
     step = RunDir(run).checkpoints()[-1].step()
-    assert 0 < step < 300 and f"interrupted at step {step}; saved" in err
+    assert 0 < step < 300 and f"interrupted at step {step}; saved" in err, err[-3000:]
     assert f"rnnkit train charlm --resume {run}" in err
     assert main(["train", "charlm", "--resume", str(run), "--no-progress"]) == 0
     assert main([*args, "--runs", str(tmp_path / "b")]) == 0

@@ -206,7 +206,7 @@ def test_lr_schedules():
     for metric in (5.0, 4.0, 4.5, 4.4):
         plateau.evaluated(metric)
     assert plateau.lr(0, 0) == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="schedule must be one of"):
+    with pytest.raises(ValueError, match="schedule.kind must be one of"):
         LRSchedule(ScheduleConfig("linear"))
 
 
@@ -234,5 +234,5 @@ def test_trainer_refuses_unbounded_runs():
     model = LanguageModel(LanguageModelConfig(vocab_size=4))
     with pytest.raises(ValueError, match="give at least one bound"):
         Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig())
-    with pytest.raises(ValueError, match="optimizer must be one of"):
-        Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig(OptimizerConfig("lbfgs"), stopping=StoppingConfig(epochs=1)))
+    with pytest.raises(ValueError, match="optimizer.name must be one of"):
+        OptimizerConfig("lbfgs")

@@ -54,7 +54,11 @@ class NGramLM(TextLM):
                 if backend == "kenlm":
                     raise ImportError("backend='kenlm' needs the kenlm module: pip install kenlm") from None
             else:
-                self._kenlm = kenlm.Model(str(self.path))
+                try:
+                    self._kenlm = kenlm.Model(str(self.path))
+                except (OSError, RuntimeError) as e:  # kenlm's own message is many lines of C++ context
+                    first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+                    raise ValueError(f"{self.path}: kenlm cannot read this ARPA file: {first[:300]}") from None
                 self.order = self._kenlm.order
                 self.backend = "kenlm"
                 return
@@ -68,8 +72,8 @@ class NGramLM(TextLM):
         counts: dict[int, int] = {}
         section = None
         seen: dict[int, int] = {}
-        with open(path, encoding="utf-8") as f:
-            for lineno, raw in enumerate(f, 1):
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(_utf8_lines(f, path), 1):
                 line = raw.strip()
                 if not line:
                     continue
@@ -101,11 +105,17 @@ class NGramLM(TextLM):
                                      f"optional back-off. Received: {line!r}")
                 try:
                     gram = tuple(parts[1 : n + 1])
-                    self.logp[gram] = float(parts[0])
-                    if len(parts) == n + 2:
-                        self.backoff[gram] = float(parts[n + 1])
+                    logp = float(parts[0])
+                    backoff = float(parts[n + 1]) if len(parts) == n + 2 else None
                 except ValueError:
                     raise ValueError(f"{path}:{lineno}: not a number in {line!r}") from None
+                if math.isnan(logp) or logp > 0:
+                    raise ValueError(f"{path}:{lineno}: a log10 probability must be <= 0. Received: {parts[0]}")
+                if backoff is not None and not math.isfinite(backoff):
+                    raise ValueError(f"{path}:{lineno}: a back-off weight must be finite. Received: {parts[n + 1]}")
+                self.logp[gram] = logp
+                if backoff is not None:
+                    self.backoff[gram] = backoff
                 seen[n] += 1
         if section != "end":
             raise ValueError(f"{path}: not a complete ARPA file (no \\data\\ ... \\end\\)")
@@ -231,3 +241,14 @@ class RNNLMScorer(Scorer):
 
     def final(self, state: tuple[Any, Tensor]) -> float:
         return 0.0 if self.eos is None else float(state[1][self.eos])
+
+
+def _utf8_lines(f: Any, path: Path) -> Any:
+    """The lines of a file opened in binary mode, decoded as UTF-8; a line that is not UTF-8 is a
+    ValueError naming the file and the line."""
+    for lineno, line in enumerate(f, 1):
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}:{lineno}: not UTF-8 (byte {line[e.start:e.start + 1]!r}); "
+                             "ARPA files are read as UTF-8") from None

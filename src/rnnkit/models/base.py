@@ -24,6 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
+from rnnkit.checks import is_int, is_number, require
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocabulary import Vocabulary
 from rnnkit.files import fsync_replace, verify_manifest, write_json_atomic, write_manifest
@@ -46,18 +47,17 @@ def check_config(config: Any) -> None:
     [0, 1) or a non-positive init range: caught when the model is built, not deep in torch."""
     name = type(config).__name__
     for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
+        value, what = getattr(config, f.name), f"{name}.{f.name}"
         if value is None:
             continue
-        integer = isinstance(value, int) and not isinstance(value, bool)
-        if f.name in _SIZES and not (integer and value >= 1):
-            raise ValueError(f"{name}.{f.name} must be an integer >= 1. Received: {value!r}")
-        if f.name in _IDS and not (integer and value >= 0):
-            raise ValueError(f"{name}.{f.name} must be a token id >= 0. Received: {value!r}")
-        if f.name == "dropout" and not (isinstance(value, (int, float)) and 0 <= value < 1):
-            raise ValueError(f"{name}.dropout must be in [0, 1). Received: {value!r}")
-        if f.name == "init_range" and not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"{name}.init_range must be > 0 (or None). Received: {value!r}")
+        if f.name in _SIZES:
+            require(is_int(value) and value >= 1, what, "an integer >= 1", value)
+        elif f.name in _IDS:
+            require(is_int(value) and value >= 0, what, "a token id >= 0", value)
+        elif f.name == "dropout":
+            require(is_number(value) and 0 <= value < 1, what, "in [0, 1)", value)
+        elif f.name == "init_range":
+            require(is_number(value) and value > 0, what, "> 0 (or None)", value)
 
 
 class Loss(NamedTuple):

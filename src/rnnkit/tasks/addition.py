@@ -143,13 +143,15 @@ def train(args: argparse.Namespace) -> RunDir:
     rnn = Tagger(TaggerConfig(num_tags=2, input_size=2, rnn=causal))
     run, dev = run_dir(NAME, args), device(args.device)
     items = {name: list(zip(*encode(pairs, N + 1))) for name, pairs in (("train", train_pairs), ("valid", valid_pairs))}
-    Trainer(rnn, SequenceBatches(items["train"], args.batch_size, collate, seed=args.seed),
+    result = Trainer(rnn, SequenceBatches(items["train"], args.batch_size, collate, seed=args.seed),
             TrainConfig(optimizer=OptimizerConfig(lr=args.lr),
                         stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
                         log_every=20, seed=args.seed),
             valid=SequenceBatches(items["valid"], 256, collate, shuffle=False),
             run_dir=run, resume=bool(args.resume), device=dev, progress=progress(args),
             artifacts={Checkpoint.TASK: task_artifact(NAME, args)}).fit()
+    if result["already_finished"]:
+        return run
     mlp = train_mlp(N, 4 * N, args.mlp_steps, 1e-3, args.seed)
     rows = []
     for width, test in test_pairs(args).items():

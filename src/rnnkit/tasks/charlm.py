@@ -91,7 +91,7 @@ def train(args: argparse.Namespace) -> RunDir:
         valid=StreamBatches(valid_ids, VALID_STREAMS, args.bptt), run_dir=run, resume=bool(args.resume),
         device=device(args.device), progress=progress(args), artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
     result = trainer.fit()
-    if not is_main_process():
+    if not is_main_process() or result["already_finished"]:
         return run
     started = time.time()
     best = rnnkit.load(run.path, map_location=trainer.device)

@@ -16,7 +16,7 @@ from rnnkit.files import write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
 
 #: options a resumed run may take from the new command line; every other one comes from the run
-RESUMABLE = frozenset({"resume", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
+RESUMABLE = frozenset({"resume", "allow_changes", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
                        "samples", "length", "temperature", "top_k", "top_p", "greedy", "func", "verb", "task"})
 #: options added after rnnkit 0.1, with the value that continues an older run as it was started
 #: (no step bound, every dev batch); other new options take their defaults
@@ -29,6 +29,9 @@ def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = Non
     g.add_argument("--runs", default="runs", help="folder of run directories")
     g.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its last checkpoint, with its saved settings")
+    g.add_argument("--allow-changes", action="store_true",
+                   help="with --resume: take the new values of the options given (e.g. a lower --lr), on purpose; "
+                        "the run's task.json records them")
     g.add_argument("--max-steps", type=positive_int, default=max_steps, help="stop after this many optimiser steps")
     g.add_argument("--epochs", type=positive_int, default=epochs, help="stop after this many epochs")
     g.add_argument("--minutes", type=positive_float, default=minutes,
@@ -119,14 +122,23 @@ def resume_arguments(task: str, args: argparse.Namespace, given: set[str]) -> ar
         raise ValueError(f"--resume {run.path}: that is a {saved['task']} run, not {task}")
     conflicts = [(name, saved["args"][name], getattr(args, name)) for name in sorted(given - RESUMABLE)
                  if name in saved["args"] and saved["args"][name] != getattr(args, name)]
-    if conflicts:
-        listed = "; ".join(f"--{n.replace('_', '-')} {new} (the run has {old})" for n, old, new in conflicts)
+    listed = "; ".join(f"--{n.replace('_', '-')} {new} (the run has {old})" for n, old, new in conflicts)
+    if conflicts and not args.allow_changes:
         raise ValueError(f"--resume {run.path} continues with the run's own settings, but this command changes "
-                         f"them: {listed}. Drop these options, or start a new run")
+                         f"them: {listed}. Drop these options, add --allow-changes to change them on purpose, "
+                         "or start a new run")
+    keep = given & RESUMABLE if not args.allow_changes else given
     merged = {**vars(args), **{k: v for k, v in ADDED_AFTER_0_1.items() if k not in saved["args"]},
-              **saved["args"], **{k: getattr(args, k) for k in given & RESUMABLE}}
+              **saved["args"], **{k: getattr(args, k) for k in keep}}
     merged["resume"] = args.resume
-    return argparse.Namespace(**merged)
+    merged["allow_changes"] = False
+    resumed = argparse.Namespace(**merged)
+    if conflicts:
+        import warnings
+
+        warnings.warn(f"{run.path}: continuing with changed settings: {listed}", stacklevel=2)
+        write_json_atomic(run.task, task_artifact(task, resumed))
+    return resumed
 
 
 def checkpoint_task(checkpoint: Checkpoint) -> dict[str, Any] | None:

@@ -68,7 +68,7 @@ def train(args: argparse.Namespace) -> RunDir:
         valid=StreamBatches(splits["valid"], BATCH, T), run_dir=run, resume=bool(args.resume),
         device=device(args.device), progress=progress(args), artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
     result = trainer.fit()
-    if not is_main_process():
+    if not is_main_process() or result["already_finished"]:
         return run
     best = rnnkit.load(run.best.path, map_location=trainer.device) if run.best.exists() else model
     test = math.exp(stream_nll(best, splits["test"], trainer.device, show_progress=progress(args)))

@@ -68,9 +68,21 @@ def prune_checkpoints(run: RunDir, keep: int) -> None:
         shutil.rmtree(old.path)
 
 
+def recover_copy(target: Path) -> None:
+    """Finish what a :func:`copy_as` killed between its two renames left: ``target`` missing and
+    ``target.old`` present means the old copy is still the valid one."""
+    old = target.with_name(target.name + ".old")
+    if old.exists() and not target.exists():
+        os.replace(old, target)
+    elif old.exists():
+        shutil.rmtree(old)
+
+
 def copy_as(checkpoint: Path, target: Path) -> None:
     """Replace ``target`` by a copy of ``checkpoint`` (e.g. the best one), atomically enough:
-    the old copy is removed only after the new one is complete."""
+    the old copy is removed only after the new one is complete, and a kill between the two
+    renames is undone by :func:`recover_copy` (called here and when a run resumes)."""
+    recover_copy(target)
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)

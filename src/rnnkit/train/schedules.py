@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rnnkit.checks import is_int, is_number, require
+
 SCHEDULES = ("constant", "step", "plateau", "cosine")
 
 
@@ -24,6 +26,16 @@ class ScheduleConfig:
     patience: int = 1
     plateau_factor: float = 0.5
     min_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.kind in SCHEDULES, "schedule.kind", f"one of {SCHEDULES}", self.kind)
+        for name in ("decay_start", "warmup_steps", "patience"):
+            value = getattr(self, name)
+            require(is_int(value) and value >= 0, f"schedule.{name}", "an integer >= 0", value)
+        for name in ("decay_factor", "plateau_factor"):
+            value = getattr(self, name)
+            require(is_number(value) and 0 < value <= 1, f"schedule.{name}", "in (0, 1]", value)
+        require(is_number(self.min_lr) and self.min_lr >= 0, "schedule.min_lr", "a number >= 0", self.min_lr)
 
 
 class LRSchedule:

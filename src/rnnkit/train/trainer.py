@@ -39,6 +39,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
+from rnnkit.checks import is_int, is_number, require
 from rnnkit.data.batching import Batch, BatchSource
 from rnnkit.files import write_json_atomic, write_text_atomic
 from rnnkit.metrics import perplexity
@@ -71,6 +72,14 @@ class OptimizerConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
 
+    def __post_init__(self) -> None:
+        require(self.name in OPTIMIZERS, "optimizer.name", f"one of {OPTIMIZERS}", self.name)
+        require(is_number(self.lr) and self.lr > 0, "optimizer.lr", "a finite number > 0", self.lr)
+        require(is_number(self.momentum) and 0 <= self.momentum < 1, "optimizer.momentum", "in [0, 1)",
+                self.momentum)
+        require(is_number(self.weight_decay) and self.weight_decay >= 0, "optimizer.weight_decay",
+                "a finite number >= 0", self.weight_decay)
+
 
 @dataclass
 class StoppingConfig:
@@ -84,6 +93,14 @@ class StoppingConfig:
     max_steps: int | None = None
     minutes: float | None = None
     early_stopping: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_steps", "early_stopping"):
+            value = getattr(self, name)
+            require(value is None or (is_int(value) and value >= 1), f"stopping.{name}", "an integer >= 1 or None",
+                    value)
+        require(self.minutes is None or (is_number(self.minutes) and self.minutes > 0), "stopping.minutes",
+                "a finite number > 0 or None", self.minutes)
 
 
 #: which nested config each key of the flat form (rnnkit 0.1.0's config.json) belongs to
@@ -125,6 +142,22 @@ class TrainConfig:
     teacher_forcing: float | dict | None = None
     log_every: int = 50
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("clip_norm", "clip_value"):
+            value = getattr(self, name)
+            require(value is None or (is_number(value) and value > 0), name, "a finite number > 0 or None", value)
+        for name in ("eval_every", "checkpoint_every", "eval_batches"):
+            value = getattr(self, name)
+            require(value is None or (is_int(value) and value >= 1), name, "an integer >= 1 or None", value)
+        for name in ("accumulate", "log_every"):
+            value = getattr(self, name)
+            require(is_int(value) and value >= 1, name, "an integer >= 1", value)
+        require(is_int(self.keep_last) and self.keep_last >= 1, "keep_last", "an integer >= 1", self.keep_last)
+        require(is_int(self.seed), "seed", "an integer", self.seed)
+        tf = self.teacher_forcing
+        require(tf is None or isinstance(tf, dict) or (is_number(tf) and 0 <= tf <= 1), "teacher_forcing",
+                "a ratio in [0, 1], a curriculum dict or None", tf)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,17 +313,9 @@ class Trainer:
                  device: str | torch.device = "cpu", evaluate: Callable[[Model], dict[str, float]] | None = None,
                  progress: bool | None = None, artifacts: dict[str, Any] | None = None) -> None:
         self.config = c = config or TrainConfig()
-        if c.optimizer.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: {c.optimizer.name!r}")
-        if c.accumulate < 1:
-            raise ValueError(f"accumulate must be >= 1. Received: {c.accumulate}")
         stop = c.stopping
         if stop.epochs is None and stop.max_steps is None and stop.minutes is None:
             raise ValueError("give at least one bound: epochs, max_steps or minutes")
-        for name in ("epochs", "max_steps", "minutes"):
-            value = getattr(stop, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"stopping.{name} must be > 0 (or None). Received: {value}")
         if not isinstance(model, Model):
             raise ValueError(f"model must be an rnnkit.models.Model. Received: {type(model).__name__}")
         for name, source in (("train", train), ("valid", valid)):
@@ -333,15 +358,15 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         """Train until a bound is reached; returns the step, epoch, best dev loss, whether it stopped
-        early, the training wall time in seconds (over every session of a resumed run) and the history.
-        A resumed run that had already reached its bound is left as it is. Ctrl-C: see the module
-        docstring."""
+        early, the training wall time in seconds (over every session of a resumed run), the history,
+        and ``already_finished``: a resumed run that had already reached its bound is left as it is.
+        Ctrl-C: see the module docstring."""
         self._open_run()
         if self._done():
             if self.rank == 0:
                 print(f"rnnkit: the run in {self.run_dir} had already finished at step {self.step}; nothing to do "
                       "(give a larger bound to train further)", file=sys.stderr)
-            return self._result()
+            return {**self._result(), "already_finished": True}
         self.model.train()
         self.session_start = time.time()
         self._window.start = time.time()
@@ -367,7 +392,8 @@ class Trainer:
 
     def _result(self) -> dict[str, Any]:
         return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
-                "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history}
+                "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history,
+                "already_finished": False}
 
     def _bar_total(self) -> tuple[float, str]:
         """The progress bar's bound: optimiser steps when the run has a step or epoch bound, else seconds."""
@@ -555,6 +581,8 @@ class Trainer:
             self._restore()
 
     def _restore(self) -> None:
+        if self.writer:
+            ckpt.recover_copy(self.run.best.path)
         found = self.run.checkpoints() if self.run is not None else []
         if not found:
             return
