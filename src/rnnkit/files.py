@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["write_text_atomic", "write_json_atomic", "seal", "fsync_replace", "fsync_dir", "MANIFEST",
-           "write_manifest", "verify_manifest", "sha256"]
+           "write_manifest", "verify_manifest", "sha256", "read_utf8"]
 
 #: the file in a saved model or checkpoint directory that lists the SHA-256 of every other file
 MANIFEST = "manifest.json"
@@ -93,3 +93,14 @@ def verify_manifest(directory: Path) -> None:
         if sha256(file) != digest:
             raise ValueError(f"{file} was altered or damaged after it was saved (its SHA-256 differs from "
                              f"the one in {MANIFEST})")
+
+
+def read_utf8(path: Path, what: str | None = None) -> str:
+    """The text of a UTF-8 file; anything else is a ValueError naming ``what`` (default: the path)
+    and the byte offset of the first byte that is not UTF-8. One policy for every text rnnkit reads."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what or path}: not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); "
+                         "convert it, e.g. iconv -f latin1 -t utf-8") from None

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from rnnkit.data.registry import require
 from rnnkit.data.vocabulary import Vocabulary
+from rnnkit.files import read_utf8
 
 
 def stdlib_source(max_chars: int = 2_000_000) -> str:
@@ -45,7 +46,7 @@ def char_corpus(text: str, valid_fraction: float = 0.1,
 
 
 def tinyshakespeare(data_dir: str | Path | None = None) -> str:
-    return (require("tinyshakespeare", data_dir) / "input.txt").read_text(encoding="utf-8")
+    return read_utf8(require("tinyshakespeare", data_dir) / "input.txt")
 
 
 def ptb(data_dir: str | Path | None = None) -> tuple[Vocabulary, dict[str, Tensor]]:
@@ -53,6 +54,6 @@ def ptb(data_dir: str | Path | None = None) -> tuple[Vocabulary, dict[str, Tenso
     the training file (which already maps rare words to <unk>). The corpus is lower case with
     numbers written as N, and the vocabulary says so, so new text is normalised the same way."""
     folder = require("ptb", data_dir)
-    words = {s: (folder / f"ptb.{s}.txt").read_text().replace("\n", " <eos> ").split() for s in ("train", "valid", "test")}
+    words = {s: read_utf8(folder / f"ptb.{s}.txt").replace("\n", " <eos> ").split() for s in ("train", "valid", "test")}
     vocab = Vocabulary.from_words(words["train"], lowercase=True, number_token="N")
     return vocab, {s: vocab.encode(w) for s, w in words.items()}

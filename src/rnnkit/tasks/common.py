@@ -12,7 +12,7 @@ import torch
 
 import rnnkit
 from rnnkit.arguments import device_name, positive_float, positive_int
-from rnnkit.files import write_json_atomic
+from rnnkit.files import read_utf8, write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
 
 #: options a resumed run may take from the new command line; every other one comes from the run
@@ -179,15 +179,10 @@ def stream_nll(model: torch.nn.Module, ids: torch.Tensor, dev: torch.device | st
 
 
 def read_text(path: Path, option: str) -> str:
-    """A UTF-8 text file; anything else is a ValueError naming the option, the file and the byte offset."""
+    """A UTF-8 text file named by a command-line option (see :func:`rnnkit.files.read_utf8`)."""
     if not path.is_file():
         raise FileNotFoundError(f"{option} {path}: no such file")
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{option} {path}: not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); "
-                         "convert it, e.g. iconv -f latin1 -t utf-8") from None
+    return read_utf8(path, f"{option} {path}")
 
 
 def evaluate_text(checkpoint: Checkpoint, path: Path, dev: torch.device, show_progress: bool | None) -> dict[str, Any]:
