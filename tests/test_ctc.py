@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -311,3 +312,43 @@ TG = torch.tensor([[1, 2], [3, 0]])
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ----------------------------------------------------------------------------- the expected divergence
+
+
+def _brute_expected_divergence(lp: np.ndarray, target: list[int], blank: int = 0) -> float:
+    """E over alignments pi of the target, weighted by P(pi | l, x), of -log P(pi | x): by enumeration."""
+    T, C = lp.shape
+    scores = [sum(lp[t, c] for t, c in enumerate(path)) for path in itertools.product(range(C), repeat=T)
+              if ref.collapse(path, blank) == list(target)]
+    weights = np.exp(np.array(scores) - np.logaddexp.reduce(scores))
+    return float(-(weights * np.array(scores)).sum())
+
+
+@pytest.mark.parametrize("target", [[1], [1, 2], [2, 2], [1, 2, 1]])
+def test_expected_divergence_equals_enumeration_and_exceeds_nll_by_the_entropy(target):
+    from rnnkit.ctc import ctc_expected_divergence
+
+    torch.manual_seed(len(target))
+    lp = torch.randn(1, 5, 3, dtype=torch.float64).log_softmax(-1)
+    div = ctc_expected_divergence(lp, [target], [5], [len(target)], reduction="none")
+    assert float(div) == pytest.approx(_brute_expected_divergence(lp[0].numpy(), target), abs=1e-10)
+    nll = float(ctc_loss(lp, [target], [5], [len(target)], reduction="none"))
+    assert float(div) > nll  # the difference is the entropy of the posterior over alignments
+
+
+def test_expected_divergence_has_the_ctc_gradient_and_agrees_on_a_peaky_model():
+    from rnnkit.ctc import ctc_expected_divergence
+
+    lp = torch.randn(3, 9, 5, dtype=torch.float64).log_softmax(-1).requires_grad_()
+    args = (torch.tensor([[1, 2], [3, 3], [4, 1]]), [9, 8, 9], [2, 2, 2])
+    g_div, = torch.autograd.grad(ctc_expected_divergence(lp, *args, reduction="sum"), lp)
+    g_nll, = torch.autograd.grad(ctc_loss(lp, *args, reduction="sum"), lp)
+    torch.testing.assert_close(g_div, g_nll, rtol=0, atol=1e-10)
+    peaky = torch.full((1, 4, 3), -60.0, dtype=torch.float64)
+    for t, c in enumerate([1, 0, 2, 2]):  # one alignment of "1 2" takes all the mass
+        peaky[0, t, c] = 0.0
+    peaky = peaky.log_softmax(-1)
+    assert float(ctc_expected_divergence(peaky, [[1, 2]], [4], [2])) == pytest.approx(
+        float(ctc_loss(peaky, [[1, 2]], [4], [2])), abs=1e-12)

@@ -178,11 +178,11 @@ def test_beam_search_length_penalty_and_normalisation_change_the_choice():
 
 @pytest.mark.parametrize("call,message", [
     (lambda m, s, x: beam_search(m.step, s, x, beam_width=0, max_length=3), "beam_width must be an integer >= 1"),
-    (lambda m, s, x: beam_search(m.step, s, x, beam_width=2, max_length=3, nbest=3), r"nbest must be in \[1, beam_width=2\]"),
-    (lambda m, s, x: generate(m.step, s, x, 3, temperature=0.0), "temperature must be > 0"),
+    (lambda m, s, x: beam_search(m.step, s, x, beam_width=2, max_length=3, nbest=3), r"nbest must be an integer in \[1, beam_width=2\]"),
+    (lambda m, s, x: generate(m.step, s, x, 3, temperature=0.0), "temperature must be a finite number > 0"),
     (lambda m, s, x: generate(m.step, s, x, 3, top_p=1.5), r"top_p must be in \(0, 1\]"),
-    (lambda m, s, x: generate(m.step, s, x, 3, top_k=0), "top_k must be >= 1"),
-    (lambda m, s, x: generate(m.step, s, x, 0), "max_length must be >= 1"),
+    (lambda m, s, x: generate(m.step, s, x, 3, top_k=0), "top_k must be an integer >= 1"),
+    (lambda m, s, x: generate(m.step, s, x, 0), "max_length must be an integer >= 1"),
     (lambda m, s, x: generate(m.step, s, x, 3, stop="eos"), "stop must be a StopPolicy"),
     (lambda m, s, x: StopAtLength(torch.tensor([0, 2])), "lengths must be a 1-D tensor of lengths >= 1"),
 ])

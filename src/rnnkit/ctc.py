@@ -1,4 +1,4 @@
-"""Connectionist temporal classification: the expected divergence over all alignments.
+"""Connectionist temporal classification: training over all alignments.
 
 For an input of T frames (log-probabilities lp_t(c), batch first) and a target l of S
 symbols, CTC sums over every alignment pi of the blank-extended target l' (see
@@ -10,8 +10,15 @@ computed with the forward (alpha) and backward (beta) recursions, and its gradie
 exact derivative dL/dlp_t(c) = -sum_{s : l'_s = c} gamma_t(s), gamma the posterior
 occupancy of extended position s at frame t.
 
-Functions: :func:`ctc_loss`, :func:`ctc_posteriors`, :func:`forced_align` (Viterbi, with
-segments), :func:`viterbi_loss` (hard-alignment training) and :func:`ctc_feasible`.
+The course defines the divergence as the expectation over alignments,
+DIV = -sum_t sum_s gamma_t(s) log y_t(l'_s) (:func:`ctc_expected_divergence`). With gamma
+held fixed its gradient is the same -gamma, but its value is larger:
+DIV = -log P(l | x) + H, H the entropy of the posterior over alignments P(pi | l, x), so the
+two agree only when one alignment takes all the mass (a trained, peaky model).
+
+Functions: :func:`ctc_loss`, :func:`ctc_expected_divergence`, :func:`ctc_posteriors`,
+:func:`forced_align` (Viterbi, with segments), :func:`viterbi_loss` (hard-alignment
+training) and :func:`ctc_feasible`.
 
 Backends: on the CPU, rnnkit's compiled lattice kernels (:mod:`rnnkit.ctc_kernels`,
 several times faster than torch's CPU kernel). On CUDA the loss uses torch's CUDA kernel,
@@ -33,7 +40,7 @@ from torch import Tensor
 from rnnkit import ctc_kernels
 from rnnkit.divergence import check_reduction
 
-__all__ = ["ctc_loss", "ctc_posteriors", "forced_align", "viterbi_loss", "ctc_feasible",
+__all__ = ["ctc_loss", "ctc_expected_divergence", "ctc_posteriors", "forced_align", "viterbi_loss", "ctc_feasible",
            "Alignment", "Segment"]
 
 IntsLike = Tensor | Sequence[int]
@@ -80,6 +87,8 @@ def check_log_probs(log_probs: Tensor, blank: int, normalised: bool = True) -> t
         got = f"{log_probs.dtype} of shape {tuple(log_probs.shape)}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
         raise ValueError(f"log_probs must be a float tensor (batch, time, classes), batch first. Received: {got}")
     B, T, C = log_probs.shape
+    if not isinstance(blank, int) or isinstance(blank, bool):
+        raise ValueError(f"blank must be a class id (an integer). Received: {blank!r}")
     if B == 0 or C == 0:
         raise ValueError(f"log_probs must have at least one row and one class. Received: shape {(B, T, C)}")
     if not 0 <= blank < C:
@@ -296,6 +305,31 @@ def ctc_loss(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, targ
     """
     return _alignment_loss(_CTC, "ctc_loss", log_probs, targets, input_lengths, target_lengths, blank, reduction,
                            zero_infinity)
+
+
+def ctc_expected_divergence(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike,
+                            target_lengths: IntsLike, blank: int = 0, reduction: str = "mean") -> Tensor:
+    """The course's CTC divergence, the expectation over alignments:
+
+        DIV = -sum_t sum_s gamma_t(s) log y_t(l'_s) = E_{pi ~ P(pi | l, x)}[-log P(pi | x)]
+            = -log P(l | x) + H(P(pi | l, x))
+
+    Its gradient treats gamma as fixed, as the course's derivation does: dDIV/dlp_t(c) =
+    -sum_{s : l'_s = c} gamma_t(s), the same as :func:`ctc_loss`'s, so training with either
+    takes the same steps; the values differ by the entropy H of the posterior over
+    alignments (>= 0, 0 when one alignment has all the mass). Arguments and ``reduction`` as
+    :func:`ctc_loss`; rows with no alignment give inf and a warning.
+    """
+    check_reduction(reduction)
+    batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
+    _, gamma_sym = ctc_posteriors(log_probs, targets, input_lengths, target_lengths, blank)
+    gamma = gamma_sym.detach().to(log_probs.dtype)
+    weighted = torch.where(gamma > 0, gamma * log_probs, torch.zeros_like(log_probs))  # 0 * -inf is 0 here
+    losses = -weighted.sum((1, 2))
+    # a row with frames but no occupancy has no alignment (ctc_posteriors warned about it)
+    aligned = (gamma.sum((1, 2)) > 0) | torch.from_numpy(batch.input_lengths == 0).to(losses.device)
+    losses = torch.where(aligned, losses, torch.full_like(losses, float("inf")))
+    return _reduce(losses, batch.target_lengths, reduction)
 
 
 # ----------------------------------------------------------------------------- posteriors

@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from rnnkit import ctc_kernels
+from rnnkit.ctc import ctc_loss
+from rnnkit.checks import is_int
 from rnnkit.decode import ctc_beam_kernels as K
 from rnnkit.decode.hypothesis import Hypothesis, describe
 from rnnkit.decode.inputs import check_ctc_decoder_inputs
@@ -66,6 +69,8 @@ class BeamSearchOptions:
     def __post_init__(self) -> None:
         if not isinstance(self.beam_width, int) or self.beam_width < 1:
             raise ValueError(f"beam_width must be an integer >= 1. Received: {self.beam_width!r}")
+        if not is_int(self.blank) or self.blank < 0:
+            raise ValueError(f"blank must be a class id >= 0. Received: {self.blank!r}")
         if not isinstance(self.nbest, int) or not 1 <= self.nbest <= self.beam_width:
             raise ValueError(f"nbest must be an integer in [1, beam_width={self.beam_width}]. Received: {self.nbest!r}")
         for name in ("lm_weight", "word_score", "hotword_weight"):
@@ -343,16 +348,27 @@ class _Search:
             lm_end += delta
         return end, lm_end
 
-    def _emission_frames(self, b: int, ids: list[int]) -> list[int]:
-        """Where each token starts on the best alignment of ids (Viterbi, as forced_align)."""
+    def _emission_frames(self, b: int, ids: list[int]) -> tuple[list[int], list[int]]:
+        """Where each token's run starts and ends on the best alignment of ids (Viterbi, as forced_align)."""
         if not ids:
-            return []
+            return [], []
         T_b = int(self.lens[b])
         positions = np.full((1, T_b), -1, dtype=np.int64)
         ctc_kernels.viterbi(self.x[b : b + 1, :T_b], np.array([ids], dtype=np.int64), np.array([T_b]),
                             np.array([len(ids)]), self.blank, positions, np.empty(1), np.empty(1, dtype=np.int8))
-        starts = np.nonzero((positions[0] % 2 == 1) & (np.diff(positions[0], prepend=-1) != 0))[0]
-        return starts.tolist()
+        pos = positions[0]
+        token = pos % 2 == 1
+        starts = np.nonzero(token & (np.diff(pos, prepend=-1) != 0))[0]
+        ends = np.nonzero(token & (np.diff(pos, append=-1) != 0))[0]
+        return starts.tolist(), ends.tolist()
+
+    def _exact_acoustic(self, b: int, ids: list[int]) -> float:
+        """The CTC log-probability of ``ids`` over every alignment (the search's own sum misses the
+        alignments through tokens it pruned)."""
+        T_b = int(self.lens[b])
+        x = torch.from_numpy(np.ascontiguousarray(self.x[b : b + 1, :T_b]))
+        return -float(ctc_loss(x, [ids] if ids else torch.zeros(1, 0, dtype=torch.long), [T_b], [len(ids)],
+                               self.blank, reduction="none"))
 
     def finish(self, b: int, nbest: int) -> list[Hypothesis]:
         """Rank row b's final prefixes; spell out (ids, frames, text) the best ``nbest`` only."""
@@ -369,8 +385,10 @@ class _Search:
         results = []
         for score, acoustic, lm_score, n in ranked[:nbest]:
             ids = self._ids(n, b)  # node b is row b's root, the empty prefix
-            frames = self._emission_frames(b, ids)
+            frames, ends = self._emission_frames(b, ids)
             text, words = describe(ids, frames, self.tokens, self.delimiter)
-            results.append(Hypothesis(ids=ids, score=score, acoustic_score=acoustic, lm_score=lm_score,
-                                      text=text, frames=frames, word_frames=words))
+            exact = self._exact_acoustic(b, ids)
+            results.append(Hypothesis(ids=ids, score=score - acoustic + exact, acoustic_score=exact,
+                                      lm_score=lm_score, text=text, frames=frames, end_frames=ends, word_frames=words))
+        results.sort(key=lambda h: -h.score)
         return results

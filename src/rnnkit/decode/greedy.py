@@ -17,8 +17,9 @@ def ctc_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None,
     """Best path decoding ("Option 1" of the course): pi*_t = argmax_c lp_t(c), then B(pi*).
 
     B merges adjacent repeats (unless ``merge_repeated=False``) and drops blanks. The score
-    is the best path's log-probability sum_t lp_t(pi*_t) (not the sum over its alignments),
-    and each token's frame is where the path emits it.
+    is the best path's log-probability sum_t lp_t(pi*_t) (not the sum over its alignments).
+    Each token's run on the path gives ``frames`` (its first frame) and ``end_frames`` (its
+    last, where the course places the emission).
 
     Args:
         log_probs: (B, T, C) log-probabilities. lengths: (B,) frames per row (default T).
@@ -41,8 +42,10 @@ def ctc_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None,
             new[1:] = path[1:] != path[:-1]
         frames = np.nonzero(new & (path != blank))[0]
         ids = path[frames].tolist()
+        run_ends = np.append(np.nonzero(new)[0][1:] - 1, len(path) - 1)  # the last frame of every run
+        ends = run_ends[np.searchsorted(np.nonzero(new)[0], frames)] if merge_repeated else frames
         score = float(best_lp[b, : lens[b]].sum())
         text, words = describe(ids, frames.tolist(), tokens, word_delimiter)
         out.append(Hypothesis(ids=ids, score=score, acoustic_score=score, text=text, frames=frames.tolist(),
-                              word_frames=words))
+                              end_frames=ends.tolist(), word_frames=words))
     return out

@@ -14,11 +14,14 @@ class Hypothesis:
         ids: token ids (CTC: after merging repeats and dropping blanks).
         score: the total the decoder ranked by (natural log): acoustic_score plus the
             weighted scorer contributions (language model, word bonus, hotwords).
-        acoustic_score: log-probability under the model alone: for CTC beam search the sum
-            over all alignments of ``ids`` that the search kept; for greedy the best path's.
+        acoustic_score: log-probability under the model alone: for CTC beam search the exact
+            CTC log-probability of ``ids`` (every alignment, computed again by the forward
+            algorithm after the search); for greedy the best path's.
         lm_score: the language model's natural-log probability of the output (unweighted).
         text: the tokens joined, when token strings were given.
-        frames: the frame at which each token is emitted.
+        frames: the first frame of each token's run of frames on the (best) path.
+        end_frames: the last frame of each token's run, where the course places the emission
+            (a token held for frames 3, 4, 5 has frame 3 and end frame 5).
         word_frames: (word, first frame, last frame + 1) for each word, when a word
             delimiter was given.
     """
@@ -29,6 +32,7 @@ class Hypothesis:
     lm_score: float = 0.0
     text: str | None = None
     frames: list[int] = field(default_factory=list)
+    end_frames: list[int] = field(default_factory=list)
     word_frames: list[tuple[str, int, int]] | None = None
 
 

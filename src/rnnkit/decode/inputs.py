@@ -18,7 +18,10 @@ def check_ctc_decoder_inputs(log_probs: Tensor, lengths: Tensor | Sequence[int] 
     if lengths is None:
         lens = np.full(B, T, dtype=np.int64)
     else:
-        lens = (lengths.detach().cpu().numpy() if isinstance(lengths, Tensor) else np.asarray(lengths)).astype(np.int64)
+        raw = lengths.detach().cpu().numpy() if isinstance(lengths, Tensor) else np.asarray(lengths)
+        if raw.size and not np.issubdtype(raw.dtype, np.integer):
+            raise ValueError(f"lengths must be integer frame counts. Received: dtype {raw.dtype}")
+        lens = raw.astype(np.int64)
         if lens.shape != (B,):
             raise ValueError(f"lengths must have shape ({B},). Received: {lens.shape}")
         if lens.size and (lens.min() < 0 or lens.max() > T):

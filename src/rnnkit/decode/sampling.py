@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.checks import is_int, is_number, require
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.decode.stopping import StopPolicy, as_policy, check_step_output
 
@@ -27,12 +28,10 @@ def filter_log_probs(log_probs: Tensor, temperature: float = 1.0, top_k: int | N
     only the smallest set of most probable tokens whose mass reaches ``top_p`` (nucleus;
     the most probable token always stays).
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0 (use greedy=True for argmax). Received: {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1. Received: {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1]. Received: {top_p}")
+    require(is_number(temperature) and temperature > 0, "temperature",
+            "a finite number > 0 (use greedy=True for argmax)", temperature)
+    require(top_k is None or (is_int(top_k) and top_k >= 1), "top_k", "an integer >= 1 or None", top_k)
+    require(top_p is None or (is_number(top_p) and 0.0 < top_p <= 1.0), "top_p", "in (0, 1] or None", top_p)
     lp = (log_probs / temperature).log_softmax(-1)
     if top_k is not None and top_k < lp.shape[-1]:
         kth = lp.topk(top_k, dim=-1).values[..., -1:]
@@ -67,8 +66,9 @@ def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: 
         One :class:`Hypothesis` per row: ``ids``, ``score`` = acoustic_score = the model's
         log-probability of the ids (unfiltered; the stop token's included when it ends a row).
     """
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1. Received: {max_length}")
+    require(is_int(max_length) and max_length >= 1, "max_length", "an integer >= 1", max_length)
+    if not greedy:
+        filter_log_probs(torch.zeros(1, 1), temperature, top_k, top_p)  # check the options once, up front
     if not isinstance(start, Tensor) or start.dim() != 1:
         raise ValueError(f"start must be a (batch,) tensor of token ids. Received: {type(start).__name__}")
     policy = as_policy(stop)

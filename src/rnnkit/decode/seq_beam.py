@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.checks import is_int, is_number, require
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.decode.sampling import Step
 from rnnkit.nested import select_rows
@@ -39,10 +40,11 @@ def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_leng
     """
     if not isinstance(beam_width, int) or beam_width < 1:
         raise ValueError(f"beam_width must be an integer >= 1. Received: {beam_width!r}")
-    if not 1 <= nbest <= beam_width:
-        raise ValueError(f"nbest must be in [1, beam_width={beam_width}]. Received: {nbest}")
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1. Received: {max_length}")
+    require(is_int(nbest) and 1 <= nbest <= beam_width, "nbest", f"an integer in [1, beam_width={beam_width}]", nbest)
+    require(is_int(max_length) and max_length >= 1, "max_length", "an integer >= 1", max_length)
+    require(is_number(length_normalization) and length_normalization >= 0, "length_normalization",
+            "a finite number >= 0", length_normalization)
+    require(is_number(length_penalty), "length_penalty", "a finite number", length_penalty)
     policy = as_policy(stop)
     B, W, dev = start.shape[0], beam_width, start.device
     policy = policy.expand(W) if policy is not None else None
