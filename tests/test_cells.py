@@ -23,6 +23,8 @@ CELLS = {
     "lstm-peephole": lambda F, H: rnnkit.LSTMCell(F, H, peephole=True),
     "lstm-layernorm": lambda F, H: rnnkit.LSTMCell(F, H, layer_norm=True),
     "lstm-peephole-layernorm": lambda F, H: rnnkit.LSTMCell(F, H, peephole=True, layer_norm=True),
+    "lstm-g-sigmoid": lambda F, H: rnnkit.LSTMCell(F, H, candidate_activation="sigmoid"),
+    "lstm-g-elu-peephole": lambda F, H: rnnkit.LSTMCell(F, H, candidate_activation="elu", peephole=True),
     "skip-lstm": lambda F, H: rnnkit.TemporalSkip(rnnkit.LSTMCell(F + H, H), delay=2),
     "skip-elman": lambda F, H: rnnkit.TemporalSkip(rnnkit.ElmanCell(F + H, H), delay=3),
 }

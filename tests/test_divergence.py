@@ -137,3 +137,22 @@ def test_gradcheck(fn):
 def test_bad_input(data, call, message):
     with pytest.raises(ValueError, match=message):
         call(data[0])
+
+
+def test_divergence_everywhere_as_the_course_sum_or_a_per_sequence_mean():
+    """'sum' is sum_t w_t Xent (a long sequence weighs more); 'mean' divides by sum_t w_t."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 3, dtype=torch.float64)
+    target, lengths = torch.tensor([2, 0]), torch.tensor([6, 2])
+    per_step = -logits.log_softmax(-1)[torch.arange(2)[:, None], torch.arange(6)[None], target[:, None]]  # (B, T)
+    by_hand_sum = torch.stack([per_step[0, :6].sum(), per_step[1, :2].sum()])
+    total = final_step_cross_entropy(logits, target, lengths, everywhere=True, step_normalization="sum",
+                                     reduction="none")
+    mean = final_step_cross_entropy(logits, target, lengths, everywhere=True, reduction="none")
+    torch.testing.assert_close(total, by_hand_sum, rtol=0, atol=1e-12)
+    torch.testing.assert_close(mean, by_hand_sum / lengths, rtol=0, atol=1e-12)
+    linear = final_step_cross_entropy(logits, target, lengths, everywhere=True, step_weights="linear",
+                                      step_normalization="sum", reduction="none")
+    torch.testing.assert_close(linear[1], per_step[1, 0] / 2 + per_step[1, 1], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="step_normalization must be 'mean' or 'sum'"):
+        final_step_cross_entropy(logits, target, lengths, everywhere=True, step_normalization="max")

@@ -14,6 +14,7 @@ import rnnkit
 CONFIGS = {
     "lstm": lambda F, H, **k: rnnkit.LSTM(F, H, **k),
     "lstm-ln-peephole": lambda F, H, **k: rnnkit.LSTM(F, H, layer_norm=True, peephole=True, **k),
+    "lstm-g-relu": lambda F, H, **k: rnnkit.LSTM(F, H, candidate_activation="relu", **k),
     "gru": lambda F, H, **k: rnnkit.GRU(F, H, **k),
     "rnn-relu": lambda F, H, **k: rnnkit.RNN(F, H, activation="relu", **k),
     "rnn-sigmoid": lambda F, H, **k: rnnkit.RNN(F, H, activation="sigmoid", **k),
@@ -382,3 +383,12 @@ def test_fused_scan_does_not_keep_its_tape_alive():
     finally:
         unroll._FusedBPTT.forward = staticmethod(original)
         gc.enable()
+
+
+def test_an_lstm_input_unit_other_than_tanh_runs_fused_and_is_not_exported_to_torch():
+    m = rnnkit.LSTM(2, 3, candidate_activation="sigmoid")
+    assert m.layer_path(0, "cpu") == "fused" and m.layer_path(0, "cuda") == "fused"
+    with pytest.raises(ValueError):
+        m.to_torch()
+    with pytest.raises(ValueError, match="candidate_activation must be one of"):
+        rnnkit.LSTMCell(2, 3, candidate_activation="softsign")

@@ -368,7 +368,7 @@ class LSTMCell(_AffineCell):
 
     i_t = sigmoid(a_i + p_i ⊙ c_{t-1})        a = N_x(U x_t) + N_h(W h_{t-1}) + b
     f_t = sigmoid(a_f + p_f ⊙ c_{t-1})
-    g_t = tanh(a_g)
+    g_t = act(a_g)                             (the input unit: tanh by default)
     c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t
     o_t = sigmoid(a_o + p_o ⊙ c_t)
     h_t = o_t ⊙ tanh(N_c(c_t))
@@ -385,6 +385,9 @@ class LSTMCell(_AffineCell):
         forget_bias: initial value of the forget gate's bias (in ``bias_ih``; ``bias_hh``'s
             forget block starts at 0). Jozefowicz et al. (2015) recommend 1. ``None`` keeps
             torch.nn.LSTM's uniform initialisation.
+        candidate_activation: the input unit's squashing function g = act(a_g): "tanh"
+            (default; torch's native kernels need it), "sigmoid", "relu" or "elu" — the course
+            allows "any squashing nonlinearity".
         bias, recurrent_dropout: as :class:`ElmanCell`.
 
     Example:
@@ -404,8 +407,13 @@ class LSTMCell(_AffineCell):
         forget_bias: float | None = 1.0,
         bias: bool = True,
         recurrent_dropout: float = 0.0,
+        candidate_activation: str = "tanh",
     ) -> None:
         super().__init__(input_size, hidden_size, bias, recurrent_dropout)
+        if candidate_activation not in ACTIVATIONS:
+            raise ValueError(f"candidate_activation must be one of {sorted(ACTIVATIONS)}. "
+                             f"Received: {candidate_activation!r}")
+        self.candidate_activation = candidate_activation
         self.peephole = bool(peephole)
         self.layer_norm = bool(layer_norm)
         self.forget_bias = forget_bias
@@ -459,7 +467,7 @@ class LSTMCell(_AffineCell):
             p_i, p_f, p_o = self.weight_peephole
             a_i = a_i + p_i * c
             a_f = a_f + p_f * c
-        i, f, g = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g)
+        i, f, g = torch.sigmoid(a_i), torch.sigmoid(a_f), ACTIVATIONS[self.candidate_activation](a_g)
         c_new = f * c + i * g
         if self.peephole:
             a_o = a_o + p_o * c_new
@@ -475,10 +483,11 @@ class LSTMCell(_AffineCell):
             ln_gain_c=self.ln_gain_c if self.layer_norm else None,
             ln_bias_c=self.ln_bias_c if self.layer_norm else None,
             eps=self.layer_norm_eps,
+            candidate_activation=self.candidate_activation,
         )
 
     def _native_mode(self) -> str | None:
-        return None if (self.peephole or self.layer_norm) else "LSTM"
+        return None if (self.peephole or self.layer_norm or self.candidate_activation != "tanh") else "LSTM"
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -486,6 +495,8 @@ class LSTMCell(_AffineCell):
             s += ", peephole=True"
         if self.layer_norm:
             s += ", layer_norm=True"
+        if self.candidate_activation != "tanh":
+            s += f", candidate_activation={self.candidate_activation!r}"
         return s
 
 

@@ -110,14 +110,21 @@ def sequence_cross_entropy(logits: Tensor, targets: Tensor, lengths: Tensor | No
 
 def final_step_cross_entropy(logits: Tensor, target: Tensor, lengths: Tensor | None = None,
                              everywhere: bool = False, step_weights: str | Tensor = "uniform",
-                             label_smoothing: float = 0.0, reduction: str = "mean") -> Tensor:
+                             step_normalization: str = "mean", label_smoothing: float = 0.0,
+                             reduction: str = "mean") -> Tensor:
     """Sequence classification: one target per sequence.
 
     By default DIV = Xent(target, Y(L)) at each sequence's last real step L only. That
     pretends the intermediate outputs carry no information; with ``everywhere=True`` the
-    target is applied at every real step, DIV = sum_t w_t Xent(target, Y(t)) / sum_t w_t,
-    with ``step_weights`` "uniform" (w_t = 1), "linear" (w_t = t / L, later steps count
-    more, as evidence accumulates), or a (T,) / (B, T) tensor.
+    target is applied at every real step, with ``step_weights`` "uniform" (w_t = 1),
+    "linear" (w_t = t / L, later steps count more, as evidence accumulates), or a (T,) /
+    (B, T) tensor, and ``step_normalization``:
+
+    * "sum": DIV = sum_t w_t Xent(target, Y(t)), the course's "divergence everywhere". A
+      sequence's divergence grows with its length: in a batch, a sequence of 40 steps weighs
+      four times one of 10, and long sequences dominate the gradient.
+    * "mean" (default): DIV = sum_t w_t Xent(target, Y(t)) / sum_t w_t. Each sequence counts
+      once, whatever its length, on the same scale as the final-step divergence.
 
     Returns (B,) for reduction="none", else the sum or the mean over sequences.
     """
@@ -134,13 +141,16 @@ def final_step_cross_entropy(logits: Tensor, target: Tensor, lengths: Tensor | N
         weights = step_weights
     elif step_weights == "uniform":
         weights = None
-    elif step_weights == "linear":
-        weights = torch.arange(1, T + 1, dtype=logits.dtype, device=logits.device)
+    elif step_weights == "linear":  # w_t = t / L, so the last real step weighs 1
+        weights = torch.arange(1, T + 1, dtype=logits.dtype, device=logits.device)[None] / mask.sum(1, keepdim=True)
     else:
         raise ValueError(f"step_weights must be 'uniform', 'linear' or a tensor. Received: {step_weights!r}")
     check_reduction(reduction)
+    if step_normalization not in ("mean", "sum"):
+        raise ValueError(f"step_normalization must be 'mean' or 'sum'. Received: {step_normalization!r}")
     w = torch.where(mask, _step_weights(weights, B, T, logits), 0.0)
-    w = w / w.sum(1, keepdim=True)  # each sequence's weights sum to one
+    if step_normalization == "mean" or not everywhere:
+        w = w / w.sum(1, keepdim=True)  # each sequence's weights sum to one
     steps = torch.where(mask, target[:, None].to(logits.device), -100)  # (B, T)
     per_sequence = sequence_cross_entropy(logits, steps, weights=w, label_smoothing=label_smoothing,
                                           ignore_index=-100, reduction="none").sum(1)

@@ -241,19 +241,21 @@ class GRUKernel(StepKernel):
 class LSTMKernel(StepKernel):
     """LSTM step with optional diagonal peepholes p and layer norm N_h, N_c (see LSTMCell).
 
-    Forward: a = xp_t + N_h(rec_t); i, f = sigmoid(a_if + p_if ⊙ c_{t-1}); g = tanh(a_g);
+    Forward: a = xp_t + N_h(rec_t); i, f = sigmoid(a_if + p_if ⊙ c_{t-1}); g = act(a_g) (tanh by default);
     c_t = f ⊙ c_{t-1} + i ⊙ g; o = sigmoid(a_o + p_o ⊙ c_t); h_t = o ⊙ tanh(N_c(c_t)).
 
     Backward (dh = dL/dh_t, dc = dL/dc_t from step t+1):
         da_o = dh ⊙ tanh(N_c(c_t)) ⊙ o (1 - o)
         dc  += N_c'^T (dh ⊙ o ⊙ (1 - tanh^2)) + p_o ⊙ da_o
-        da_i = dc ⊙ g ⊙ i (1 - i)     da_f = dc ⊙ c_{t-1} ⊙ f (1 - f)     da_g = dc ⊙ i ⊙ (1 - g^2)
+        da_i = dc ⊙ g ⊙ i (1 - i)     da_f = dc ⊙ c_{t-1} ⊙ f (1 - f)     da_g = dc ⊙ i ⊙ act'(a_g)
         dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f
         d_xp = da,  d_rec = N_h'^T da
     """
 
     def __init__(self, peephole: Tensor | None, ln_gain_hh: Tensor | None,
-                 ln_gain_c: Tensor | None, ln_bias_c: Tensor | None, eps: float) -> None:
+                 ln_gain_c: Tensor | None, ln_bias_c: Tensor | None, eps: float,
+                 candidate_activation: str = "tanh") -> None:
+        self.candidate_activation = candidate_activation
         self.peephole = peephole
         self.ln_gain_hh = ln_gain_hh
         self.ln_gain_c = ln_gain_c
@@ -306,7 +308,7 @@ class LSTMKernel(StepKernel):
         else:
             o.sigmoid_()
         self.if_[t].sigmoid_()
-        g.tanh_()
+        _IN_PLACE[self.candidate_activation](g)
         c = torch.mul(f, c_prev, out=new[1]).addcmul_(i, g)
         if self.peephole is not None:
             o.addcmul_(self.p_o, c).sigmoid_()
@@ -343,7 +345,7 @@ class LSTMKernel(StepKernel):
         torch.mul(dc_t, prev[1], out=self.d_f[t])
         d_g = torch.mul(dc_t, i, out=self.d_g[t])
         self.d_if[t].mul_(sigmoid_derivative(self.if_[t]))
-        d_g.addcmul_(d_g * g, g, value=-1.0)
+        activation_backward(self.candidate_activation, d_g, g, out=d_g)
         torch.mul(dc_t, f, out=dc)  # dL/dc_{t-1} (direct)
         if self.peephole is not None:
             dc.addcmul_(self.p_i, self.d_i[t]).addcmul_(self.p_f, self.d_f[t])

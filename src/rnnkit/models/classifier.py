@@ -15,8 +15,10 @@ from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
 
 @dataclass
 class SequenceClassifierConfig:
-    """num_classes: K. Inputs as :class:`TaggerConfig`. everywhere / step_weights: apply the
-    target at every real step ("uniform" or "linear" weights), not only at the last."""
+    """num_classes: K. Inputs as :class:`TaggerConfig`. everywhere / step_weights /
+    step_normalization: apply the target at every real step ("uniform" or "linear"
+    weights), not only at the last, as a per-sequence mean or the course's sum (see
+    :func:`rnnkit.divergence.final_step_cross_entropy`)."""
 
     num_classes: int
     vocab_size: int | None = None
@@ -26,6 +28,7 @@ class SequenceClassifierConfig:
     dropout: float = 0.0
     everywhere: bool = False
     step_weights: str = "uniform"
+    step_normalization: str = "mean"
 
 
 class SequenceClassifier(Model):
@@ -54,7 +57,8 @@ class SequenceClassifier(Model):
         lengths = batch.get("lengths")
         logits = self(batch["input"], lengths)
         value = final_step_cross_entropy(logits, batch["target"], lengths, everywhere=self.config.everywhere,
-                                         step_weights=self.config.step_weights)
+                                         step_weights=self.config.step_weights,
+                                         step_normalization=self.config.step_normalization)
         correct = float((self._last(logits, lengths).argmax(-1) == batch["target"]).sum())
         return Loss(value, len(batch["target"]), None, {"correct": correct})
 
