@@ -77,9 +77,10 @@ def _as_lengths(name: str, value: IntsLike, B: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def check_log_probs(log_probs: Tensor, blank: int, normalised: bool = True) -> tuple[int, int, int]:
+def check_log_probs(log_probs: Tensor, blank: int | None, normalised: bool = True) -> tuple[int, int, int]:
     """(B, T, C) of a batch-first float tensor of per-frame class scores, with ``blank`` one of
-    its classes and, if ``normalised``, log-probabilities (<= 0); else a ValueError saying which.
+    its classes (None: no blank) and, if ``normalised``, log-probabilities (<= 0); else a
+    ValueError saying which.
 
     NaN anywhere is an error naming the rows that hold it (NaN is never read as "no
     alignment"); an empty batch is an error, as in torch. -inf (probability 0) is allowed."""
@@ -87,11 +88,11 @@ def check_log_probs(log_probs: Tensor, blank: int, normalised: bool = True) -> t
         got = f"{log_probs.dtype} of shape {tuple(log_probs.shape)}" if isinstance(log_probs, Tensor) else type(log_probs).__name__
         raise ValueError(f"log_probs must be a float tensor (batch, time, classes), batch first. Received: {got}")
     B, T, C = log_probs.shape
-    if not isinstance(blank, int) or isinstance(blank, bool):
+    if blank is not None and (not isinstance(blank, int) or isinstance(blank, bool)):
         raise ValueError(f"blank must be a class id (an integer). Received: {blank!r}")
     if B == 0 or C == 0:
         raise ValueError(f"log_probs must have at least one row and one class. Received: shape {(B, T, C)}")
-    if not 0 <= blank < C:
+    if blank is not None and not 0 <= blank < C:
         raise ValueError(f"blank must be a class index in [0, {C}). Received: {blank}")
     nan = torch.isnan(log_probs.detach()).flatten(1).any(1)
     if bool(nan.any()):
@@ -106,7 +107,7 @@ def check_log_probs(log_probs: Tensor, blank: int, normalised: bool = True) -> t
 
 
 def _check(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, target_lengths: IntsLike,
-           blank: int, normalised: bool = True) -> _Batch:
+           blank: int | None, normalised: bool = True) -> _Batch:
     B, T, C = check_log_probs(log_probs, blank, normalised)
     in_len = _as_lengths("input_lengths", input_lengths, B)
     tgt_len = _as_lengths("target_lengths", target_lengths, B)
@@ -141,7 +142,7 @@ def _check(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike, target
     if ids.size:
         if ids.min() < 0 or ids.max() >= C:
             raise ValueError(f"targets must be class ids in [0, {C}). Received: min {ids.min()}, max {ids.max()}")
-        if (ids == blank).any():
+        if blank is not None and (ids == blank).any():
             rows = sorted({int(b) for b in np.nonzero((padded == blank) & valid)[0]})
             raise ValueError(f"targets must not contain the blank ({blank}). Received: it in rows {rows}")
     padded[~valid] = 0
