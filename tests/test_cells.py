@@ -146,7 +146,8 @@ def test_lstm_forget_bias_initialisation():
 
 @pytest.mark.parametrize("make,message", [
     (lambda: rnnkit.ElmanCell(3, 4, activation="softsign"), "activation must be one of"),
-    (lambda: rnnkit.ElmanCell(0, 4), "input_size and hidden_size must be >= 1"),
+    (lambda: rnnkit.ElmanCell(-1, 4), "input_size must be >= 0"),
+    (lambda: rnnkit.ElmanCell(3, 0), "hidden_size >= 1"),
     (lambda: rnnkit.GRUCell(3, 4, recurrent_dropout=1.0), "recurrent_dropout must be in"),
     (lambda: rnnkit.LeakyCell(3, 4, alpha=0.0), r"alpha must lie in \(0, 1\]"),
     (lambda: rnnkit.LeakyCell(3, 4, alpha=1.0, learn_alpha=True), r"alpha must lie in \(0, 1\)"),

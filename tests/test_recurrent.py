@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.autograd import gradcheck
 from conftest import assert_same, run_and_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -392,3 +393,41 @@ def test_an_lstm_input_unit_other_than_tanh_runs_fused_and_is_not_exported_to_to
         m.to_torch()
     with pytest.raises(ValueError, match="candidate_activation must be one of"):
         rnnkit.LSTMCell(2, 3, candidate_activation="softsign")
+
+
+# ----------------------------------------------------------------------------- no external input
+
+
+@pytest.mark.parametrize("impl", ["fused", "loop"])
+def test_a_system_with_no_input_iterates_its_own_state(impl):
+    """input_size=0: h_t = tanh(W h_{t-1} + b), run for a number of steps from a given state."""
+    torch.manual_seed(0)
+    m = rnnkit.RNN(0, 4, implementation=impl).double()
+    h0 = torch.randn(3, 4, dtype=torch.double)
+    out, ((h_T,),) = m(None, state=[(h0,)], steps=6)
+    cell = m.layers[0][0]
+    h, by_hand = h0, []
+    for _ in range(6):
+        h = torch.tanh(h @ cell.weight_hh.T + cell.bias_hh + cell.bias_ih)
+        by_hand.append(h)
+    torch.testing.assert_close(out, torch.stack(by_hand, 1), rtol=0, atol=1e-12)
+    torch.testing.assert_close(h_T, by_hand[-1], rtol=0, atol=1e-12)
+    assert m.layer_path(0, "cpu") in ("fused", "loop")  # torch's op needs an input
+
+
+def test_no_input_lstm_paths_agree_and_gradcheck():
+    m = rnnkit.LSTM(0, 3, num_layers=2).double()
+    state = [(torch.randn(2, 3, dtype=torch.double), torch.randn(2, 3, dtype=torch.double)) for _ in range(2)]
+    results = {}
+    for impl in ("fused", "loop"):
+        m.implementation = impl
+        out, _ = m(None, state=state, steps=5)
+        results[impl] = out
+    torch.testing.assert_close(results["fused"], results["loop"], rtol=0, atol=1e-12)
+    m.implementation = "fused"
+    h0 = state[0][0].clone().requires_grad_()
+    assert gradcheck(lambda h: m(None, state=[(h, state[0][1]), state[1]], steps=4)[0], (h0,))
+    with pytest.raises(ValueError, match="x=None needs steps"):
+        m(None, state=state)
+    with pytest.raises(ValueError, match="x=None needs a stack with input_size=0"):
+        rnnkit.LSTM(2, 3)(None, steps=3)

@@ -116,10 +116,10 @@ class _AffineCell(Cell, abc.ABC):
         self, input_size: int, hidden_size: int, bias: bool, recurrent_dropout: float
     ) -> None:
         super().__init__()
-        if input_size < 1 or hidden_size < 1:
+        if input_size < 0 or hidden_size < 1:
             raise ValueError(
-                "input_size and hidden_size must be >= 1. "
-                f"Received: input_size={input_size}, hidden_size={hidden_size}"
+                "input_size must be >= 0 (0: a system with no external input, s_t = f(s_{t-1})) and "
+                f"hidden_size >= 1. Received: input_size={input_size}, hidden_size={hidden_size}"
             )
         self.input_size = int(input_size)
         self.hidden_size = int(hidden_size)
@@ -166,7 +166,7 @@ class _AffineCell(Cell, abc.ABC):
         return None
 
     def engine(self) -> Engine:
-        mode = self._native_mode()
+        mode = self._native_mode() if self.input_size > 0 else None  # torch's ops need an input
         native = None
         if mode is not None:
             weights = (self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())

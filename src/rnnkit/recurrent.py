@@ -224,6 +224,16 @@ class Recurrent(nn.Module):
 
     # ------------------------------------------------------------------ forward
 
+    def _no_input(self, state: RecurrentState | None, steps: int | None) -> Tensor:
+        """The (B, steps, 0) input of a stack with input_size 0, B from the state (else 1)."""
+        if self.input_size != 0:
+            raise ValueError(f"x=None needs a stack with input_size=0. Received: input_size={self.input_size}")
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"x=None needs steps, the number of steps to run (>= 1). Received: {steps!r}")
+        p = next(self.parameters())
+        B = state[0][0].shape[0] if state else 1
+        return torch.zeros(B, steps, 0, dtype=p.dtype, device=p.device)
+
     def _check_input(self, x: Any, lengths: Any) -> tuple[int, int]:
         if not isinstance(x, Tensor):
             raise ValueError(f"x must be a torch.Tensor. Received: {type(x).__name__}")
@@ -256,8 +266,10 @@ class Recurrent(nn.Module):
                 raise ValueError(f"lengths must lie in [1, {T}] (time steps of x). Received: min {lo}, max {hi}")
         return B, T
 
-    def forward(self, x: Tensor, lengths: Tensor | None = None,
-                state: RecurrentState | None = None) -> tuple[Tensor, RecurrentState]:
+    def forward(self, x: Tensor | None, lengths: Tensor | None = None,
+                state: RecurrentState | None = None, steps: int | None = None) -> tuple[Tensor, RecurrentState]:
+        if x is None:  # a system with no external input: s_t = f(s_{t-1}) for ``steps`` steps
+            x = self._no_input(state, steps)
         B, T = self._check_input(x, lengths)
         layout = PackedLayout.build(lengths, B, T, x.device)
         if state is None:
