@@ -272,6 +272,35 @@ def test_conditional_generator_generates_the_sequence_of_its_class(tmp_path, hal
     assert [h.ids for h in tau] == [sequences[0][:1], sequences[1][:2], sequences[2][:2]]
 
 
+def test_generator_with_a_length_head_draws_tau_first_and_stops_there(tmp_path):
+    """P(y_1..y_tau) = P(tau | x) P(y_1..y_tau | tau, x): class k -> k + 1 copies of token k + 2
+    (no end token at all); the length head learns tau, generation draws it first."""
+    torch.manual_seed(0)
+    BOS = 0
+
+    def collate(batch):
+        cond = torch.nn.functional.one_hot(torch.tensor(batch), 4).float()
+        seqs = [torch.full((c + 1,), c + 2) for c in batch]
+        inp, lengths = pad([torch.cat([torch.tensor([BOS]), s[:-1]]) for s in seqs])
+        tgt, _ = pad(seqs, value=-100)
+        return {"condition": cond, "input": inp, "target": tgt, "lengths": lengths}
+
+    model = ConditionalGenerator(ConditionalGeneratorConfig(condition_size=4, vocab_size=6, bos=BOS, eos=1,
+                                                            embedding_size=8, max_length=6,
+                                                            rnn={"cell": "gru", "hidden_size": 16}))
+    fit(model, SequenceBatches([0, 1, 2, 3] * 6, 8, collate, seed=1), steps=200, lr=2e-2)
+    model = roundtrip(model, tmp_path)
+    cond = torch.eye(4)
+    taus = model.length_log_probs(cond).argmax(-1) + 1
+    assert taus.tolist() == [1, 2, 3, 4]
+    out = model.generate(cond, 3, stop="length", greedy=True)  # tau beyond max_length=3 still ends at tau
+    assert [h.ids for h in out] == [[c + 2] * (c + 1) for c in range(4)]
+    sampled = model.generate(cond, 10, stop="length", generator=torch.Generator().manual_seed(0))
+    assert [len(h.ids) for h in sampled] == [1, 2, 3, 4]  # P(tau | x) is peaked after training
+    with pytest.raises(ValueError, match="needs tau"):
+        model.initial_state(cond)
+
+
 def test_model_config_errors():
     with pytest.raises(ValueError, match="give exactly one of vocab_size"):
         Tagger(TaggerConfig(num_tags=3))
