@@ -220,3 +220,14 @@ def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_forecast_task_beats_persistence_and_reports_calibration(tmp_path, capsys):
+    assert main(["train", "forecast", "--train-steps", "3000", "--eval-steps", "400", "--max-steps", "150",
+                 "--hidden", "16", "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    test = json.loads((run / "results.json").read_text())["test"]
+    assert test["rmse"] < test["persistence_rmse"] and 0.3 < test["within_1_sigma"] < 0.95
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rmse"] == pytest.approx(test["rmse"], abs=1e-6)

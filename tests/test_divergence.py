@@ -156,3 +156,30 @@ def test_divergence_everywhere_as_the_course_sum_or_a_per_sequence_mean():
     torch.testing.assert_close(linear[1], per_step[1, 0] / 2 + per_step[1, 1], rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="step_normalization must be 'mean' or 'sum'"):
         final_step_cross_entropy(logits, target, lengths, everywhere=True, step_normalization="max")
+
+
+# ----------------------------------------------------------------------------- real-valued outputs
+
+
+def test_squared_error_and_gaussian_nll_equal_torchs_and_ignore_padding():
+    from rnnkit.divergence import sequence_gaussian_nll, sequence_squared_error
+
+    torch.manual_seed(0)
+    mean, log_var, y = (torch.randn(2, 5, 3, dtype=torch.float64) for _ in range(3))
+    lengths = torch.tensor([5, 3])
+    se = sequence_squared_error(mean, y, lengths, reduction="none")
+    torch.testing.assert_close(se[0], F.mse_loss(mean[0], y[0], reduction="none").sum(-1), rtol=0, atol=1e-12)
+    assert bool((se[1, 3:] == 0).all())
+    nll = sequence_gaussian_nll(mean, log_var, y, lengths, reduction="none")
+    theirs = F.gaussian_nll_loss(mean[0], y[0], log_var[0].exp(), full=True, reduction="none").sum(-1)
+    torch.testing.assert_close(nll[0], theirs, rtol=0, atol=1e-10)
+    y_padded = y.clone()
+    y_padded[1, 3:] = float("nan")  # padding may hold anything
+    assert float(sequence_gaussian_nll(mean, log_var, y_padded, lengths)) == pytest.approx(
+        float(sequence_gaussian_nll(mean, log_var, y, lengths)), abs=1e-12)
+    w = torch.tensor([1.0, 2.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    expected = (se[0] * w).sum() + (se[1, :3] * w[:3]).sum()
+    assert float(sequence_squared_error(mean, y, lengths, weights=w, reduction="sum")) == pytest.approx(float(expected))
+    assert gradcheck(lambda m, v: sequence_gaussian_nll(m, v, y, lengths), (mean.requires_grad_(), log_var.requires_grad_()))
+    with pytest.raises(ValueError, match="targets must have the shape of prediction"):
+        sequence_squared_error(mean, y[:, :4], lengths)

@@ -10,17 +10,22 @@ as torch.nn.functional does:
 * :func:`aligned_cross_entropy`: a target sequence with a given alignment (symbol
   durations or end frames): the divergence at each symbol's last frame, or the symbol
   repeated over its whole duration.
+* :func:`sequence_squared_error`, :func:`sequence_gaussian_nll`: real-valued outputs
+  (trajectories, prices), (B, T, D), with the same lengths, weights and reductions.
 
 For order-synchronous outputs with unknown alignment, see :mod:`rnnkit.ctc`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["sequence_cross_entropy", "final_step_cross_entropy", "aligned_cross_entropy", "step_mask"]
+__all__ = ["sequence_cross_entropy", "sequence_squared_error", "sequence_gaussian_nll", "final_step_cross_entropy",
+           "aligned_cross_entropy", "step_mask"]
 
 #: How every divergence (here and in :mod:`rnnkit.ctc`) reduces its per-item values, as torch.nn.functional.
 REDUCTIONS = ("none", "sum", "mean")
@@ -106,6 +111,47 @@ def sequence_cross_entropy(logits: Tensor, targets: Tensor, lengths: Tensor | No
     losses = F.cross_entropy(logits.reshape(B * T, C), safe.reshape(-1), reduction="none",
                              label_smoothing=label_smoothing).view(B, T)
     return _weighted(losses, _step_weights(weights, B, T, logits), counted, reduction)
+
+
+def _check_regression(name: str, prediction: Tensor, targets: Tensor) -> tuple[int, int, int]:
+    if not isinstance(prediction, Tensor) or prediction.dim() != 3 or not prediction.dtype.is_floating_point:
+        got = f"{prediction.dtype} of shape {tuple(prediction.shape)}" if isinstance(prediction, Tensor) else \
+            type(prediction).__name__
+        raise ValueError(f"{name} must be a float tensor (batch, time, dims). Received: {got}")
+    if not isinstance(targets, Tensor) or targets.shape != prediction.shape:
+        got = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets must have the shape of {name}, {tuple(prediction.shape)}. Received: {got}")
+    return tuple(prediction.shape)  # type: ignore[return-value]
+
+
+def sequence_squared_error(prediction: Tensor, targets: Tensor, lengths: Tensor | None = None,
+                           weights: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Real-valued outputs, time-synchronous: DIV = sum_t w_t ||y_t - yhat_t||^2 (summed over the
+    D output dimensions), with the lengths, weights and reductions of
+    :func:`sequence_cross_entropy` ("mean" divides by the sum of the counted steps' weights).
+
+    Args:
+        prediction, targets: (B, T, D). lengths: (B,) real steps. weights: (T,) or (B, T).
+    """
+    B, T, _ = _check_regression("prediction", prediction, targets)
+    counted = step_mask(lengths, B, T, prediction.device)
+    losses = (prediction - targets).pow(2).sum(-1)
+    return _weighted(losses, _step_weights(weights, B, T, prediction), counted, reduction)
+
+
+def sequence_gaussian_nll(mean: Tensor, log_variance: Tensor, targets: Tensor, lengths: Tensor | None = None,
+                          weights: Tensor | None = None, reduction: str = "mean") -> Tensor:
+    """Real-valued outputs with a predicted spread: y_t ~ N(mu_t, diag sigma_t^2), and
+    DIV = sum_t w_t sum_d [log(2 pi) + log sigma_td^2 + (y_td - mu_td)^2 / sigma_td^2] / 2,
+    the exact negative log-likelihood (equals torch's gaussian_nll_loss with full=True, summed
+    over d). Lengths, weights and reductions as :func:`sequence_squared_error`."""
+    B, T, _ = _check_regression("mean", mean, targets)
+    if not isinstance(log_variance, Tensor) or log_variance.shape != mean.shape:
+        got = tuple(log_variance.shape) if isinstance(log_variance, Tensor) else type(log_variance).__name__
+        raise ValueError(f"log_variance must have the shape of mean, {tuple(mean.shape)}. Received: {got}")
+    counted = step_mask(lengths, B, T, mean.device)
+    per_dim = math.log(2 * math.pi) + log_variance + (targets - mean).pow(2) * torch.exp(-log_variance)
+    return _weighted(0.5 * per_dim.sum(-1), _step_weights(weights, B, T, mean), counted, reduction)
 
 
 def final_step_cross_entropy(logits: Tensor, target: Tensor, lengths: Tensor | None = None,

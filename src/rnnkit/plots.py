@@ -66,7 +66,7 @@ def learning_curves(run_dir: str | Path) -> Path:
         if panel == "loss":
             _curve(ax, train, "loss", "train")
             _curve(ax, valid, "loss", "dev")
-            ax.set(title="loss", ylabel="nats per token")
+            ax.set(title="loss", ylabel="mean loss per token or step")
             ax.legend()
         elif panel == "ppl":
             _curve(ax, valid, "ppl", color="C1")

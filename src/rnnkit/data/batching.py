@@ -94,7 +94,8 @@ class StreamBatches(BatchSource):
     each epoch's first chunk, where ``new_stream`` is True (:meth:`state_in`).
 
     Args:
-        tokens: 1-D token ids. batch_size: B. bptt: chunk length.
+        tokens: 1-D token ids, or (N, D) vectors of a real-valued series (then input and
+            target are (B, t, D): forecasting the next vector). batch_size: B. bptt: chunk length.
         random_length: vary the chunk length as AWD-LSTM does: bptt (or bptt/2 with
             probability 0.05), plus Gaussian noise of std 5, at least 5.
         seed: for the random lengths.
@@ -103,8 +104,9 @@ class StreamBatches(BatchSource):
     stateful = True
 
     def __init__(self, tokens: Tensor, batch_size: int, bptt: int, random_length: bool = False, seed: int = 0) -> None:
-        if tokens.dim() != 1:
-            raise ValueError(f"tokens must be a 1-D tensor of ids. Received: shape {tuple(tokens.shape)}")
+        if tokens.dim() not in (1, 2):
+            raise ValueError("tokens must be 1-D token ids, or (N, D) vectors of a real-valued series. "
+                             f"Received: shape {tuple(tokens.shape)}")
         if batch_size < 1 or bptt < 1:
             raise ValueError(f"batch_size and bptt must be >= 1. Received: {batch_size}, {bptt}")
         L = (len(tokens) - 1) // batch_size

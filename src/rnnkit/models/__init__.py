@@ -6,6 +6,7 @@ from rnnkit.models.classifier import SequenceClassifier, SequenceClassifierConfi
 from rnnkit.models.ctc import CTCRecognizer, CTCRecognizerConfig
 from rnnkit.models.jordan import OutputRecurrentNet, OutputRecurrentNetConfig
 from rnnkit.models.lm import LanguageModel, LanguageModelConfig
+from rnnkit.models.regressor import SequenceRegressor, SequenceRegressorConfig
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.tagger import Tagger, TaggerConfig
 from rnnkit.models.tdnn import TDNN, NeuralProbabilisticLM, NeuralProbabilisticLMConfig
@@ -14,7 +15,7 @@ from rnnkit.models.vec2seq import ConditionalGenerator, ConditionalGeneratorConf
 __all__ = [
     "Model", "Loss", "load", "build_recurrent", "Attention", "TDNN",
     "LanguageModel", "LanguageModelConfig", "NeuralProbabilisticLM", "NeuralProbabilisticLMConfig",
-    "Tagger", "TaggerConfig", "SequenceClassifier", "SequenceClassifierConfig",
+    "Tagger", "TaggerConfig", "SequenceRegressor", "SequenceRegressorConfig", "SequenceClassifier", "SequenceClassifierConfig",
     "CTCRecognizer", "CTCRecognizerConfig", "Seq2Seq", "Seq2SeqConfig",
     "OutputRecurrentNet", "OutputRecurrentNetConfig", "ConditionalGenerator", "ConditionalGeneratorConfig",
 ]

@@ -36,7 +36,7 @@ FORMAT = "rnnkit-model"
 REGISTRY: dict[str, type[Model]] = {}
 
 #: config fields that are counts or sizes (>= 1 when given), and token ids (>= 0)
-_SIZES = frozenset({"vocab_size", "num_classes", "num_tokens", "num_tags", "input_size", "embedding_size",
+_SIZES = frozenset({"vocab_size", "num_classes", "num_tokens", "num_tags", "input_size", "output_size", "embedding_size",
                     "hidden_size", "src_vocab", "tgt_vocab", "decoder_hidden", "decoder_layers", "stack_frames",
                     "context", "condition_size"})
 _IDS = frozenset({"bos", "eos", "blank"})
