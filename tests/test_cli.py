@@ -231,3 +231,18 @@ def test_forecast_task_beats_persistence_and_reports_calibration(tmp_path, capsy
     capsys.readouterr()
     assert main(["evaluate", str(run), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rmse"] == pytest.approx(test["rmse"], abs=1e-6)
+
+
+def test_embeddings_task_reports_neighbours_analogies_and_a_picture(tmp_path, capsys, fake_dataset):
+    words = "monday tuesday company stock rose fell one two three four he she his her japan china"
+    root = fake_dataset("ptb", {f"ptb.{split}.txt": (words + "\n") * n for split, n in
+                                (("train", 60), ("valid", 10), ("test", 10))})
+    assert main(["train", "embeddings", "--max-steps", "20", "--dim", "8", "--data-dir", str(root),
+                 "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    results = json.loads((run / "results.json").read_text())
+    assert results["analogies"] == 2 and set(results["neighbours"]) >= {"monday", "company", "she"}
+    assert (run / "plots" / "embeddings_pca.png").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["analogies"] == 2

@@ -313,3 +313,43 @@ def test_model_config_errors():
                               encoder={"cell": "gru", "hidden_size": 8}))
     with pytest.raises(ValueError, match="prompt must be"):
         LanguageModel(LanguageModelConfig(vocab_size=5)).generate(torch.zeros(3, dtype=torch.long), 4)
+
+
+# ----------------------------------------------------------------------------- word embeddings
+
+
+@pytest.mark.parametrize("mode", ["skipgram", "cbow"])
+def test_word_embeddings_put_words_of_the_same_contexts_together(mode, tmp_path):
+    """Two families of words that appear in the same frames ("the X sat", "a Y ran"): after
+    training, each word's nearest neighbour is from its own family."""
+    from rnnkit.models import WordEmbeddings, WordEmbeddingsConfig
+    from rnnkit.tasks.embeddings import windows
+
+    torch.manual_seed(0)
+    cats, dogs = ["cat", "kitten", "tiger"], ["car", "truck", "bus"]
+    tokens = ["<unk>", "the", "sat", "a", "drove", *cats, *dogs]
+    g = torch.Generator().manual_seed(0)
+    text = []
+    for _ in range(3000):
+        family, frame = (cats, ("the", "sat")) if torch.rand((), generator=g) < 0.5 else (dogs, ("a", "drove"))
+        text += [frame[0], family[int(torch.randint(3, (), generator=g))], frame[1]]
+    ids = torch.tensor([tokens.index(w) for w in text])
+    model = WordEmbeddings(WordEmbeddingsConfig(vocab_size=len(tokens), embedding_size=8, mode=mode, negatives=3))
+    model.set_noise(torch.bincount(ids, minlength=len(tokens)).float())
+    fit(model, SequenceBatches(list(range(len(ids))), 64, windows(ids, 1), seed=0), steps=300, lr=2e-2)
+    model = roundtrip(model, tmp_path)
+    near = model.nearest(torch.tensor([tokens.index(w) for w in cats + dogs]), 1)[:, 0]
+    families = [tokens[int(i)] in cats for i in near]
+    assert families == [True, True, True, False, False, False]
+
+
+def test_copy_vectors_into_a_language_models_embedding():
+    from rnnkit.models import copy_vectors
+
+    vectors = torch.randn(4, 6)
+    lm = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=6))
+    copied = copy_vectors(vectors, ["<unk>", "a", "b", "c"], lm.embedding, ["<unk>", "<eos>", "c", "a", "z"])
+    assert copied == 3
+    torch.testing.assert_close(lm.embedding.weight[[0, 2, 3]], vectors[[0, 3, 1]])
+    with pytest.raises(ValueError, match="the vectors have 5 dimensions but the embedding has 6"):
+        copy_vectors(torch.randn(4, 5), ["a"] * 4, lm.embedding, ["a"])

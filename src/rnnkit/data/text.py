@@ -55,5 +55,6 @@ def ptb(data_dir: str | Path | None = None) -> tuple[Vocabulary, dict[str, Tenso
     numbers written as N, and the vocabulary says so, so new text is normalised the same way."""
     folder = require("ptb", data_dir)
     words = {s: read_utf8(folder / f"ptb.{s}.txt").replace("\n", " <eos> ").split() for s in ("train", "valid", "test")}
-    vocab = Vocabulary.from_words(words["train"], lowercase=True, number_token="N")
+    numbers = "N" if "N" in set(words["train"]) else None
+    vocab = Vocabulary.from_words(words["train"], lowercase=True, number_token=numbers)
     return vocab, {s: vocab.encode(w) for s, w in words.items()}

@@ -4,6 +4,7 @@ from rnnkit.models.attention import Attention
 from rnnkit.models.base import Loss, Model, build_recurrent, load
 from rnnkit.models.classifier import SequenceClassifier, SequenceClassifierConfig
 from rnnkit.models.ctc import CTCRecognizer, CTCRecognizerConfig
+from rnnkit.models.embeddings import WordEmbeddings, WordEmbeddingsConfig, copy_vectors
 from rnnkit.models.jordan import OutputRecurrentNet, OutputRecurrentNetConfig
 from rnnkit.models.lm import LanguageModel, LanguageModelConfig
 from rnnkit.models.regressor import SequenceRegressor, SequenceRegressorConfig
@@ -15,7 +16,8 @@ from rnnkit.models.vec2seq import ConditionalGenerator, ConditionalGeneratorConf
 __all__ = [
     "Model", "Loss", "load", "build_recurrent", "Attention", "TDNN",
     "LanguageModel", "LanguageModelConfig", "NeuralProbabilisticLM", "NeuralProbabilisticLMConfig",
-    "Tagger", "TaggerConfig", "SequenceRegressor", "SequenceRegressorConfig", "SequenceClassifier", "SequenceClassifierConfig",
+    "Tagger", "TaggerConfig", "SequenceRegressor", "SequenceRegressorConfig", "WordEmbeddings",
+    "WordEmbeddingsConfig", "copy_vectors", "SequenceClassifier", "SequenceClassifierConfig",
     "CTCRecognizer", "CTCRecognizerConfig", "Seq2Seq", "Seq2SeqConfig",
     "OutputRecurrentNet", "OutputRecurrentNetConfig", "ConditionalGenerator", "ConditionalGeneratorConfig",
 ]
