@@ -52,7 +52,7 @@ class NGramLM(TextLM):
                 import kenlm
             except ImportError:
                 if backend == "kenlm":
-                    raise ImportError("backend='kenlm' needs the kenlm module: pip install kenlm") from None
+                    raise ImportError("backend='kenlm' needs the kenlm module: pip install 'rnnkit[lm]' (or: pip install kenlm)") from None
             else:
                 try:
                     self._kenlm = kenlm.Model(str(self.path))
