@@ -5,8 +5,9 @@ model trained on the Linux source), or --text FILE (UTF-8), or --dataset tinysha
 The first 90% of the characters train, the last 10% validate. The loss is in nats per
 character (bits per character = nats / ln 2).
 
-The run is bounded by optimiser steps (--max-steps), so it gives the same model on any
-machine, however loaded; --minutes adds a wall-clock cap. During training each dev pass
+The run is bounded by optimiser steps (1,200 when no --max-steps, --epochs or --minutes is
+given), so it gives the same model on any machine, however loaded; --minutes adds (or, alone,
+is) a wall-clock bound. During training each dev pass
 reads a fixed slice of the validation text (--eval-batches); at the end the best checkpoint
 is scored on the whole validation text.
 """
@@ -57,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dev batches per evaluation during training (a fixed slice); the end reads all")
     p.add_argument("--samples", type=nonnegative_int, default=2, help="samples printed at the end")
     add_sampling_arguments(p, length=300, temperature_default=0.8)
-    add_common_arguments(p, max_steps=1200)
+    add_common_arguments(p)
 
 
 def corpus(args: argparse.Namespace) -> str:
@@ -68,7 +69,12 @@ def corpus(args: argparse.Namespace) -> str:
     return stdlib_source(args.max_chars)
 
 
+DEFAULT_STEPS = 1200  # the main job's bound: about 3 minutes on 2 idle cores
+
+
 def train(args: argparse.Namespace) -> RunDir:
+    if args.max_steps is None and args.epochs is None and args.minutes is None:
+        args.max_steps = DEFAULT_STEPS
     torch.manual_seed(args.seed)
     vocab, train_ids, valid_ids = char_corpus(corpus(args))
     model = LanguageModel(LanguageModelConfig(
