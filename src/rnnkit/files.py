@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["write_text_atomic", "write_json_atomic", "seal", "fsync_replace", "fsync_dir", "MANIFEST",
-           "write_manifest", "verify_manifest", "sha256", "read_utf8"]
+           "write_manifest", "verify_manifest", "sha256", "read_utf8", "read_json"]
 
 #: the file in a saved model or checkpoint directory that lists the SHA-256 of every other file
 MANIFEST = "manifest.json"
@@ -104,3 +104,15 @@ def read_utf8(path: Path, what: str | None = None) -> str:
     except UnicodeDecodeError as e:
         raise ValueError(f"{what or path}: not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); "
                          "convert it, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object from the file ``path`` (``what`` it should hold, for the error); anything
+    else is a ValueError naming the file."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object ({what})")
+    return value

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.ctc import IntsLike, Segment, _check, _reduce
+from rnnkit.decode.greedy import ctc_greedy
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.divergence import check_reduction
 
@@ -149,16 +150,5 @@ def repeat_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = No
     """Best-path decoding without a blank: the most probable symbol per frame, then adjacent
     repeats merged (a symbol said twice in a row cannot be told from one held longer). The
     score is the best path's log-probability; ``frames``/``end_frames`` are each run's first
-    and last frame."""
-    from rnnkit.decode.inputs import check_ctc_decoder_inputs
-
-    x, lens = check_ctc_decoder_inputs(log_probs, lengths, 0, None, None)
-    out = []
-    for b in range(x.shape[0]):
-        path = x[b, : lens[b]].argmax(-1)
-        score = float(x[b, : lens[b]].max(-1).sum())
-        starts = [t for t in range(len(path)) if t == 0 or path[t] != path[t - 1]]
-        ends = [t - 1 for t in starts[1:]] + ([len(path) - 1] if len(path) else [])
-        out.append(Hypothesis(ids=[int(path[t]) for t in starts], score=score, acoustic_score=score,
-                              frames=starts, end_frames=ends))
-    return out
+    and last frame. It is :func:`rnnkit.decode.ctc_greedy` with ``blank=None``."""
+    return ctc_greedy(log_probs, lengths, blank=None)

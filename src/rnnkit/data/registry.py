@@ -136,36 +136,41 @@ def check(ds: Dataset, folder: Path) -> dict[str, str]:
     return status
 
 
-def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
-    """The first verified copy of dataset ``name`` under the data roots, or None."""
+def verify(name: str, data_dir: str | Path | None = None) -> tuple[Path | None, dict[str, str]]:
+    """(the folder checked, each file's status): the first verified copy in root order, else the
+    first copy found (with what is wrong with it), else (None, every file "missing"). Each copy
+    is hashed once."""
     ds = dataset(name)
+    first: tuple[Path | None, dict[str, str]] = (None, {f.name: "missing" for f in ds.files})
     for root in data_roots(data_dir):
         folder = root / name
-        if folder.is_dir() and all(s == "ok" for s in check(ds, folder).values()):
-            return folder
-    return None
+        if not folder.is_dir():
+            continue
+        status = check(ds, folder)
+        if all(s == "ok" for s in status.values()):
+            return folder, status
+        if first[0] is None:
+            first = (folder, status)
+    return first
 
 
-def verify(name: str, data_dir: str | Path | None = None) -> tuple[Path | None, dict[str, str]]:
-    """(the folder checked, each file's status): the first verified copy, else the first copy
-    found (with what is wrong with it), else (None, every file "missing")."""
-    ds = dataset(name)
-    found = locate(name, data_dir)
-    if found is not None:
-        return found, {f.name: "ok" for f in ds.files}
-    for root in data_roots(data_dir):
-        if (root / name).is_dir():
-            return root / name, check(ds, root / name)
-    return None, {f.name: "missing" for f in ds.files}
+def _verified(found: tuple[Path | None, dict[str, str]]) -> bool:
+    return found[0] is not None and all(s == "ok" for s in found[1].values())
+
+
+def locate(name: str, data_dir: str | Path | None = None) -> Path | None:
+    """The first verified copy of dataset ``name`` under the data roots, or None."""
+    found = verify(name, data_dir)
+    return found[0] if _verified(found) else None
 
 
 def require(name: str, data_dir: str | Path | None = None) -> Path:
     """The folder of the first verified copy of ``name``; else a FileNotFoundError saying what is
     wrong and how to get it."""
-    found = locate(name, data_dir)
-    if found is not None:
-        return found
-    folder, status = verify(name, data_dir)
+    found = verify(name, data_dir)
+    folder, status = found
+    if _verified(found):
+        return folder
     roots = ", ".join(str(r) for r in data_roots(data_dir))
     if folder is None:
         problem = f"not found (searched {roots})"

@@ -7,7 +7,6 @@ text in and text out need nothing else: ``rnnkit.load(run).generate("ROMEO:", 20
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -16,6 +15,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from rnnkit.files import read_json, write_json_atomic
 
 __all__ = ["Vocabulary"]
 
@@ -145,15 +146,8 @@ class Vocabulary:
             raise ValueError(f"{source}: {e}") from None
 
     def save(self, path: Path) -> None:
-        from rnnkit.files import write_json_atomic
-
         write_json_atomic(Path(path), self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        path = Path(path)
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not valid JSON ({e})") from None
-        return cls.from_json(obj, str(path))
+        return cls.from_json(read_json(Path(path), "a vocabulary"), str(path))

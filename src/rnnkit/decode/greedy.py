@@ -11,12 +11,13 @@ from rnnkit.decode.hypothesis import Hypothesis, describe
 from rnnkit.decode.inputs import check_ctc_decoder_inputs
 
 
-def ctc_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None, blank: int = 0,
+def ctc_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None, blank: int | None = 0,
                merge_repeated: bool = True, tokens: Sequence[str] | None = None,
                word_delimiter: int | None = None) -> list[Hypothesis]:
     """Best path decoding ("Option 1" of the course): pi*_t = argmax_c lp_t(c), then B(pi*).
 
-    B merges adjacent repeats (unless ``merge_repeated=False``) and drops blanks. The score
+    B merges adjacent repeats (unless ``merge_repeated=False``) and drops blanks (``blank=None``:
+    there is none, every class is a symbol, as for blank-free alignments). The score
     is the best path's log-probability sum_t lp_t(pi*_t) (not the sum over its alignments).
     Each token's run on the path gives ``frames`` (its first frame) and ``end_frames`` (its
     last, where the course places the emission).
@@ -40,7 +41,7 @@ def ctc_greedy(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None,
         new = np.ones(len(path), dtype=bool)
         if merge_repeated and len(path) > 1:
             new[1:] = path[1:] != path[:-1]
-        frames = np.nonzero(new & (path != blank))[0]
+        frames = np.nonzero(new if blank is None else new & (path != blank))[0]
         ids = path[frames].tolist()
         run_ends = np.append(np.nonzero(new)[0][1:] - 1, len(path) - 1)  # the last frame of every run
         ends = run_ends[np.searchsorted(np.nonzero(new)[0], frames)] if merge_repeated else frames

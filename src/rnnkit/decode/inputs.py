@@ -11,7 +11,7 @@ from torch import Tensor
 from rnnkit.ctc import check_log_probs
 
 
-def check_ctc_decoder_inputs(log_probs: Tensor, lengths: Tensor | Sequence[int] | None, blank: int,
+def check_ctc_decoder_inputs(log_probs: Tensor, lengths: Tensor | Sequence[int] | None, blank: int | None,
                              tokens: Sequence[str] | None, word_delimiter: int | None) -> tuple[np.ndarray, np.ndarray]:
     """(log_probs as a float numpy array (B, T, C), lengths (B,) int64), or a clear ValueError."""
     B, T, C = check_log_probs(log_probs, blank)

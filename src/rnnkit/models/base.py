@@ -15,7 +15,6 @@ checkpoint), with its vocabulary attached. For training, a model defines
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -27,7 +26,7 @@ from torch import Tensor, nn
 from rnnkit.checks import is_int, is_number, require
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocabulary import Vocabulary
-from rnnkit.files import fsync_replace, verify_manifest, write_json_atomic, write_manifest
+from rnnkit.files import fsync_replace, read_json, verify_manifest, write_json_atomic, write_manifest
 from rnnkit.recurrent import GRU, LSTM, RNN, LeakyRNN, Recurrent
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.version import __version__
@@ -157,11 +156,8 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Mod
     if not config_path.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{directory} is not an rnnkit model directory: it needs config.json and "
                                 "model.safetensors")
-    try:
-        meta = json.loads(config_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{config_path} is not valid JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    meta = read_json(config_path, "an rnnkit model config")
+    if meta.get("format") != FORMAT:
         raise ValueError(f"{config_path} is not an rnnkit model config (expected \"format\": \"{FORMAT}\")")
     cls = REGISTRY.get(meta.get("class", ""))
     if cls is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 
 import rnnkit
 from rnnkit.arguments import device_name, positive_float, positive_int
-from rnnkit.files import read_utf8, write_json_atomic
+from rnnkit.files import read_json, read_utf8, write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
 
 #: options a resumed run may take from the new command line; every other one comes from the run
@@ -79,17 +78,6 @@ def run_dir(task: str, args: argparse.Namespace) -> RunDir:
             raise ValueError(f"--runs {args.runs}: cannot create the run directory {run.path} ({e.strerror})") from None
         write_json_atomic(run.task, task_artifact(task, args))
     return run
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    """A JSON object from ``path``; anything else is a ValueError naming the file."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object ({what})")
-    return value
 
 
 def read_task(path: Path) -> dict[str, Any]:
