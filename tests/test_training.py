@@ -236,3 +236,22 @@ def test_trainer_refuses_unbounded_runs():
         Trainer(model, StreamBatches(torch.arange(100) % 4, 2, 5), TrainConfig())
     with pytest.raises(ValueError, match="optimizer.name must be one of"):
         OptimizerConfig("lbfgs")
+
+
+def test_each_torchrun_process_gets_its_own_device(monkeypatch):
+    """Under torchrun, auto/cuda mean cuda:LOCAL_RANK when every process has a GPU; auto falls
+    back to the CPU (and cuda is a clear error) when processes would share one (NCCL cannot)."""
+    from rnnkit.train.distributed import local_device
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert local_device("auto") == torch.device("cuda", 1) == local_device("cuda")
+    assert local_device("cpu") == torch.device("cpu") and local_device("cuda:0") == torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert local_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="torchrun started 2 processes on this node and there are 1 CUDA devices"):
+        local_device("cuda")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert local_device("auto") == torch.device("cpu")

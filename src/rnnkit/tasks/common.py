@@ -42,13 +42,14 @@ def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = Non
 
 
 def device(name: str) -> torch.device:
-    """The torch device of a --device value (checked by :func:`rnnkit.arguments.device_name`)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
+    """The torch device of a --device value (checked by :func:`rnnkit.arguments.device_name`);
+    under torchrun each process's own (:func:`rnnkit.train.distributed.local_device`)."""
+    from rnnkit.train.distributed import local_device
+
+    if name == "auto" and not torch.cuda.is_available():
         mps = getattr(torch.backends, "mps", None)
         return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
-    return torch.device(device_name(name))
+    return local_device(device_name(name))
 
 
 def progress(args: argparse.Namespace) -> bool | None:

@@ -18,14 +18,34 @@ import torch.distributed as dist
 from torch import Tensor
 
 
-def init() -> tuple[int, int]:
-    """(rank, world size); starts the process group when torchrun launched several processes."""
+def init(device: torch.device | str = "cpu") -> tuple[int, int]:
+    """(rank, world size); starts the process group when torchrun launched several processes:
+    NCCL when this process trains on a CUDA device, else gloo."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        device = torch.device(device)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def local_device(name: str) -> torch.device:
+    """The device of this process for a --device value: under torchrun, "auto" and "cuda" mean
+    this process's own GPU (cuda:LOCAL_RANK), and "auto" means the CPU when the node has fewer
+    GPUs than processes (processes sharing a GPU cannot use NCCL)."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if processes == 1 or name not in ("auto", "cuda"):
+        return torch.device(name if name != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if gpus >= processes:
+        return torch.device("cuda", rank)
+    if name == "cuda":
+        raise ValueError(f"--device cuda: torchrun started {processes} processes on this node and there are "
+                         f"{gpus} CUDA devices; start at most {gpus} (--nproc_per_node) or use --device cpu")
+    return torch.device("cpu")
 
 
 def is_main_process() -> bool:

@@ -304,8 +304,9 @@ class Trainer:
         evaluate: optional extra evaluation, model -> dict of numbers, after each dev pass.
         progress: tqdm bars for training (its total is the step bound) and each dev pass; None
             shows them on a terminal or in a notebook, on rank 0 only.
-        artifacts: JSON files written into every checkpoint next to the model (a vocabulary,
-            the task's arguments), so that a checkpoint alone can be used.
+        artifacts: files written into every checkpoint next to the model, by name: a str as
+            UTF-8 text (a lexicon, an ARPA language model), anything else as JSON (the task's
+            arguments), so that a checkpoint alone can be used.
     """
 
     def __init__(self, model: Model, train: BatchSource, config: TrainConfig | None = None,
@@ -322,8 +323,8 @@ class Trainer:
             if source is not None and not isinstance(source, BatchSource):
                 raise ValueError(f"{name} must be an rnnkit.data.BatchSource (StreamBatches, SequenceBatches). "
                                  f"Received: {type(source).__name__}")
-        self.rank, self.world = distributed.init()
         self.device = torch.device(device)
+        self.rank, self.world = distributed.init(self.device)
         torch.manual_seed(c.seed)
         self.model = model.to(self.device)
         distributed.broadcast_parameters(self.model)
