@@ -365,6 +365,8 @@ def test_short_runs_get_every_panel_with_points_and_an_accuracy_curve(tmp_path):
 def test_a_busy_machine_lets_the_threads_sleep_while_they_wait(monkeypatch):
     from rnnkit import cli
 
+    busy = cli._busy_cores(0.05)
+    assert busy is None or 0 <= busy <= os.cpu_count()
     monkeypatch.delitem(sys.modules, "torch")  # as in a fresh `rnnkit` process, before torch is imported
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
@@ -372,6 +374,10 @@ def test_a_busy_machine_lets_the_threads_sleep_while_they_wait(monkeypatch):
     cli._yield_cores_when_busy()
     assert "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.setattr(os, "getloadavg", lambda: (2.1, 2.0, 1.5))
+    monkeypatch.setattr(cli, "_busy_cores", lambda: 0.2)  # the load average still counts a job that just ended
+    cli._yield_cores_when_busy()
+    assert "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.setattr(cli, "_busy_cores", lambda: 1.9)
     cli._yield_cores_when_busy()
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # the user's choice stays

@@ -4,6 +4,8 @@
     rnnkit generate RUN --prompt ...                  stream a sample
     rnnkit evaluate RUN [--split test] [--json]       a checkpoint's numbers on its task's data (or --text FILE)
     rnnkit plot RUN                                   plots/learning_curves.png
+    rnnkit transcribe RUN FILE.wav ...                timed words of recordings (a speech run)
+    rnnkit align RUN FILE.wav [--text ...]            the CTC alignment picture of a recording
     rnnkit data list | verify NAME | fetch NAME
     rnnkit analyze gradients                          the vanishing-gradient picture
     rnnkit info                                       versions, and which kernel each layer uses
@@ -26,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rnnkit.arguments import add_sampling_arguments, device_name, given_options
+from rnnkit.arguments import add_sampling_arguments, device_name, given_options, positive_int
 from rnnkit.version import __version__
 
 Formatter = argparse.ArgumentDefaultsHelpFormatter
@@ -123,6 +125,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _transcriber(args: argparse.Namespace) -> Any:
+    from rnnkit.speech import load_transcriber
+    from rnnkit.tasks.common import device
+
+    return load_transcriber(args.checkpoint, device(args.device), args.beam, args.lexicon, args.lm,
+                            args.lm_weight, args.word_score)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from rnnkit.audio import read_audio
+
+    transcriber = _transcriber(args)
+    rate = transcriber.model.frontend.config.sample_rate
+    for name in args.files:
+        wave, _ = read_audio(name, rate)
+        words = transcriber([wave])[0]
+        if args.json:
+            print(json.dumps({"file": name, "text": " ".join(w.text for w in words),
+                              "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+                                        for w in words]}))
+            continue
+        print(f"{name}: {' '.join(w.text for w in words)}")
+        for w in words:
+            print(f"  {w.start:6.2f} {w.end:6.2f}  {w.text}")
+    return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    from rnnkit.audio import read_audio
+    from rnnkit.plots import ctc_alignment
+
+    transcriber = _transcriber(args)
+    wave, _ = read_audio(args.file, transcriber.model.frontend.config.sample_rate)
+    view = transcriber.align(wave, args.text)
+    said = " ".join(w.text for w in view.words)
+    out = Path(args.out) if args.out else Path(Path(args.file).stem + "_align.png")
+    title = f"{Path(args.file).name}: \"{said}\" ({'given' if args.text else 'recognised'})"
+    print(ctc_alignment(view, out, title))
+    for w in view.words:
+        print(f"  {w.start:6.2f} {w.end:6.2f}  {w.text}", file=sys.stderr)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
 
@@ -167,6 +212,8 @@ VERBS = {
     "generate": "stream text from a language-model run or checkpoint",
     "evaluate": "a run's (or checkpoint's) numbers on a split of its task's data, or on a text",
     "plot": "learning curves of a run",
+    "transcribe": "timed words of recordings, from a speech (CTC) run",
+    "align": "a picture of how a speech (CTC) run aligns a recording: features, posteriors, gamma, Viterbi",
     "data": "list, verify or fetch datasets",
     "analyze": "analyses: gradients",
     "info": "versions, devices and which kernel each layer type uses",
@@ -220,6 +267,26 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_evaluate)
 
+    for verb in ("transcribe", "align"):
+        sp = p[verb]
+        sp.add_argument("checkpoint", metavar="RUN", help="a speech run directory (its best checkpoint) or a checkpoint")
+        if verb == "transcribe":
+            sp.add_argument("files", nargs="+", metavar="FILE", help="recordings (WAV, FLAC, OGG; any rate)")
+            sp.add_argument("--json", action="store_true", help="one JSON object per file")
+        else:
+            sp.add_argument("file", metavar="FILE", help="a recording (WAV, FLAC, OGG; any rate)")
+            sp.add_argument("--text", default=None, help="the words said (default: what the run recognises)")
+            sp.add_argument("--out", default=None, help="the PNG to write (default: FILE's name + _align.png)")
+        sp.add_argument("--beam", type=positive_int, default=16, help="beam width (1: greedy)")
+        sp.add_argument("--lexicon", nargs="?", const="", default=None, metavar="FILE",
+                        help="only these words: the run's own lexicon, or FILE (one word per line)")
+        sp.add_argument("--lm", nargs="?", const="", default=None, metavar="FILE",
+                        help="word n-gram model: the run's own lm.arpa, or an ARPA FILE")
+        sp.add_argument("--lm-weight", type=float, default=None, help="weight of the LM (default: the run's)")
+        sp.add_argument("--word-score", type=float, default=None, help="bonus per word (default: the run's)")
+        sp.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        sp.set_defaults(func=_transcribe if verb == "transcribe" else _align)
+
     p["plot"].add_argument("run_dir", metavar="RUN", help="a run directory")
     p["plot"].set_defaults(func=_plot)
 
@@ -235,14 +302,37 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _busy_cores(seconds: float = 0.25) -> float | None:
+    """How many cores other work keeps busy right now: /proc/stat read twice, ``seconds`` apart
+    (Linux); None where it cannot be read."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return sum(ticks), ticks[3] + ticks[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / max(total1 - total0, 1))
+
+
 def _yield_cores_when_busy() -> None:
     """On a machine whose cores are already busy, let torch's OpenMP threads sleep while they
     wait instead of spinning (OMP_WAIT_POLICY=PASSIVE): measured here with another job on both
-    cores, training ran 2.5x faster; on an idle machine spinning is faster, so it is left on.
-    Must run before torch is imported; a value the user set is kept."""
+    cores, training ran 2.5x faster; on an idle machine spinning is faster (1.6x), so it is left
+    on. Busy means both the 1-minute load average and a quarter-second sample of /proc/stat say
+    so: the load average alone still counts a job that has just ended. Must run before torch
+    is imported; a value the user set is kept."""
     if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules or not hasattr(os, "getloadavg"):
         return
-    if os.getloadavg()[0] >= (os.cpu_count() or 1) - 0.5:
+    cores = os.cpu_count() or 1
+    if os.getloadavg()[0] < cores - 0.5:
+        return
+    busy = _busy_cores()
+    if busy is None or busy >= cores - 0.5:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
