@@ -24,9 +24,9 @@ os.umask(_UMASK)  # ... and put it back at once
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` atomically."""
+    """Replace ``path`` by ``text`` (UTF-8) atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+    tmp.write_text(text, encoding="utf-8")
     fsync_replace(tmp, path)
 
 

@@ -15,6 +15,7 @@
         config.json, model.safetensors    the model (``rnnkit.load`` reads it)
         optimizer.pt, tensors.safetensors, trainer.json    what resumes training exactly
         vocab.json, task.json             the task's artifacts (vocabulary, arguments)
+        lexicon.txt, lm.arpa              a recognizer's words and word language model, if it has them
 
 The CLI, the Python API and the tasks read and write these paths only through
 :class:`RunDir` and :class:`Checkpoint`.
@@ -49,6 +50,8 @@ class Checkpoint:
     #: artifacts of the tasks
     VOCAB = "vocab.json"
     TASK = "task.json"
+    LEXICON = "lexicon.txt"
+    LM = "lm.arpa"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))

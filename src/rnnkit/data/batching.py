@@ -1,6 +1,6 @@
-"""Batches that can stop anywhere and resume exactly: token streams and item datasets.
+"""Batches that can stop anywhere and resume exactly: token streams, item datasets, drawn batches.
 
-What the Trainer consumes is a :class:`BatchSource`. Both kinds here iterate over the rest
+What the Trainer consumes is a :class:`BatchSource`. The kinds here iterate over the rest
 of the current epoch from a saved position, and their ``state_dict`` holds everything that
 decides the next batch (epoch, position; random choices are drawn from generators seeded by
 (seed, epoch, position), never from the global one), so a resumed run sees exactly the
@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypedDict
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -183,6 +184,34 @@ class SequenceBatches(BatchSource):
             i = self.position
             self.position += 1
             yield self.collate([self.items[j] for j in order[i * self.batch_size : (i + 1) * self.batch_size]])
+        self.epoch, self.position = self.epoch + 1, 0
+
+
+class DrawnBatches(BatchSource):
+    """Batches drawn afresh every time (on-the-fly data and augmentation): ``draw(generator)``
+    makes one batch from a generator seeded by (seed, epoch, position), so every batch differs
+    and a resumed run draws exactly the batches the uninterrupted one would have.
+
+    Args:
+        draw: numpy Generator -> batch dict. batches_per_epoch: how many make an "epoch" (the
+            unit of --epochs and of the learning-rate schedule's patience).
+    """
+
+    def __init__(self, draw: Callable[[np.random.Generator], dict[str, Any]], batches_per_epoch: int,
+                 seed: int = 0) -> None:
+        if batches_per_epoch < 1:
+            raise ValueError(f"batches_per_epoch must be >= 1. Received: {batches_per_epoch}")
+        super().__init__()
+        self.draw, self.batches_per_epoch, self.seed = draw, batches_per_epoch, seed
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while self.position < len(self):
+            rng = np.random.default_rng((self.seed, self.epoch, self.position))
+            self.position += 1
+            yield self.draw(rng)
         self.epoch, self.position = self.epoch + 1, 0
 
 

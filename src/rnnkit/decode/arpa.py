@@ -22,6 +22,14 @@ from pathlib import Path
 
 def write_arpa(sentences: Iterable[Sequence[str]], path: str | Path, order: int = 3, discount: float = 0.7) -> Path:
     """Count n-grams of the sentences (lists of words) and write an ARPA file to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(arpa_text(sentences, order, discount), encoding="utf-8")
+    return path
+
+
+def arpa_text(sentences: Iterable[Sequence[str]], order: int = 3, discount: float = 0.7) -> str:
+    """The ARPA text of the model estimated from the sentences (lists of words)."""
     if order < 1:
         raise ValueError(f"order must be >= 1. Received: {order}")
     if not 0.0 < discount < 1.0:
@@ -68,19 +76,13 @@ def write_arpa(sentences: Iterable[Sequence[str]], path: str | Path, order: int 
             seen_lower = sum(lower(g[1:]) for g in grams)
             backoff[n - 1][h] = (1.0 - seen) / max(1.0 - seen_lower, 1e-12)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\\data\\\n")
-        for n in range(1, order + 1):
-            f.write(f"ngram {n}={len(prob[n])}\n")
-        for n in range(1, order + 1):
-            f.write(f"\n\\{n}-grams:\n")
-            for gram, p in sorted(prob[n].items()):
-                log_p = -99.0 if p <= 0 else math.log10(p)
-                line = f"{log_p:.6f}\t{' '.join(gram)}"
-                if n < order and gram in backoff[n]:
-                    line += f"\t{math.log10(max(backoff[n][gram], 1e-99)):.6f}"
-                f.write(line + "\n")
-        f.write("\n\\end\\\n")
-    return path
+    lines = ["\\data\\"] + [f"ngram {n}={len(prob[n])}" for n in range(1, order + 1)]
+    for n in range(1, order + 1):
+        lines += ["", f"\\{n}-grams:"]
+        for gram, p in sorted(prob[n].items()):
+            log_p = -99.0 if p <= 0 else math.log10(p)
+            line = f"{log_p:.6f}\t{' '.join(gram)}"
+            if n < order and gram in backoff[n]:
+                line += f"\t{math.log10(max(backoff[n][gram], 1e-99)):.6f}"
+            lines.append(line)
+    return "\n".join(lines + ["", "\\end\\", ""])

@@ -9,7 +9,10 @@ files store log10: ln p = log10 p * ln 10.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +58,8 @@ class NGramLM(TextLM):
                     raise ImportError("backend='kenlm' needs the kenlm module: pip install 'rnnkit[lm]' (or: pip install kenlm)") from None
             else:
                 try:
-                    self._kenlm = kenlm.Model(str(self.path))
+                    with _quiet_stderr():  # kenlm prints a progress bar and advice to fd 2 while loading
+                        self._kenlm = kenlm.Model(str(self.path))
                 except (OSError, RuntimeError) as e:  # kenlm's own message is many lines of C++ context
                     first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
                     raise ValueError(f"{self.path}: kenlm cannot read this ARPA file: {first[:300]}") from None
@@ -241,6 +245,20 @@ class RNNLMScorer(Scorer):
 
     def final(self, state: tuple[Any, Tensor]) -> float:
         return 0.0 if self.eos is None else float(state[1][self.eos])
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null (C++ code writes there directly, bypassing sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _utf8_lines(f: Any, path: Path) -> Any:

@@ -27,14 +27,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from rnnkit import nested
-from rnnkit.files import fsync_dir, seal, verify_manifest, write_json_atomic, write_manifest
+from rnnkit.files import fsync_dir, seal, verify_manifest, write_json_atomic, write_manifest, write_text_atomic
 from rnnkit.models.base import Model, check_weights
 from rnnkit.run_dir import Checkpoint, RunDir
 
 def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim.Optimizer,
                     trainer_state: dict[str, Any], carried: Any, artifacts: dict[str, Any] | None = None) -> Checkpoint:
-    """Write checkpoint ``step`` of ``run`` atomically. ``artifacts`` are JSON files that travel
-    with the model (a vocabulary, the task's arguments)."""
+    """Write checkpoint ``step`` of ``run`` atomically. ``artifacts`` are files that travel with
+    the model (the task's arguments, a lexicon, a language model): a str is written as UTF-8
+    text, anything else as JSON."""
     final = run.checkpoint(step)
     directory = final.path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,7 +52,10 @@ def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim
     save_file(tensors, str(tmp / Checkpoint.TENSORS))
     write_json_atomic(tmp / Checkpoint.TRAINER, {**trainer_state, "carried_structure": structure})
     for name, obj in (artifacts or {}).items():
-        write_json_atomic(tmp / name, obj)
+        if isinstance(obj, str):
+            write_text_atomic(tmp / name, obj)
+        else:
+            write_json_atomic(tmp / name, obj)
     write_manifest(tmp)
     for f in tmp.iterdir():
         seal(f)
