@@ -36,3 +36,14 @@ def test_charlm_tinyshakespeare_reaches_1_50_nats_in_30_minutes(tmp_path):
                  "--no-progress"]) == 0
     (run,) = tmp_path.iterdir()
     assert json.loads((run / "results.json").read_text())["valid_loss"] <= 1.50
+
+
+def test_digits_standard_split_reaches_the_readme_word_error_rates(tmp_path, capsys):
+    """The README's speech command (about 20 minutes): valid WER with the lexicon <= 5%, and the
+    test WER of beam search + lexicon + LM <= 5%."""
+    assert main(["train", "digits", "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    assert json.loads((run / "results.json").read_text())["valid"]["wer_lexicon"] <= 0.05
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["wer_lexicon_lm"] <= 0.05

@@ -1,4 +1,4 @@
-"""Figures: learning curves of a run, and the gradient-norm analysis.
+"""Figures: learning curves of a run, the gradient-norm analysis, CTC alignments of a recording.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``) and written
 straight to PNG, so importing this module never touches pyplot or switches the backend of a
@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from rnnkit.run_dir import RunDir, read_metrics
 
-__all__ = ["learning_curves", "gradient_norms", "records"]
+__all__ = ["learning_curves", "gradient_norms", "records", "ctc_alignment"]
 
 STEP = "optimiser step"
 
@@ -118,3 +119,74 @@ def gradient_norms(results: dict[str, dict[str, list[float]]], out: Path, title:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
     return out
+
+
+def ctc_alignment(view: Any, out: Path, title: str = "") -> Path:
+    """The course's CTC alignment pictures for one recording (a :class:`rnnkit.speech.AlignmentView`),
+    on one time axis in seconds: (1) the log-mel spectrogram; (2) the posteriors y_t(c), each
+    symbol a line ("peaky": mostly blank, a spike per symbol), the blank in grey apart;
+    (3) gamma(t, s) from forward-backward over the blank-extended target, with the Viterbi
+    path drawn on it; (4) the Viterbi segments of the symbols, and the words. Dashed lines mark
+    the word boundaries in every panel."""
+    fig = Figure(figsize=(11, 9))
+    ax = fig.subplots(4, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 1.1, 1.6, 0.6]})
+    T, S = len(view.posteriors), len(view.target)
+    dt, end = view.frame_seconds, len(view.posteriors) * view.frame_seconds
+    f = view.features.T
+    ax[0].imshow(f, origin="lower", aspect="auto", cmap="magma",
+                 extent=(0, len(view.features) * view.feature_seconds, 0, f.shape[0]))
+    ax[0].set_ylabel("mel band")
+    ax[0].set_title(title or "log-mel features (normalised)", fontsize=10)
+
+    times = (np.arange(T) + 0.5) * dt
+    ax[1].plot(times, view.posteriors[:, view.blank], color="0.6", lw=1.2, ls="--", label="blank")
+    colours = _symbol_colours(view.tokens, view.blank)
+    for c, colour in colours.items():
+        y = view.posteriors[:, c]
+        if y.max() < 0.2:
+            continue
+        ax[1].plot(times, y, color=colour, lw=1.2)
+        peak = int(y.argmax())
+        ax[1].text(times[peak], min(y[peak] + 0.03, 1.02), view.tokens[c].replace(" ", "␣"), color=colour,
+                   ha="center", va="bottom", fontsize=8)
+    ax[1].set(ylabel="y_t(c)", ylim=(0, 1.12))
+    ax[1].legend(loc="upper right", fontsize=8)
+
+    ax[2].imshow(view.gamma.T, origin="lower", aspect="auto", cmap="Greys", vmin=0, vmax=1,
+                 extent=(0, end, -0.5, 2 * S + 0.5))
+    ax[2].step(times, view.positions, where="mid", color="tab:red", lw=1.2, label="Viterbi path")
+    labels = ["·" if s % 2 == 0 else view.tokens[view.target[s // 2]].replace(" ", "␣") for s in range(2 * S + 1)]
+    ax[2].set_yticks(range(2 * S + 1), labels, fontsize=7 if S < 30 else 5)
+    ax[2].set_ylabel("target position s\n(· = blank)")
+    ax[2].legend(loc="upper left", fontsize=8)
+    ax[2].set_title("gamma(t, s) = alpha beta / (y P): forward-backward occupancy", fontsize=9)
+
+    positions = np.asarray(view.positions)
+    for i, symbol in enumerate(view.target):
+        frames = np.nonzero(positions == 2 * i + 1)[0]
+        if len(frames):
+            start, stop = frames[0] * dt, (frames[-1] + 1) * dt
+            ax[3].axvspan(start, stop, ymin=0.55, ymax=0.95, color=colours.get(symbol, "0.5"), alpha=0.6)
+            ax[3].text((start + stop) / 2, 0.75, view.tokens[symbol].replace(" ", "␣"), ha="center", va="center",
+                       fontsize=8)
+    for w in view.words:
+        ax[3].text((w.start + w.end) / 2, 0.25, w.text, ha="center", va="center", fontsize=10, weight="bold")
+        for a in ax:
+            for x in (w.start, w.end):
+                a.axvline(x, color="tab:blue", lw=0.8, ls="--", alpha=0.7)
+    ax[3].set(ylim=(0, 1), yticks=[], xlabel="time (s)", xlim=(0, end))
+    ax[3].set_ylabel("Viterbi", rotation=0, ha="right", va="center")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    return out
+
+
+def _symbol_colours(tokens: list[str], blank: int) -> dict[int, Any]:
+    """A distinct colour per non-blank symbol."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    symbols = [i for i in range(len(tokens)) if i != blank]
+    return {c: cmap(k % 20) for k, c in enumerate(symbols)}

@@ -19,7 +19,9 @@ from rnnkit.models.base import Loss, Model, build_recurrent
 @dataclass
 class CTCRecognizerConfig:
     """input_size: features per frame. num_tokens: C including the blank. stack_frames: k
-    consecutive frames concatenated into one (T -> ceil(T / k), a k-times shorter lattice)."""
+    consecutive frames concatenated into one (T -> ceil(T / k), a k-times shorter lattice).
+    features: the settings of :class:`rnnkit.audio.FeatureConfig` when the model hears
+    recordings (its input is then log-mel features, and :meth:`CTCRecognizer.hear` takes waves)."""
 
     input_size: int
     num_tokens: int
@@ -28,6 +30,7 @@ class CTCRecognizerConfig:
                                                "bidirectional": True})
     stack_frames: int = 1
     dropout: float = 0.0
+    features: dict | None = None
 
 
 class CTCRecognizer(Model):
@@ -41,9 +44,35 @@ class CTCRecognizer(Model):
         c = config
         if c.stack_frames < 1:
             raise ValueError(f"stack_frames must be >= 1. Received: {c.stack_frames}")
+        self.frontend = None
+        if c.features is not None:
+            from rnnkit.audio import FeatureConfig, LogMel
+
+            if not isinstance(c.features, dict):
+                raise ValueError(f"features must be a dict of FeatureConfig settings. Received: {c.features!r}")
+            try:
+                features = FeatureConfig(**c.features)
+            except TypeError as e:
+                raise ValueError(f"features: {e}") from None
+            if features.n_mels != c.input_size:
+                raise ValueError(f"input_size ({c.input_size}) must equal features' n_mels ({features.n_mels})")
+            self.frontend = LogMel(features)
         self.rnn = build_recurrent(c.input_size * c.stack_frames, **c.rnn)
         self.drop = nn.Dropout(c.dropout)
         self.output = nn.Linear(self.rnn.output_size, c.num_tokens)
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per output frame (after stacking), for a model that hears recordings."""
+        if self.frontend is None:
+            raise ValueError("this CTCRecognizer reads features, not recordings (its config has no features)")
+        return self.frontend.config.frame_seconds * self.config.stack_frames
+
+    def hear(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(log_probs (B, T', C), frame lengths) of waves (B, N) at the features' sample rate."""
+        if self.frontend is None:
+            raise ValueError("this CTCRecognizer reads features, not recordings (its config has no features)")
+        return self(*self.frontend(waves, lengths))
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(log_probs (B, T', C), frame lengths (B,)) with T' = ceil(T / stack_frames)."""

@@ -1,0 +1,159 @@
+"""Audio in, features out: reading and resampling recordings, log-mel filterbanks, SpecAugment.
+
+A recognizer hears x_t, one vector per 10 ms frame: the log energies of a short-time
+spectrum in mel-spaced bands,
+
+    x_t = log(M |STFT(w)_t|^2 + eps)        normalised per utterance: (x_t - mean) / std per band
+
+with M the mel filterbank (librosa's, Slaney's mel scale) and the STFT torch's, so the
+features are computed on the model's device, batched. Recordings are read with soundfile,
+mixed down to mono and resampled to the model's rate with soxr (the resampler librosa uses).
+
+These need the ``audio`` extra: ``pip install 'rnnkit[audio]'``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.checks import is_int, is_number, require
+
+__all__ = ["FeatureConfig", "LogMel", "read_audio", "resample", "spec_augment"]
+
+EXTRA = "pip install 'rnnkit[audio]' (or: pip install soundfile soxr librosa)"
+
+
+def _needs(module: str) -> Any:
+    """Import an audio library, or an ImportError naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"audio features need the {module} package: {EXTRA}") from None
+
+
+def resample(wave: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """``wave`` (float32, mono) from ``rate`` to ``new_rate`` samples per second (soxr, high quality)."""
+    if rate == new_rate:
+        return wave
+    return _needs("soxr").resample(wave, rate, new_rate).astype(np.float32, copy=False)
+
+
+def read_audio(path: str | Path, rate: int | None = None) -> tuple[np.ndarray, int]:
+    """A recording as (float32 samples in [-1, 1], mono, sample rate): any format soundfile
+    reads (WAV, FLAC, OGG, ...), channels averaged, resampled to ``rate`` when given."""
+    soundfile = _needs("soundfile")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such audio file")
+    try:
+        data, found = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, soundfile.LibsndfileError) as e:
+        raise ValueError(f"{path}: not an audio file soundfile can read ({str(e).splitlines()[0][:200]})") from None
+    if data.shape[0] == 0:
+        raise ValueError(f"{path}: the recording is empty (0 samples)")
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    if rate is None:
+        return np.ascontiguousarray(wave), int(found)
+    return resample(np.ascontiguousarray(wave), int(found), rate), rate
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel features: sample_rate (Hz), n_fft and win_length (samples; the window is Hann),
+    hop_length (samples between frames), n_mels bands from fmin to fmax Hz (None: rate / 2)."""
+
+    sample_rate: int = 8000
+    n_fft: int = 256
+    win_length: int = 200
+    hop_length: int = 80
+    n_mels: int = 40
+    fmin: float = 20.0
+    fmax: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
+            value = getattr(self, name)
+            require(is_int(value) and value >= 1, f"FeatureConfig.{name}", "an integer >= 1", value)
+        require(self.win_length <= self.n_fft, "FeatureConfig.win_length", f"<= n_fft ({self.n_fft})",
+                self.win_length)
+        top = self.sample_rate / 2 if self.fmax is None else self.fmax
+        require(is_number(self.fmin) and 0 <= self.fmin < top <= self.sample_rate / 2, "FeatureConfig.fmin/fmax",
+                f"0 <= fmin < fmax <= sample_rate / 2 = {self.sample_rate / 2}", (self.fmin, self.fmax))
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop_length / self.sample_rate
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LogMel(nn.Module):
+    """Waves (B, N) -> normalised log-mel features (B, T, n_mels), T = 1 + N // hop_length
+    (frames centred on samples 0, hop, 2 hop, ...). No parameters: the filterbank and the
+    window are buffers that are not saved, rebuilt from the config."""
+
+    def __init__(self, config: FeatureConfig | None = None, **options: Any) -> None:
+        super().__init__()
+        self.config = c = config if config is not None else FeatureConfig(**options)
+        librosa = _needs("librosa")
+        mel = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
+        self.register_buffer("mel", torch.from_numpy(mel).float(), persistent=False)  # (n_mels, n_fft / 2 + 1)
+        self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+
+    def frames(self, samples: Tensor) -> Tensor:
+        """Frames of waves of ``samples`` samples each."""
+        return 1 + samples // self.config.hop_length
+
+    def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(features (B, T, n_mels), frames (B,)) of waves (B, N) of ``lengths`` samples each
+        (default N); each utterance is normalised over its own frames only. The STFT pads with
+        zeros (as librosa does), so a wave's features are the same alone or padded in a batch."""
+        c = self.config
+        if waves.dim() != 2:
+            raise ValueError(f"waves must be (batch, samples). Received shape {tuple(waves.shape)}")
+        B, N = waves.shape
+        waves = waves.to(self.window.device)  # the features are computed where the filterbank lives
+        lengths = torch.full((B,), N, dtype=torch.long) if lengths is None else lengths.long().cpu()
+        # samples past each wave's end are zeroed, so padding never leaks into its last frames
+        inside = torch.arange(N, device=waves.device)[None, :] < lengths.to(waves.device)[:, None]
+        spectrum = torch.stft(waves.float() * inside, c.n_fft, c.hop_length, c.win_length, self.window,
+                              center=True, pad_mode="constant", return_complex=True)
+        energy = self.mel @ spectrum.abs().square()  # (B, n_mels, T)
+        x = torch.log(energy + 1e-6).transpose(1, 2)  # (B, T, n_mels)
+        frames = self.frames(lengths)
+        valid = (torch.arange(x.shape[1])[None, :] < frames[:, None]).to(x.device).unsqueeze(-1).float()
+        count = valid.sum(1, keepdim=True)
+        mean = (x * valid).sum(1, keepdim=True) / count
+        std = (((x - mean) * valid).square().sum(1, keepdim=True) / count).sqrt()
+        return (x - mean) / (std + 1e-5) * valid, frames
+
+
+def spec_augment(features: Tensor, lengths: Tensor, generator: torch.Generator, freq_masks: int = 2,
+                 freq_width: int = 8, time_masks: int = 2, time_fraction: float = 0.05) -> Tensor:
+    """SpecAugment's masking (Park et al. 2019) on normalised features (B, T, F): per utterance,
+    ``freq_masks`` bands of up to ``freq_width`` channels and ``time_masks`` spans of up to
+    ``time_fraction`` of its frames set to 0 (the mean). A new tensor; random from ``generator``."""
+    out = features.clone()
+    B, _, F_ = features.shape
+    for b in range(B):
+        T = int(lengths[b])
+        for _ in range(freq_masks):
+            width = int(torch.randint(0, freq_width + 1, (), generator=generator))
+            start = int(torch.randint(0, max(F_ - width, 0) + 1, (), generator=generator))
+            out[b, :, start : start + width] = 0
+        longest = math.floor(time_fraction * T)
+        for _ in range(time_masks):
+            width = int(torch.randint(0, longest + 1, (), generator=generator))
+            start = int(torch.randint(0, max(T - width, 0) + 1, (), generator=generator))
+            out[b, start : start + width, :] = 0
+    return out

@@ -1,0 +1,214 @@
+"""digits: speech recognition with CTC on connected spoken digits (FSDD), from recordings to timed words.
+
+Utterances of 1 to 7 digits said by one speaker are joined from FSDD's isolated recordings
+(rnnkit.data.digits); the model hears 40 log-mel bands every 10 ms, stacks 3 frames into one
+(30 ms), and a bidirectional LSTM emits y_t over the letters of the digit words, the space
+and the blank. Trained with CTC (no alignments), it is decoded four ways: greedy, prefix
+beam search, beam search restricted to the ten words (lexicon), and lexicon plus a word
+trigram model estimated on training transcripts.
+
+Training utterances are drawn afresh for every batch (speed perturbation 0.9/1.0/1.1, white
+noise, SpecAugment masks); valid and test utterances are fixed (seeded). ``--split standard``
+is FSDD's official split (recordings 0-4 test); ``--split speaker:NAME`` holds one speaker
+out entirely.
+
+    rnnkit evaluate RUN --split test      WER and CER of each decoder, WER per speaker
+    rnnkit transcribe RUN FILE.wav        timed words
+    rnnkit align RUN FILE.wav             spectrogram, posteriors, gamma and Viterbi picture
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+import rnnkit
+from rnnkit.arguments import fraction, nonnegative_int, positive_float, positive_int
+from rnnkit.audio import FeatureConfig, LogMel, spec_augment
+from rnnkit.data import DrawnBatches, SequenceBatches, Vocabulary, pad
+from rnnkit.data.digits import (SPEAKERS, WORDS, Utterance, by_speaker, draw_parts, draw_utterance, load_recordings,
+                                split_recordings, test_utterances)
+from rnnkit.decode.arpa import arpa_text
+from rnnkit.files import read_utf8
+from rnnkit.models import CTCRecognizer, CTCRecognizerConfig
+from rnnkit.progress import bar
+from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.speech import DECODERS, Transcriber
+from rnnkit.tasks.base import Task, register
+from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
+from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.train.distributed import is_main_process
+
+NAME = "digits"
+HELP = "speech recognition with CTC: connected spoken digits (FSDD), decoded with a lexicon and an n-gram LM"
+DEFAULT_STEPS = 1400
+#: the symbols: blank, the word delimiter, the letters of the ten digit words
+TOKENS = ("<blank>", " ", *sorted(set("".join(WORDS))))
+
+
+def split_name(text: str) -> str:
+    if text != "standard" and not (text.startswith("speaker:") and text[len("speaker:"):] in SPEAKERS):
+        raise argparse.ArgumentTypeError(f"must be 'standard' or 'speaker:NAME' with NAME one of "
+                                         f"{', '.join(SPEAKERS)}. Received: {text!r}")
+    return text
+
+
+def speeds(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0.5 <= v <= 2.0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be comma-separated speed factors in [0.5, 2]. Received: {text!r}")
+    return values
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", type=split_name, default="standard",
+                   help="standard (FSDD's: recordings 0-4 test) or speaker:NAME (NAME held out: "
+                        f"{', '.join(SPEAKERS)})")
+    p.add_argument("--hidden", type=positive_int, default=160, help="hidden units per direction and layer")
+    p.add_argument("--layers", type=positive_int, default=3, help="bidirectional LSTM layers")
+    p.add_argument("--stack-frames", type=positive_int, default=3, help="10 ms frames stacked into one output frame")
+    p.add_argument("--dropout", type=fraction, default=0.1, help="dropout on the recurrent stack's input and output")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="utterances per batch")
+    p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam's learning rate")
+    p.add_argument("--epoch-batches", type=positive_int, default=100, help="batches between dev evaluations")
+    p.add_argument("--max-digits", type=positive_int, default=7, help="digits per utterance: 1 to this")
+    p.add_argument("--speeds", type=speeds, default=[0.9, 1.0, 1.1], help="speed perturbation factors (comma-separated)")
+    p.add_argument("--noise", type=float, default=0.01, help="white noise std drawn in [0, this] per training utterance")
+    p.add_argument("--spec-augment", type=nonnegative_int, default=0,
+                   help="SpecAugment: this many frequency and time masks per utterance (0: off)")
+    p.add_argument("--test-passes", type=positive_int, default=3,
+                   help="test utterances use every test recording this many times, grouped anew")
+    p.add_argument("--beam", type=positive_int, default=16, help="beam width of the evaluation's beam searches")
+    p.add_argument("--lm-order", type=positive_int, default=3, help="order of the word n-gram model")
+    p.add_argument("--lm-weight", type=float, default=0.5, help="weight of the word LM's log-probability")
+    p.add_argument("--word-score", type=float, default=0.0, help="bonus per word with the LM")
+    add_common_arguments(p)
+
+
+def vocabulary() -> Vocabulary:
+    return Vocabulary(list(TOKENS), level="char")
+
+
+def encode(words: Sequence[str], vocab: Vocabulary) -> torch.Tensor:
+    return torch.tensor([vocab.index[c] for c in " ".join(words)])
+
+
+def collate(utterances: Sequence[Utterance], frontend: LogMel, vocab: Vocabulary,
+            generator: torch.Generator | None = None, masks: int = 0) -> dict[str, Any]:
+    """A batch of utterances: normalised log-mel features (SpecAugment masks when ``masks``),
+    the spelled transcripts as CTC targets."""
+    waves, samples = pad([torch.from_numpy(u.wave) for u in utterances])
+    features, frames = frontend(waves, samples)
+    if masks:
+        features = spec_augment(features, frames, generator, freq_masks=masks, time_masks=masks)
+    targets, target_lengths = pad([encode(u.words, vocab) for u in utterances])
+    return {"input": features, "lengths": frames, "target": targets, "target_lengths": target_lengths}
+
+
+def lm_transcripts(args: argparse.Namespace, groups: dict, count: int = 20000) -> list[list[str]]:
+    """Transcripts drawn as the training utterances are, for the word n-gram model."""
+    rng = np.random.default_rng(args.seed + 3)
+    return [[WORDS[r.digit] for r in draw_parts(groups, rng, args.max_digits)] for _ in range(count)]
+
+
+def train(args: argparse.Namespace) -> RunDir:
+    if args.max_steps is None and args.epochs is None and args.minutes is None:
+        args.max_steps = DEFAULT_STEPS
+    torch.manual_seed(args.seed)
+    parts = split_recordings(load_recordings(args.data_dir), args.split)
+    groups = by_speaker(parts["train"])
+    vocab, features = vocabulary(), FeatureConfig()
+    model = CTCRecognizer(CTCRecognizerConfig(
+        input_size=features.n_mels, num_tokens=len(vocab), blank=0, stack_frames=args.stack_frames,
+        dropout=args.dropout, features=features.to_dict(),
+        rnn={"cell": "lstm", "hidden_size": args.hidden, "num_layers": args.layers, "bidirectional": True}))
+    model.vocab = vocab
+    frontend = LogMel(features)  # the data's own, on the CPU (the model's moves to --device)
+
+    def draw(rng: np.random.Generator) -> dict[str, Any]:
+        """A batch of utterances of one digit count (similar lengths: little padding)."""
+        count = int(rng.integers(1, args.max_digits + 1))
+        batch = [draw_utterance(groups, rng, args.max_digits, args.speeds, args.noise, count)
+                 for _ in range(args.batch_size)]
+        return collate(batch, frontend, vocab, torch.Generator().manual_seed(int(rng.integers(2**62))),
+                       args.spec_augment)
+
+    valid = test_utterances(parts["valid"], args.seed + 2, passes=1, max_digits=args.max_digits)
+    valid_batches = [collate(valid[i : i + 64], frontend, vocab) for i in range(0, len(valid), 64)]
+    run = run_dir(NAME, args)
+    lexicon = "\n".join(sorted({w for ws in lm_transcripts(args, groups, 1000) for w in ws})) + "\n"
+    lm = arpa_text(lm_transcripts(args, groups), order=args.lm_order)
+    if is_main_process():
+        print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers (utterances "
+              f"drawn afresh), {len(valid)} valid utterances; {sum(p.numel() for p in model.parameters()):,} "
+              f"parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
+    trainer = Trainer(
+        model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
+        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=2),
+                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
+                    clip_norm=5.0, log_every=25, seed=args.seed),
+        valid=SequenceBatches(valid_batches, 1, lambda b: b[0], shuffle=False), run_dir=run,
+        resume=bool(args.resume), device=device(args.device), progress=progress(args),
+        artifacts={Checkpoint.TASK: task_artifact(NAME, args), Checkpoint.LEXICON: lexicon, Checkpoint.LM: lm})
+    result = trainer.fit()
+    if not is_main_process() or result["already_finished"]:
+        return run
+    scores = evaluate(Checkpoint.resolve(run.path), "valid", args)
+    run.results.write_text(json.dumps({"step": result["step"], "train_minutes": result["seconds"] / 60,
+                                       "valid": scores}, indent=2))
+    print(f"digits: {result['step']} steps in {result['seconds'] / 60:.1f} min; valid WER: "
+          + ", ".join(f"{k[4:]} {v:.2%}" for k, v in scores.items() if k.startswith("wer_") and k[4:] in DECODERS),
+          file=sys.stderr)
+    return run
+
+
+def utterances(split: str, args: argparse.Namespace) -> list[Utterance]:
+    """The fixed valid or test utterances of a run (the same in train and in evaluate)."""
+    parts = split_recordings(load_recordings(args.data_dir), args.split)
+    if split == "test":
+        return test_utterances(parts["test"], args.seed + 1, passes=args.test_passes, max_digits=args.max_digits)
+    return test_utterances(parts["valid"], args.seed + 2, passes=1, max_digits=args.max_digits)
+
+
+def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, Any]:
+    """WER and CER (jiwer) of each decoder on the valid or test utterances, and WER per speaker
+    with the lexicon and LM."""
+    import jiwer
+
+    dev = device(args.device)
+    model = rnnkit.load(checkpoint.path, map_location=dev)
+    lexicon = read_utf8(checkpoint.path / Checkpoint.LEXICON).split()
+    lm = checkpoint.path / Checkpoint.LM
+    utts = utterances(split, args)
+    first = Transcriber(model, beam=1)
+    log_probs = []
+    with bar(len(utts), progress(args), desc=f"{split} utterances", unit="utt", leave=False) as shown:
+        for i in range(0, len(utts), 32):
+            log_probs += first.log_probs([u.wave for u in utts[i : i + 32]])
+            shown.update(len(log_probs) - shown.n)
+    refs = [u.text for u in utts]
+    out: dict[str, Any] = {"utterances": len(utts), "words": sum(len(u.words) for u in utts)}
+    best: list[str] = []
+    for name, (search, use_lexicon, use_lm) in DECODERS.items():
+        decoder = Transcriber(model, beam=args.beam if search else 1, lexicon=lexicon if use_lexicon else None,
+                              lm=lm if use_lm else None, lm_weight=args.lm_weight, word_score=args.word_score)
+        hyps = [" ".join(h.text.split()) for h in decoder.decode(log_probs)]
+        out[f"wer_{name}"] = float(jiwer.wer(refs, hyps))
+        out[f"cer_{name}"] = float(jiwer.cer(refs, hyps))
+        best = hyps
+    for speaker in sorted({u.speaker for u in utts}):
+        rows = [i for i, u in enumerate(utts) if u.speaker == speaker]
+        out[f"wer_lexicon_lm_{speaker}"] = float(jiwer.wer([refs[i] for i in rows], [best[i] for i in rows]))
+    return out
+
+
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("test", "valid")))

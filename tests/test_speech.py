@@ -1,0 +1,290 @@
+"""Speech: audio reading and features, connected-digit data, timed words, the digits task and its verbs.
+
+The task runs end to end on a stand-in FSDD of synthetic two-tone "digits" (seconds); the
+real-data goal is in test_tasks_slow.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from rnnkit.audio import FeatureConfig, LogMel, read_audio, spec_augment
+from rnnkit.cli import main
+from rnnkit.data import DrawnBatches, pad
+from rnnkit.data import digits as D
+from rnnkit.models import CTCRecognizer, CTCRecognizerConfig, LanguageModel, LanguageModelConfig
+from rnnkit.speech import timed_words
+
+RATE = 8000
+
+
+def wav_bytes(wave: np.ndarray, rate: int = RATE) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, wave, rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def tone(digit: int, speaker: int, index: int) -> np.ndarray:
+    """A stand-in for a spoken digit: two tones that depend on the digit, slightly on the speaker."""
+    t = np.arange(int(RATE * (0.12 + 0.01 * (index % 5)))) / RATE
+    x = np.sin(2 * np.pi * (300 + 70 * digit + 5 * speaker) * t) + 0.5 * np.sin(2 * np.pi * (1500 + 120 * digit) * t)
+    return (0.3 * x * np.hanning(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fsdd(tmp_path_factory):
+    """A stand-in FSDD, registered for this module: 6 speakers x 10 digits x 12 repetitions
+    (0-4 test, 5-9 valid, 10-11 train)."""
+    import hashlib
+
+    from rnnkit.data import registry
+
+    root = tmp_path_factory.mktemp("data")
+    entries = []
+    for d in range(10):
+        for k, s in enumerate(D.SPEAKERS):
+            for i in range(12):
+                name, data = f"recordings/{d}_{s}_{i}.wav", wav_bytes(tone(d, k, i))
+                (root / "fsdd" / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / "fsdd" / name).write_bytes(data)
+                entries.append(registry.DataFile(name, "https://example.invalid/" + name, hashlib.sha256(data).hexdigest()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(registry.DATASETS, "fsdd", registry.Dataset("fsdd", "stand-in for a test", tuple(entries)))
+        yield root
+
+
+# ----------------------------------------------------------------------------- audio
+
+
+def test_log_mel_matches_librosa():
+    """The features equal librosa's mel spectrogram (an independent STFT), logged and normalised."""
+    import librosa
+
+    wave = np.random.default_rng(0).normal(0, 0.1, 4000).astype(np.float32)
+    features, frames = LogMel(FeatureConfig())(torch.from_numpy(wave)[None])
+    S = librosa.feature.melspectrogram(y=wave, sr=RATE, n_fft=256, hop_length=80, win_length=200, window="hann",
+                                       center=True, pad_mode="constant", power=2.0, n_mels=40, fmin=20.0)
+    x = np.log(S + 1e-6).T
+    x = (x - x.mean(0)) / (x.std(0) + 1e-5)
+    assert int(frames[0]) == len(x) == 1 + 4000 // 80
+    np.testing.assert_allclose(features[0].numpy(), x, atol=2e-3)
+
+
+def test_log_mel_of_a_padded_batch_equals_each_wave_alone():
+    rng = np.random.default_rng(1)
+    waves = [torch.from_numpy(rng.normal(0, 0.1, n).astype(np.float32)) for n in (4000, 2500, 801)]
+    batch, lengths = pad(waves)
+    frontend = LogMel()
+    features, frames = frontend(batch, lengths)
+    for i, w in enumerate(waves):
+        alone, f = frontend(w[None])
+        assert int(frames[i]) == int(f[0])
+        torch.testing.assert_close(features[i, : int(f[0])], alone[0], atol=1e-4, rtol=0)
+        assert float(features[i, int(f[0]):].abs().sum()) == 0.0
+
+
+def test_read_audio_mixes_down_and_resamples(tmp_path):
+    t = np.arange(22050) / 44100
+    left = 0.5 * np.sin(2 * np.pi * 440 * t)
+    sf.write(tmp_path / "a.flac", np.stack([left, left], 1), 44100)
+    wave, rate = read_audio(tmp_path / "a.flac", RATE)
+    assert rate == RATE and wave.ndim == 1 and wave.dtype == np.float32 and abs(len(wave) - 4000) <= 1
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * RATE / len(wave) - 440) < 5
+
+
+@pytest.mark.parametrize("content, error", [(None, "no such audio file"), (b"not audio at all", "not an audio file"),
+                                            ("empty", "empty")])
+def test_read_audio_errors_name_the_file(tmp_path, content, error):
+    path = tmp_path / "x.wav"
+    if content == "empty":
+        sf.write(path, np.zeros(0, dtype=np.float32), RATE)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises((ValueError, FileNotFoundError), match=error) as e:
+        read_audio(path, RATE)
+    assert str(path) in str(e.value)
+
+
+def test_spec_augment_masks_within_each_utterance_deterministically():
+    x = torch.randn(3, 50, 40)
+    lengths = torch.tensor([50, 30, 10])
+    a = spec_augment(x, lengths, torch.Generator().manual_seed(0), freq_masks=2, freq_width=8, time_masks=2,
+                     time_fraction=0.2)
+    b = spec_augment(x, lengths, torch.Generator().manual_seed(0), freq_masks=2, freq_width=8, time_masks=2,
+                     time_fraction=0.2)
+    assert torch.equal(a, b) and a.shape == x.shape
+    changed = a != x
+    assert bool((a[changed] == 0).all())  # masks set to 0, the mean of normalised features
+    assert bool(changed.any())
+
+
+def test_feature_config_and_recognizer_errors():
+    with pytest.raises(ValueError, match="win_length"):
+        FeatureConfig(win_length=300)
+    with pytest.raises(ValueError, match="fmin/fmax"):
+        FeatureConfig(fmax=5000.0)
+    with pytest.raises(ValueError, match=r"input_size \(13\) must equal features' n_mels \(40\)"):
+        CTCRecognizer(CTCRecognizerConfig(input_size=13, num_tokens=5, features=FeatureConfig().to_dict()))
+    with pytest.raises(ValueError, match="features: .*hop"):
+        CTCRecognizer(CTCRecognizerConfig(input_size=40, num_tokens=5, features={"hop": 3}))
+    with pytest.raises(ValueError, match="reads features, not recordings"):
+        CTCRecognizer(CTCRecognizerConfig(input_size=40, num_tokens=5)).hear(torch.zeros(1, 800))
+
+
+def test_a_recognizer_that_hears_saves_and_loads_without_its_filterbank(tmp_path):
+    import rnnkit
+
+    model = CTCRecognizer(CTCRecognizerConfig(input_size=40, num_tokens=5, stack_frames=2,
+                                              features=FeatureConfig().to_dict())).eval()
+    assert not any("mel" in k or "window" in k for k in model.state_dict())
+    loaded = rnnkit.load(model.save(tmp_path / "m")).eval()
+    wave = torch.randn(2, 1600)
+    torch.testing.assert_close(loaded.hear(wave)[0], model.hear(wave)[0])
+    assert loaded.frame_seconds == pytest.approx(0.02)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_splits_share_no_recording_and_hold_the_speaker_out(fsdd):
+    recordings = D.load_recordings(fsdd)
+    assert len(recordings) == 720
+    for split in ("standard", "speaker:theo"):
+        parts = D.split_recordings(recordings, split)
+        keys = {name: {(r.digit, r.speaker, r.index) for r in rs} for name, rs in parts.items()}
+        assert not keys["train"] & keys["valid"] and not keys["train"] & keys["test"] and not keys["valid"] & keys["test"]
+        assert sum(len(k) for k in keys.values()) == 720
+    held = D.split_recordings(recordings, "speaker:theo")
+    assert {r.speaker for r in held["test"]} == {"theo"} and "theo" not in {r.speaker for r in held["train"]}
+    with pytest.raises(ValueError, match="speaker:NAME"):
+        D.split_recordings(recordings, "speaker:nobody")
+
+
+def test_test_utterances_use_every_recording_once_per_pass(fsdd):
+    test = D.split_recordings(D.load_recordings(fsdd), "standard")["test"]
+    utterances = D.test_utterances(test, seed=0, passes=2)
+    assert sum(len(u.words) for u in utterances) == 2 * len(test)
+    assert all(1 <= len(u.words) <= 7 for u in utterances)
+    assert [u.text for u in D.test_utterances(test, seed=0, passes=2)] == [u.text for u in utterances]
+    for u in utterances[:10]:  # each span holds one of the speaker's recordings of its word, unchanged
+        for word, (start, end) in zip(u.words, u.spans):
+            assert any(np.array_equal(r.wave, u.wave[start:end]) for r in test
+                       if r.speaker == u.speaker and D.WORDS[r.digit] == word)
+
+
+def test_speed_perturbation_changes_the_duration(fsdd):
+    r = D.load_recordings(fsdd)[0]
+    rng = np.random.default_rng(0)
+    fast = D.join([r], rng, pause=(0.0, 0.0), speed=1.1)
+    slow = D.join([r], rng, pause=(0.0, 0.0), speed=0.9)
+    assert len(fast.wave) == pytest.approx(len(r.wave) / 1.1, abs=2)
+    assert len(slow.wave) == pytest.approx(len(r.wave) / 0.9, abs=2)
+
+
+def test_drawn_batches_resume_exactly():
+    def draw(rng):
+        return {"x": torch.from_numpy(rng.integers(0, 10**6, 3))}
+
+    whole = DrawnBatches(draw, 3, seed=5)
+    seen = [b["x"] for _ in range(2) for b in whole][:5]
+    first = DrawnBatches(draw, 3, seed=5)
+    it = iter(first)
+    next(it), next(it)
+    resumed = DrawnBatches(draw, 3, seed=5)
+    resumed.load_state_dict(first.state_dict())
+    again = [b["x"] for b in resumed] + [b["x"] for b in resumed][:2]
+    assert all(torch.equal(a, b) for a, b in zip(again, seen[2:]))
+    assert not torch.equal(seen[0], seen[3])  # a new epoch draws new batches
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def test_timed_words_follow_the_best_path():
+    """Frames: _ _ a a _ ' ' b b  ->  a in frames [2, 4), b in [6, 8)."""
+    tokens = ["_", " ", "a", "b"]
+    path = [0, 0, 2, 2, 0, 1, 3, 3]
+    lp = torch.full((8, 4), -8.0)
+    lp[torch.arange(8), path] = -0.01
+    words = timed_words(lp.log_softmax(-1), [2, 1, 3], 0.03, tokens, delimiter=1)
+    assert [(w.text, round(w.start, 3), round(w.end, 3)) for w in words] == [("a", 0.06, 0.12), ("b", 0.18, 0.24)]
+
+
+def test_kenlm_loading_prints_nothing(tmp_path, capfd):
+    pytest.importorskip("kenlm")
+    from rnnkit.decode import NGramLM
+    from rnnkit.decode.arpa import write_arpa
+
+    lm = NGramLM(write_arpa([["one", "two"], ["two", "three"]], tmp_path / "lm.arpa"), backend="kenlm")
+    assert lm.backend == "kenlm"
+    assert capfd.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------- the task and its verbs
+
+
+@pytest.fixture(scope="module")
+def digits_run(fsdd, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["train", "digits", "--data-dir", str(fsdd), "--runs", str(runs), "--max-steps", "2", "--hidden", "8",
+                 "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1", "--device", "cpu",
+                 "--no-progress"]) == 0
+    (run,) = runs.iterdir()
+    return run
+
+
+def test_digits_trains_evaluates_transcribes_and_aligns(digits_run, fsdd, tmp_path, capsys):
+    results = json.loads((digits_run / "results.json").read_text())
+    assert {f"wer_{d}" for d in ("greedy", "beam", "lexicon", "lexicon_lm")} <= set(results["valid"])
+    best = digits_run / "best"
+    assert (best / "lexicon.txt").read_text().split() == sorted(D.WORDS)
+    assert (best / "lm.arpa").read_text().startswith("\\data\\")
+    assert {"lexicon.txt", "lm.arpa"} <= set(json.loads((best / "manifest.json").read_text())["sha256"])
+    capsys.readouterr()
+
+    assert main(["evaluate", str(digits_run), "--split", "test", "--json", "--data-dir", str(fsdd), "--no-progress"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["split"] == "test" and scores["words"] == 300
+    assert {f"wer_lexicon_lm_{s}" for s in D.SPEAKERS} <= set(scores)
+    assert all(0 <= scores[f"cer_{d}"] for d in ("greedy", "beam", "lexicon", "lexicon_lm"))
+
+    wav = tmp_path / "two.wav"
+    wav.write_bytes(wav_bytes(np.concatenate([tone(1, 0, 0), np.zeros(800, np.float32), tone(2, 0, 1)])))
+    assert main(["transcribe", str(digits_run), str(wav), "--lexicon", "--lm", "--json", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["file"] == str(wav) and all(w["word"] in D.WORDS for w in out["words"])
+    assert all(0 <= w["start"] < w["end"] <= 0.4 for w in out["words"])
+
+    png = tmp_path / "align.png"
+    assert main(["align", str(digits_run), str(wav), "--text", "One  two", "--out", str(png), "--device", "cpu"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    timed = capsys.readouterr().err.split()
+    assert timed[2] == "one" and timed[5] == "two"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["transcribe", "{run}", "{tmp}/missing.wav"], "missing.wav: no such audio file"),
+    (["transcribe", "{run}", "{wav}", "--lexicon", "{tmp}/words.txt"], "--lexicon .*words.txt: no such file"),
+    (["align", "{run}", "{wav}", "--text", "seven 3"], r"no symbol for \['3'\]"),
+    (["align", "{run}", "{wav}", "--text", " "], "--text is empty"),
+    (["align", "{run}", "{wav}", "--text", "seven " * 20], "needs at least .* frames"),
+    (["transcribe", "{lm}", "{wav}"], "LanguageModel that does not hear recordings"),
+])
+def test_speech_verbs_give_one_line_errors(digits_run, tmp_path, capsys, argv, message):
+    wav = tmp_path / "one.wav"
+    wav.write_bytes(wav_bytes(tone(1, 0, 0)))
+    lm = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=4, rnn={"hidden_size": 4})).save(tmp_path / "lm")
+    argv = [a.format(run=digits_run, tmp=tmp_path, wav=wav, lm=lm) for a in argv]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnkit: error:") and len(err.strip().splitlines()) == 1
+    import re
+
+    assert re.search(message, err), err
