@@ -230,6 +230,29 @@ def test_kenlm_loading_prints_nothing(tmp_path, capfd):
 # ----------------------------------------------------------------------------- the task and its verbs
 
 
+def test_a_recognizer_overfits_a_few_utterances(fsdd):
+    """One batch of four connected utterances, learnt by heart in a few seconds: greedy decoding
+    gives every transcript back."""
+    from rnnkit.tasks.digits import collate, vocabulary
+
+    torch.manual_seed(0)
+    vocab, features = vocabulary(), FeatureConfig()
+    test = D.split_recordings(D.load_recordings(fsdd), "standard")["test"]
+    utterances = D.test_utterances(test, seed=0, passes=1, max_digits=2)[:4]
+    batch = collate(utterances, LogMel(features), vocab)
+    model = CTCRecognizer(CTCRecognizerConfig(input_size=40, num_tokens=len(vocab), stack_frames=3,
+                                              rnn={"cell": "lstm", "hidden_size": 32, "num_layers": 1,
+                                                   "bidirectional": True}))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+    for _ in range(80):
+        loss = model.loss(batch).value
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    hyps = model.eval().decode(batch["input"], batch["lengths"])
+    assert ["".join(vocab.tokens[i] for i in h.ids) for h in hyps] == [u.text for u in utterances]
+
+
 @pytest.fixture(scope="module")
 def digits_run(fsdd, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
@@ -276,10 +299,16 @@ def test_digits_trains_evaluates_transcribes_and_aligns(digits_run, fsdd, tmp_pa
     (["align", "{run}", "{wav}", "--text", " "], "--text is empty"),
     (["align", "{run}", "{wav}", "--text", "seven " * 20], "needs at least .* frames"),
     (["transcribe", "{lm}", "{wav}"], "LanguageModel that does not hear recordings"),
+    (["transcribe", "{run}", "{tmp}/text.wav"], "text.wav: not an audio file"),
+    (["transcribe", "{run}", "{tmp}/zero.wav"], "zero.wav: not an audio file"),
+    (["align", "{run}", "{tmp}/empty.wav"], "empty.wav: the recording is empty"),
 ])
 def test_speech_verbs_give_one_line_errors(digits_run, tmp_path, capsys, argv, message):
     wav = tmp_path / "one.wav"
     wav.write_bytes(wav_bytes(tone(1, 0, 0)))
+    (tmp_path / "text.wav").write_text("RIFF? no, just text")
+    (tmp_path / "zero.wav").write_bytes(b"")
+    (tmp_path / "empty.wav").write_bytes(wav_bytes(np.zeros(0, np.float32)))
     lm = LanguageModel(LanguageModelConfig(vocab_size=5, embedding_size=4, rnn={"hidden_size": 4})).save(tmp_path / "lm")
     argv = [a.format(run=digits_run, tmp=tmp_path, wav=wav, lm=lm) for a in argv]
     assert main([*argv, "--device", "cpu"]) == 2

@@ -47,7 +47,7 @@ from rnnkit.train.distributed import is_main_process
 
 NAME = "digits"
 HELP = "speech recognition with CTC: connected spoken digits (FSDD), decoded with a lexicon and an n-gram LM"
-DEFAULT_STEPS = 1400
+DEFAULT_STEPS = 1500
 #: the symbols: blank, the word delimiter, the letters of the ten digit words
 TOKENS = ("<blank>", " ", *sorted(set("".join(WORDS))))
 
@@ -82,11 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epoch-batches", type=positive_int, default=100, help="batches between dev evaluations")
     p.add_argument("--max-digits", type=positive_int, default=7, help="digits per utterance: 1 to this")
     p.add_argument("--speeds", type=speeds, default=[0.9, 1.0, 1.1], help="speed perturbation factors (comma-separated)")
-    p.add_argument("--noise", type=float, default=0.01, help="white noise std drawn in [0, this] per training utterance")
+    p.add_argument("--noise", type=fraction, default=0.01, help="white noise std drawn in [0, this] per training utterance")
     p.add_argument("--spec-augment", type=nonnegative_int, default=0,
                    help="SpecAugment: this many frequency and time masks per utterance (0: off)")
     p.add_argument("--test-passes", type=positive_int, default=3,
                    help="test utterances use every test recording this many times, grouped anew")
+    p.add_argument("--valid-passes", type=positive_int, default=3,
+                   help="valid utterances use every valid recording this many times (a steadier dev loss)")
     p.add_argument("--beam", type=positive_int, default=16, help="beam width of the evaluation's beam searches")
     p.add_argument("--lm-order", type=positive_int, default=3, help="order of the word n-gram model")
     p.add_argument("--lm-weight", type=float, default=0.5, help="weight of the word LM's log-probability")
@@ -142,7 +144,7 @@ def train(args: argparse.Namespace) -> RunDir:
         return collate(batch, frontend, vocab, torch.Generator().manual_seed(int(rng.integers(2**62))),
                        args.spec_augment)
 
-    valid = test_utterances(parts["valid"], args.seed + 2, passes=1, max_digits=args.max_digits)
+    valid = utterances("valid", args, parts)
     valid_batches = [collate(valid[i : i + 64], frontend, vocab) for i in range(0, len(valid), 64)]
     run = run_dir(NAME, args)
     lexicon = "\n".join(sorted({w for ws in lm_transcripts(args, groups, 1000) for w in ws})) + "\n"
@@ -153,7 +155,8 @@ def train(args: argparse.Namespace) -> RunDir:
               f"parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
     trainer = Trainer(
         model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=2),
+        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr),
+                    schedule=ScheduleConfig("cosine") if args.max_steps else ScheduleConfig("plateau", patience=2),
                     stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
                     clip_norm=5.0, log_every=25, seed=args.seed),
         valid=SequenceBatches(valid_batches, 1, lambda b: b[0], shuffle=False), run_dir=run,
@@ -171,12 +174,12 @@ def train(args: argparse.Namespace) -> RunDir:
     return run
 
 
-def utterances(split: str, args: argparse.Namespace) -> list[Utterance]:
+def utterances(split: str, args: argparse.Namespace, parts: dict[str, list] | None = None) -> list[Utterance]:
     """The fixed valid or test utterances of a run (the same in train and in evaluate)."""
-    parts = split_recordings(load_recordings(args.data_dir), args.split)
+    parts = parts or split_recordings(load_recordings(args.data_dir), args.split)
     if split == "test":
         return test_utterances(parts["test"], args.seed + 1, passes=args.test_passes, max_digits=args.max_digits)
-    return test_utterances(parts["valid"], args.seed + 2, passes=1, max_digits=args.max_digits)
+    return test_utterances(parts["valid"], args.seed + 2, passes=args.valid_passes, max_digits=args.max_digits)
 
 
 def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -211,4 +214,21 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     return out
 
 
-TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("test", "valid")))
+def after_train(run: RunDir, args: argparse.Namespace) -> None:
+    """plots/alignment.png: the alignment picture of the first valid utterance of three or more
+    digits, as the best checkpoint recognises it; and the commands that go further."""
+    from rnnkit.plots import ctc_alignment
+    from rnnkit.speech import load_transcriber
+
+    utterance = next((u for u in utterances("valid", args) if len(u.words) >= 3), None)
+    if utterance is not None:
+        transcriber = load_transcriber(run.path, device(args.device), beam=args.beam, lexicon="")
+        out = ctc_alignment(transcriber.align(utterance.wave), run.path / "plots" / "alignment.png",
+                            f"a valid utterance of {utterance.speaker}: \"{utterance.text}\"")
+        print(f"alignment picture: {out}", file=sys.stderr)
+    print(f"\nTest it once:      rnnkit evaluate {run.path} --split test\n"
+          f"Transcribe a file: rnnkit transcribe {run.path} FILE.wav --lexicon --lm\n"
+          f"Align a file:      rnnkit align {run.path} FILE.wav [--text 'seven three']", file=sys.stderr)
+
+
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("test", "valid"), after_train))
