@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit.ctc import ctc_posteriors, forced_align
+from rnnkit.ctc import Alignment, ctc_posteriors, forced_align
 from rnnkit.decode import BeamSearchOptions, CTCBeamDecoder, Lexicon, NGramLM, ctc_greedy
 from rnnkit.decode.hypothesis import Hypothesis
-from rnnkit.files import read_utf8
+from rnnkit.data import pad
+from rnnkit.files import read_json, read_utf8
 from rnnkit.models.ctc import CTCRecognizer
 from rnnkit.run_dir import Checkpoint
 
@@ -44,13 +45,17 @@ class Word:
 def timed_words(log_probs: Tensor, ids: Sequence[int], frame_seconds: float, tokens: Sequence[str],
                 delimiter: int, blank: int = 0) -> list[Word]:
     """The words of ``ids`` timed by their best alignment to ``log_probs`` (T, C) of one utterance."""
-    words = []
     if not ids:
-        return words
+        return []
     alignment = forced_align(log_probs[None], torch.tensor([list(ids)]), [len(log_probs)], [len(ids)], blank)[0]
     if alignment is None:  # cannot happen for a hypothesis decoded from these frames
         raise ValueError("the hypothesis has no alignment to the frames")
-    current: list = []
+    return _words(alignment, frame_seconds, tokens, delimiter)
+
+
+def _words(alignment: Alignment, frame_seconds: float, tokens: Sequence[str], delimiter: int) -> list[Word]:
+    """The words of an alignment: each spans its symbols' segments."""
+    words, current = [], []
     for seg in [*alignment.segments, None]:
         if seg is None or seg.symbol == delimiter:
             if current:
@@ -93,10 +98,7 @@ class Transcriber:
     def log_probs(self, waves: Sequence[np.ndarray]) -> list[Tensor]:
         """Per recording (samples at the model's rate), its log-probabilities (T', C) on the CPU."""
         device = next(self.model.parameters()).device
-        lengths = torch.tensor([len(w) for w in waves])
-        batch = torch.zeros(len(waves), int(lengths.max()))
-        for i, w in enumerate(waves):
-            batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
+        batch, lengths = pad([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves])
         lp, frames = self.model.hear(batch.to(device), lengths)
         return [lp[i, : int(frames[i])].float().cpu() for i in range(len(waves))]
 
@@ -154,11 +156,8 @@ class Transcriber:
         path = forced_align(lp[None], torch.tensor([ids]), [T], [len(ids)], self.blank)[0]
         return AlignmentView(features[0, : int(frames[0])].cpu().numpy(), self.model.frontend.config.frame_seconds,
                              lp.exp().numpy(), self.model.frame_seconds, list(self.tokens), self.blank, ids,
-                             gamma[0, :T, : 2 * len(ids) + 1].numpy(), path.positions, self.words(lp, _hypothesis(ids)))
-
-
-def _hypothesis(ids: Sequence[int]) -> Hypothesis:
-    return Hypothesis(list(ids), 0.0, 0.0)
+                             gamma[0, :T, : 2 * len(ids) + 1].numpy(), path.positions,
+                             _words(path, self.model.frame_seconds, self.tokens, self.delimiter))
 
 
 @dataclass(frozen=True)
@@ -205,11 +204,7 @@ def load_transcriber(run: str | Path, device: torch.device | str = "cpu", beam: 
     if not isinstance(model, CTCRecognizer) or model.frontend is None:
         raise ValueError(f"{ckpt.path} holds a {type(model).__name__} that does not hear recordings "
                          "(a CTCRecognizer with features is needed, e.g. from `rnnkit train digits`)")
-    saved: dict = {}
-    if ckpt.task.is_file():
-        from rnnkit.tasks.common import read_task
-
-        saved = read_task(ckpt.task)["args"]
+    saved = read_json(ckpt.task, "the task and its arguments").get("args", {}) if ckpt.task.is_file() else {}
     words = None
     if lexicon is not None:
         own = ckpt.path / Checkpoint.LEXICON

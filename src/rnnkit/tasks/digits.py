@@ -117,7 +117,7 @@ def collate(utterances: Sequence[Utterance], frontend: LogMel, vocab: Vocabulary
 
 
 def lm_transcripts(args: argparse.Namespace, groups: dict, count: int = 20000) -> list[list[str]]:
-    """Transcripts drawn as the training utterances are, for the word n-gram model."""
+    """Transcripts drawn as the training utterances are: the lexicon and the word n-gram model."""
     rng = np.random.default_rng(args.seed + 3)
     return [[WORDS[r.digit] for r in draw_parts(groups, rng, args.max_digits)] for _ in range(count)]
 
@@ -147,8 +147,9 @@ def train(args: argparse.Namespace) -> RunDir:
     valid = utterances("valid", args, parts)
     valid_batches = [collate(valid[i : i + 64], frontend, vocab) for i in range(0, len(valid), 64)]
     run = run_dir(NAME, args)
-    lexicon = "\n".join(sorted({w for ws in lm_transcripts(args, groups, 1000) for w in ws})) + "\n"
-    lm = arpa_text(lm_transcripts(args, groups), order=args.lm_order)
+    transcripts = lm_transcripts(args, groups)
+    lexicon = "\n".join(sorted({w for words in transcripts for w in words})) + "\n"
+    lm = arpa_text(transcripts, order=args.lm_order)
     if is_main_process():
         print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers (utterances "
               f"drawn afresh), {len(valid)} valid utterances; {sum(p.numel() for p in model.parameters()):,} "
