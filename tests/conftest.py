@@ -42,23 +42,25 @@ def assert_same(a, b, atol: float, rtol: float = 0.0):
         torch.testing.assert_close(ga[k], gb[k], atol=atol, rtol=rtol, msg=lambda m: f"grad {k}: {m}")
 
 
-@pytest.fixture
-def fake_dataset(tmp_path, monkeypatch):
-    """make(name, {file: text}) -> data root: writes a small stand-in for a registered dataset under
-    tmp_path/data and registers its checksums for this test only (a copy counts only when verified)."""
+def stand_in_dataset(monkeypatch: pytest.MonkeyPatch, root, name: str, files: dict[str, str | bytes]):
+    """Write a small stand-in for the registered dataset ``name`` under root/name and register its
+    checksums through ``monkeypatch`` (a copy counts only when verified); returns ``root``."""
     import hashlib
 
     from rnnkit.data import registry
 
-    def make(name: str, files: dict[str, str]):
-        folder = tmp_path / "data" / name
-        folder.mkdir(parents=True)
-        entries = []
-        for file, text in files.items():
-            (folder / file).write_text(text)
-            entries.append(registry.DataFile(file, f"https://example.invalid/{name}/{file}",
-                                             hashlib.sha256(text.encode()).hexdigest()))
-        monkeypatch.setitem(registry.DATASETS, name, registry.Dataset(name, "stand-in for a test", tuple(entries)))
-        return tmp_path / "data"
+    entries = []
+    for file, content in files.items():
+        data = content.encode() if isinstance(content, str) else content
+        (root / name / file).parent.mkdir(parents=True, exist_ok=True)
+        (root / name / file).write_bytes(data)
+        entries.append(registry.DataFile(file, f"https://example.invalid/{name}/{file}", hashlib.sha256(data).hexdigest()))
+    monkeypatch.setitem(registry.DATASETS, name, registry.Dataset(name, "stand-in for a test", tuple(entries)))
+    return root
 
-    return make
+
+@pytest.fixture
+def fake_dataset(tmp_path, monkeypatch):
+    """make(name, {file: text}) -> data root: a stand-in for a registered dataset under
+    tmp_path/data, registered for this test only (see :func:`stand_in_dataset`)."""
+    return lambda name, files: stand_in_dataset(monkeypatch, tmp_path / "data", name, files)

@@ -20,6 +20,7 @@ from rnnkit.data import DrawnBatches, pad
 from rnnkit.data import digits as D
 from rnnkit.models import CTCRecognizer, CTCRecognizerConfig, LanguageModel, LanguageModelConfig
 from rnnkit.speech import timed_words
+from conftest import stand_in_dataset
 
 RATE = 8000
 
@@ -41,21 +42,10 @@ def tone(digit: int, speaker: int, index: int) -> np.ndarray:
 def fsdd(tmp_path_factory):
     """A stand-in FSDD, registered for this module: 6 speakers x 10 digits x 12 repetitions
     (0-4 test, 5-9 valid, 10-11 train)."""
-    import hashlib
-
-    from rnnkit.data import registry
-
-    root = tmp_path_factory.mktemp("data")
-    entries = []
-    for d in range(10):
-        for k, s in enumerate(D.SPEAKERS):
-            for i in range(12):
-                name, data = f"recordings/{d}_{s}_{i}.wav", wav_bytes(tone(d, k, i))
-                (root / "fsdd" / name).parent.mkdir(parents=True, exist_ok=True)
-                (root / "fsdd" / name).write_bytes(data)
-                entries.append(registry.DataFile(name, "https://example.invalid/" + name, hashlib.sha256(data).hexdigest()))
+    files = {f"recordings/{d}_{s}_{i}.wav": wav_bytes(tone(d, k, i))
+             for d in range(10) for k, s in enumerate(D.SPEAKERS) for i in range(12)}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(registry.DATASETS, "fsdd", registry.Dataset("fsdd", "stand-in for a test", tuple(entries)))
+        root = stand_in_dataset(mp, tmp_path_factory.mktemp("data"), "fsdd", files)
         yield root
 
 

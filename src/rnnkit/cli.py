@@ -6,6 +6,8 @@
     rnnkit plot RUN                                   plots/learning_curves.png
     rnnkit transcribe RUN FILE.wav ...                timed words of recordings (a speech run)
     rnnkit align RUN FILE.wav [--text ...]            the CTC alignment picture of a recording
+    rnnkit tag RUN "text" | --conllu FILE             part-of-speech tags of raw text or a CoNLL-U file
+    rnnkit classify RUN "text"                        class probabilities of a sentence
     rnnkit data list | verify NAME | fetch NAME
     rnnkit analyze gradients                          the vanishing-gradient picture
     rnnkit info                                       versions, and which kernel each layer uses
@@ -108,12 +110,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         found = TASKS.get(task["task"])
         if found is None or found.evaluate is None:
             raise ValueError(f"{ckpt.path}: the {task['task']!r} task has no evaluate")
-        split = args.split or found.splits[0]
-        if split not in found.splits:
-            raise ValueError(f"--split {split}: the {found.name} task has the splits {', '.join(found.splits)}")
         saved = argparse.Namespace(**{**task["args"], "no_progress": args.no_progress, "device": args.device,
                                       **({"data_dir": args.data_dir} if args.data_dir else {})})
-        result = {"task": found.name, "split": split, **found.evaluate(ckpt, split, saved)}
+        if args.conllu is not None:
+            if found.evaluate_file is None:
+                raise ValueError(f"--conllu: the {found.name} task does not score CoNLL-U files (a tagging run does)")
+            result = {"task": found.name, "split": args.conllu,
+                      **found.evaluate_file(ckpt, Path(args.conllu), saved)}
+        else:
+            split = args.split or found.splits[0]
+            if split not in found.splits:
+                raise ValueError(f"--split {split}: the {found.name} task has the splits {', '.join(found.splits)}")
+            result = {"task": found.name, "split": split, **found.evaluate(ckpt, split, saved)}
     result = {"checkpoint": str(ckpt.path), "step": ckpt.step(), **result, "seconds": round(time.time() - started, 2)}
     if args.json:
         print(json.dumps(result))
@@ -168,6 +176,63 @@ def _align(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_for(args: argparse.Namespace, method: str, kind: str) -> Any:
+    """The model of a run or checkpoint, which must have ``method`` (a ``kind`` model)."""
+    import rnnkit
+    from rnnkit.run_dir import Checkpoint
+    from rnnkit.tasks.common import device
+
+    ckpt = Checkpoint.resolve(args.checkpoint)
+    model = rnnkit.load(ckpt.path, map_location=device(args.device)).eval()
+    if not hasattr(model, method):
+        raise ValueError(f"{ckpt.path} holds a {type(model).__name__}, not a {kind}")
+    return model
+
+
+def _input_text(args: argparse.Namespace) -> str:
+    text = " ".join(args.text) if args.text else sys.stdin.read()
+    if not text.strip():
+        raise ValueError("TEXT: no words given (pass the text as arguments or on standard input)")
+    return text
+
+
+def _tag(args: argparse.Namespace) -> int:
+    model = _load_for(args, "tag", "tagger")
+    if args.conllu is not None:
+        from rnnkit.data.conllu import fill_upos, read_conllu
+
+        sentences = read_conllu(args.conllu)
+        text = "".join(fill_upos(s, t) for s, t in zip(sentences, model.tag([s.words for s in sentences])))
+        if args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+            print(f"{args.out}: {len(sentences)} sentences tagged", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+        return 0
+    from rnnkit.data.tokenize import english_sentences
+
+    sentences = english_sentences(_input_text(args))
+    for words, tags in zip(sentences, model.tag(sentences)):
+        print(json.dumps({"words": words, "upos": tags}) if args.json
+              else " ".join(f"{w}/{t}" for w, t in zip(words, tags)))
+    return 0
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from rnnkit.data.tokenize import english_sentences
+
+    model = _load_for(args, "classify", "sequence classifier")
+    lines = [" ".join(args.text)] if args.text else [line for line in _input_text(args).splitlines() if line.strip()]
+    sentences = [[w for s in english_sentences(line) for w in s] for line in lines]
+    for line, probabilities in zip(lines, model.classify(sentences)):
+        ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
+        if args.json:
+            print(json.dumps({"text": line, "class": ranked[0][0], "probabilities": probabilities}))
+        else:
+            print(f"{ranked[0][0]}  " + "  ".join(f"{name} {p:.3f}" for name, p in ranked) + f"  | {line}")
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
 
@@ -214,6 +279,8 @@ VERBS = {
     "plot": "learning curves of a run",
     "transcribe": "timed words of recordings, from a speech (CTC) run",
     "align": "a picture of how a speech (CTC) run aligns a recording: features, posteriors, gamma, Viterbi",
+    "tag": "tag raw text or a CoNLL-U file with a tagging run",
+    "classify": "class probabilities of sentences, from a classification run",
     "data": "list, verify or fetch datasets",
     "analyze": "analyses: gradients",
     "info": "versions, devices and which kernel each layer type uses",
@@ -260,6 +327,8 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
                          "; ".join(f"{t}: {', '.join(s)}" for t, s in splits.items()))
     ev.add_argument("--text", default=None, metavar="FILE",
                     help="score a language model on this UTF-8 text instead (any run, also one made with the Trainer)")
+    ev.add_argument("--conllu", default=None, metavar="FILE",
+                    help="score a tagging run on this CoNLL-U file (gold UPOS) instead")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     ev.add_argument("--data-dir", default=None, help="data root (else the run's, $RNNKIT_DATA, ../shared/data, "
@@ -286,6 +355,23 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
         sp.add_argument("--word-score", type=float, default=None, help="bonus per word (default: the run's)")
         sp.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
         sp.set_defaults(func=_transcribe if verb == "transcribe" else _align)
+
+    tag = p["tag"]
+    tag.add_argument("checkpoint", metavar="RUN", help="a tagging run directory (its best checkpoint) or a checkpoint")
+    tag.add_argument("text", nargs="*", help="raw text, tokenised as UD English is (default: standard input)")
+    tag.add_argument("--conllu", default=None, metavar="FILE", help="tag this CoNLL-U file's words instead: "
+                     "the file comes back with UPOS (column 4) filled in, everything else as it was")
+    tag.add_argument("--out", default=None, help="with --conllu: write here instead of standard output")
+    tag.add_argument("--json", action="store_true", help="one JSON object per sentence")
+    tag.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    tag.set_defaults(func=_tag)
+
+    classify = p["classify"]
+    classify.add_argument("checkpoint", metavar="RUN", help="a classification run directory or a checkpoint")
+    classify.add_argument("text", nargs="*", help="a sentence (default: standard input, one sentence per line)")
+    classify.add_argument("--json", action="store_true", help="one JSON object per sentence")
+    classify.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    classify.set_defaults(func=_classify)
 
     p["plot"].add_argument("run_dir", metavar="RUN", help="a run directory")
     p["plot"].set_defaults(func=_plot)

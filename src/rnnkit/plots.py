@@ -1,4 +1,5 @@
-"""Figures: learning curves of a run, the gradient-norm analysis, CTC alignments of a recording.
+"""Figures: learning curves of a run, the gradient-norm analysis, CTC alignments of a recording,
+confusion matrices.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``) and written
 straight to PNG, so importing this module never touches pyplot or switches the backend of a
@@ -16,7 +17,7 @@ from matplotlib.figure import Figure
 
 from rnnkit.run_dir import RunDir, read_metrics
 
-__all__ = ["learning_curves", "gradient_norms", "records", "ctc_alignment"]
+__all__ = ["learning_curves", "gradient_norms", "records", "ctc_alignment", "confusion_matrix"]
 
 STEP = "optimiser step"
 
@@ -180,6 +181,38 @@ def ctc_alignment(view: Any, out: Path, title: str = "") -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
+    return out
+
+
+def confusion_matrix(counts: Any, labels: list[str], out: Path, title: str = "") -> Path:
+    """counts[i, j]: items of gold class i predicted as j. Each row is shown as fractions of its
+    gold class (so rare classes are as visible as frequent ones), the diagonal apart: the
+    errors get the whole colour scale. Cells hold the counts of the errors."""
+    counts = np.asarray(counts, dtype=np.int64)
+    K = len(labels)
+    if counts.shape != (K, K):
+        raise ValueError(f"counts must be ({K}, {K}) for {K} labels. Received: {counts.shape}")
+    rows = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    errors = np.where(np.eye(K, dtype=bool), np.nan, rows)
+    fig = Figure(figsize=(1.0 + 0.5 * K, 0.5 + 0.45 * K))
+    ax = fig.subplots()
+    shown = ax.imshow(errors, cmap="Reds", vmin=0, vmax=max(float(np.nanmax(errors)) if K > 1 else 0, 1e-3))
+    for i in range(K):
+        ax.text(i, i, f"{rows[i, i]:.0%}" if counts[i].sum() else "-", ha="center", va="center", fontsize=7,
+                color="tab:green", weight="bold")
+        for j in range(K):
+            if i != j and counts[i, j]:
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if rows[i, j] > 0.6 * np.nanmax(errors) else "black")
+    ax.set_xticks(range(K), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(K), [f"{name} ({counts[k].sum()})" for k, name in enumerate(labels)], fontsize=8)
+    ax.set(xlabel="predicted", ylabel="gold (items)")
+    ax.set_title(title or "confusions (rows: gold)", fontsize=10)
+    fig.colorbar(shown, ax=ax, fraction=0.04, label="fraction of the gold row (errors)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
     return out
 
 

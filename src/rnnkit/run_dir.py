@@ -76,6 +76,14 @@ class Checkpoint:
         """A complete model is here (weights written last)."""
         return (self.path / self.WEIGHTS).is_file()
 
+    def run(self) -> RunDir | None:
+        """The run directory this checkpoint belongs to (its best/ or one of its checkpoints/), if any."""
+        for candidate in (self.path.parent, self.path.parent.parent):
+            run = RunDir(candidate)
+            if run.is_run() and self.path in (run.best.path, run.checkpoint_root / self.path.name):
+                return run
+        return None
+
     @staticmethod
     def step_name(step: int) -> str:
         return f"{STEP_PREFIX}{step:08d}"

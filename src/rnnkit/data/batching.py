@@ -32,6 +32,8 @@ class Batch(TypedDict, total=False):
         right, starting with bos).
     condition: (B, F) the vector a sequence is generated from.
     new_stream: (stream chunks) this chunk starts the streams afresh: no state is carried in.
+    spellings: (W, L) character ids of the batch's W distinct words; spelling_lengths: (W,);
+        spelling_index: (B, T) which of them each input position is (see rnnkit.models.spelling).
     """
 
     input: Tensor
@@ -41,6 +43,9 @@ class Batch(TypedDict, total=False):
     decoder_input: Tensor
     condition: Tensor
     new_stream: bool
+    spellings: Tensor
+    spelling_lengths: Tensor
+    spelling_index: Tensor
 
 
 class BatchSource(abc.ABC):

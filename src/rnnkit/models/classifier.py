@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data.batching import Batch
+from rnnkit.data.batching import Batch, pad
 from rnnkit.divergence import final_step_cross_entropy
 from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
 
@@ -18,7 +19,8 @@ class SequenceClassifierConfig:
     """num_classes: K. Inputs as :class:`TaggerConfig`. everywhere / step_weights /
     step_normalization: apply the target at every real step ("uniform" or "linear"
     weights), not only at the last, as a per-sequence mean or the course's sum (see
-    :func:`rnnkit.divergence.final_step_cross_entropy`)."""
+    :func:`rnnkit.divergence.final_step_cross_entropy`). labels: the K class names (what
+    :meth:`SequenceClassifier.classify` reports)."""
 
     num_classes: int
     vocab_size: int | None = None
@@ -29,6 +31,7 @@ class SequenceClassifierConfig:
     everywhere: bool = False
     step_weights: str = "uniform"
     step_normalization: str = "mean"
+    labels: list | None = None
 
 
 class SequenceClassifier(Model):
@@ -36,7 +39,12 @@ class SequenceClassifier(Model):
 
     DIV = Xent(class, y_L), or sum_t w_t Xent(class, y_t) with ``everywhere``: the
     intermediate outputs then learn too, instead of "pretending there is no useful
-    information" before the end.
+    information" before the end. Out of training (``model.eval()``) the loss is always the
+    final-step divergence, so models trained either way are compared on one measure.
+
+    Bidirectional: y_t = softmax(V [h_t(forward); h_t(backward)] + c), except at the last
+    real step, which reads the backward direction where it has seen the whole sequence:
+    y_L = softmax(V [h_L(forward); h_1(backward)] + c).
     """
 
     Config = SequenceClassifierConfig
@@ -48,15 +56,26 @@ class SequenceClassifier(Model):
         self.rnn = build_recurrent(self.inputs.size, **c.rnn)
         self.drop = nn.Dropout(c.dropout)
         self.output = nn.Linear(self.rnn.output_size, c.num_classes)
+        if c.labels is not None and (len(c.labels) != c.num_classes or not all(isinstance(x, str) for x in c.labels)):
+            raise ValueError(f"SequenceClassifierConfig.labels must be {c.num_classes} class names. "
+                             f"Received: {c.labels!r}")
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         h, _ = self.rnn(self.drop(self.inputs(x)), lengths)
+        if self.rnn.bidirectional:  # the last step's backward half: h_1(backward), the whole sequence read
+            B, T, _ = h.shape
+            last = (lengths.to(h.device) - 1) if lengths is not None else torch.full((B,), T - 1, device=h.device)
+            rows = torch.arange(B, device=h.device)
+            H = self.rnn.hidden_size
+            h = h.clone()
+            h[rows, last, H:] = h[:, 0, H:]
         return self.output(self.drop(h))  # (B, T, K): a prediction at every step
 
     def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         lengths = batch.get("lengths")
         logits = self(batch["input"], lengths)
-        value = final_step_cross_entropy(logits, batch["target"], lengths, everywhere=self.config.everywhere,
+        value = final_step_cross_entropy(logits, batch["target"], lengths,
+                                         everywhere=self.config.everywhere and self.training,
                                          step_weights=self.config.step_weights,
                                          step_normalization=self.config.step_normalization)
         correct = float((self._last(logits, lengths).argmax(-1) == batch["target"]).sum())
@@ -71,3 +90,29 @@ class SequenceClassifier(Model):
     def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The class of each sequence, (B,)."""
         return self._last(self(x, lengths), lengths).argmax(-1)
+
+    # -- words in, class probabilities out ----------------------------------------------------
+
+    def batch(self, sentences: Sequence[Sequence[str]]) -> Batch:
+        """Word ids in :attr:`vocab` (normalised as the vocabulary says) and lengths."""
+        if self.vocab is None:
+            raise ValueError("this SequenceClassifier has no vocabulary (model.vocab): it cannot read words")
+        if not sentences or any(len(s) == 0 for s in sentences):
+            raise ValueError(f"sentences must be non-empty lists of words. Received: {len(sentences)} sentences, "
+                             f"lengths {[len(s) for s in sentences][:10]}")
+        norm = str.lower if self.vocab.lowercase else str
+        x, lengths = pad([self.vocab.encode([norm(w) for w in s]) for s in sentences])
+        return {"input": x, "lengths": lengths}
+
+    @torch.no_grad()
+    def classify(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, float]]:
+        """P(class | sentence) of each sentence of words, by class name (:attr:`SequenceClassifierConfig.labels`)."""
+        names = self.config.labels or [str(k) for k in range(self.config.num_classes)]
+        was_training = self.training
+        self.eval()
+        b = self.batch(sentences)
+        device = self.output.weight.device
+        lengths = b["lengths"].to(device)
+        probabilities = self._last(self(b["input"].to(device), lengths), lengths).softmax(-1).tolist()
+        self.train(was_training)
+        return [dict(zip(names, row)) for row in probabilities]

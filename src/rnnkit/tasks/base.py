@@ -11,6 +11,8 @@ names no task itself. A task is
                                           and --data-dir
     after_train(run, args)                optional: what to show once training is done
                                           (samples, pictures), on the main process only
+    evaluate_file(checkpoint, path, args) optional: a checkpoint's numbers on a file the user
+                                          gives (``rnnkit evaluate RUN --conllu FILE``)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rnnkit.run_dir import Checkpoint, RunDir
@@ -37,6 +40,7 @@ class Task:
     evaluate: Callable[[Checkpoint, str, argparse.Namespace], dict[str, Any]] | None = None
     splits: tuple[str, ...] = ("valid",)
     after_train: Callable[[RunDir, argparse.Namespace], None] | None = None
+    evaluate_file: Callable[[Checkpoint, Path, argparse.Namespace], dict[str, Any]] | None = None
 
 
 #: every registered task, by name, in registration order

@@ -1,0 +1,167 @@
+"""sentiment: sentence sentiment on the Stanford Sentiment Treebank with a sequence classifier (many-to-one).
+
+An LSTM reads the sentence's words and y_t = softmax(V h_t + c) gives the class; the
+sentence's class is read at its last word. ``--divergence`` chooses where the target is
+applied in training — the course's question:
+
+    final         DIV = Xent(class, y_L), the last step only
+    every         DIV = mean_t Xent(class, y_t), every step, uniform weights
+    every-linear  DIV = sum_t w_t Xent(class, y_t) / sum_t w_t with w_t = t / L: later steps
+                  count more, as the evidence accumulates
+
+The dev loss is always the final-step divergence, so runs trained either way are compared
+(and their best checkpoints picked) on one measure. ``--labels fine`` is the 5-way root
+label; ``binary`` drops neutral sentences (0-1 negative, 3-4 positive). With ``--phrases``
+(the default) every labelled phrase of the training trees is a training sequence too
+(distinct phrases once each); dev and test score whole sentences only.
+
+    rnnkit evaluate RUN --split test     root accuracy
+    rnnkit classify RUN "a gorgeous, witty film"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+import torch
+
+import rnnkit
+from rnnkit.arguments import fraction, positive_float, positive_int
+from rnnkit.data import SequenceBatches, Vocabulary, require
+from rnnkit.data.trees import Tree, read_trees
+from rnnkit.models import SequenceClassifier, SequenceClassifierConfig
+from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.tasks.base import Task, register
+from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
+from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.train.distributed import is_main_process
+
+NAME = "sentiment"
+HELP = "sentiment classification: Stanford Sentiment Treebank, final-step vs every-step divergence"
+DEFAULT_EPOCHS = 6
+FILES = {"train": "train.txt", "valid": "dev.txt", "test": "test.txt"}
+LABELS = {"fine": ["very negative", "negative", "neutral", "positive", "very positive"],
+          "binary": ["negative", "positive"]}
+DIVERGENCES = {"final": (False, "uniform"), "every": (True, "uniform"), "every-linear": (True, "linear")}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--labels", choices=sorted(LABELS), default="fine",
+                   help="fine: the 5 root classes; binary: neutral dropped, negative vs positive")
+    p.add_argument("--divergence", choices=list(DIVERGENCES), default="final",
+                   help="where the target is applied in training: the last step, or every step")
+    p.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=True,
+                   help="train on every labelled phrase of the training trees too, not only sentences")
+    p.add_argument("--embedding", type=positive_int, default=200, help="word embedding size")
+    p.add_argument("--hidden", type=positive_int, default=168, help="LSTM units (per direction)")
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
+                   help="a bidirectional LSTM (the class then reads [h_L(forward); h_1(backward)])")
+    p.add_argument("--dropout", type=fraction, default=0.5, help="dropout on the embeddings and the LSTM's output")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per batch")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
+    add_common_arguments(p, epochs=DEFAULT_EPOCHS)
+
+
+def label_of(tree: Tree, labels: str) -> int | None:
+    """The class id of a node under ``labels`` (None: a neutral node in the binary task)."""
+    k = int(tree.label)
+    if labels == "fine":
+        return k
+    return None if k == 2 else int(k > 2)
+
+
+def examples(trees: list[Tree], labels: str, phrases: bool) -> list[tuple[list[str], int]]:
+    """(words, class) of every root (neutral ones dropped in the binary task); with ``phrases``,
+    of every distinct labelled phrase instead (each root is one of them)."""
+    if not phrases:
+        return [(tree.words(), k) for tree in trees if (k := label_of(tree, labels)) is not None]
+    out: dict[tuple[str, ...], int] = {}
+    for tree in trees:
+        for node in tree.nodes():
+            k = label_of(node, labels)
+            words = tuple(node.words())
+            if k is not None and words not in out:
+                out[words] = k
+    return [(list(w), k) for w, k in out.items()]
+
+
+def treebank(split: str, data_dir: str | None) -> list[Tree]:
+    return read_trees(require("sst_trees", data_dir) / FILES[split])
+
+
+def batches(model: SequenceClassifier, items: list[tuple[list[str], int]], size: int) -> list[dict[str, Any]]:
+    """Batches of similar length (little padding), in length order."""
+    ordered = sorted(items, key=lambda item: len(item[0]))
+    out = []
+    for i in range(0, len(ordered), size):
+        part = ordered[i : i + size]
+        b = model.batch([words for words, _ in part])
+        b["target"] = torch.tensor([k for _, k in part])
+        out.append(b)
+    return out
+
+
+def train(args: argparse.Namespace) -> RunDir:
+    torch.manual_seed(args.seed)
+    trees = treebank("train", args.data_dir)
+    items = examples(trees, args.labels, args.phrases)
+    valid = examples(treebank("valid", args.data_dir), args.labels, phrases=False)
+    words = Counter(w.lower() for tree in trees for w in tree.words())
+    vocab = Vocabulary(["<unk>", *sorted(words, key=lambda w: (-words[w], w))], unk="<unk>", level="word",
+                       lowercase=True)
+    everywhere, weights = DIVERGENCES[args.divergence]
+    model = SequenceClassifier(SequenceClassifierConfig(
+        num_classes=len(LABELS[args.labels]), vocab_size=len(vocab), embedding_size=args.embedding,
+        rnn={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": args.bidirectional},
+        dropout=args.dropout, everywhere=everywhere, step_weights=weights, labels=LABELS[args.labels]))
+    model.vocab = vocab
+    run = run_dir(NAME, args)
+    if is_main_process():
+        print(f"sentiment ({args.labels}, divergence {args.divergence}): {len(items):,} training sequences "
+              f"({'phrases and ' if args.phrases else ''}sentences of {len(trees):,} trees), {len(valid):,} dev "
+              f"sentences; {len(vocab):,} words; {sum(p.numel() for p in model.parameters()):,} parameters; "
+              f"run directory {run.path}", file=sys.stderr)
+    trainer = Trainer(
+        model, SequenceBatches(batches(model, items, args.batch_size), 1, lambda b: b[0], seed=args.seed),
+        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr, weight_decay=args.weight_decay),
+                    schedule=ScheduleConfig("plateau", patience=0),
+                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
+                    clip_norm=5.0, log_every=100, seed=args.seed),
+        valid=SequenceBatches(batches(model, valid, 256), 1, lambda b: b[0], shuffle=False), run_dir=run,
+        resume=bool(args.resume), device=device(args.device), progress=progress(args),
+        artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
+    result = trainer.fit()
+    if not is_main_process() or result["already_finished"]:
+        return run
+    scores = evaluate(Checkpoint.resolve(run.path), "valid", args)
+    run.results.write_text(json.dumps({"step": result["step"], "train_minutes": result["seconds"] / 60,
+                                       "valid": scores}, indent=2))
+    print(f"sentiment: {result['step']} steps in {result['seconds'] / 60:.1f} min; dev accuracy "
+          f"{scores['accuracy']:.2%}", file=sys.stderr)
+    return run
+
+
+def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Root (sentence) accuracy on dev or test, and the accuracy per gold class."""
+    model = rnnkit.load(checkpoint.path, map_location=device(args.device)).eval()
+    items = examples(treebank(split, args.data_dir), args.labels, phrases=False)
+    dev = device(args.device)
+    correct = torch.zeros(model.config.num_classes)
+    total = torch.zeros(model.config.num_classes)
+    with torch.no_grad():
+        for b in batches(model, items, 256):
+            predicted = model.predict(b["input"].to(dev), b["lengths"].to(dev)).cpu()
+            total += torch.bincount(b["target"], minlength=len(total))
+            correct += torch.bincount(b["target"][predicted == b["target"]], minlength=len(total))
+    out: dict[str, Any] = {"sentences": len(items), "accuracy": float(correct.sum() / total.sum())}
+    for name, c, n in zip(model.config.labels, correct.tolist(), total.tolist()):
+        out[f"accuracy_{name.replace(' ', '_')}"] = c / n if n else float("nan")
+    return out
+
+
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test")))
