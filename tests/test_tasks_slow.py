@@ -47,3 +47,12 @@ def test_digits_standard_split_reaches_the_readme_word_error_rates(tmp_path, cap
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["wer_lexicon_lm"] <= 0.05
+
+
+def test_pos_reaches_the_readme_upos_accuracy(tmp_path, capsys):
+    """The README's tagging command (about 15 minutes): UPOS test accuracy >= 95.0%."""
+    assert main(["train", "pos", "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.95

@@ -1,0 +1,77 @@
+"""The course's question, measured: train a sequence classifier with the divergence at the final
+step only, or at every step (uniform weights, or later steps counting more), on the same budget
+and several seeds, and compare dev and test accuracy on SST (mean and standard deviation).
+
+Each run is ``rnnkit train sentiment --divergence D --seed S`` plus the options given after
+``--``, then ``rnnkit evaluate RUN --split test``; runs go ``--jobs`` at a time, one torch
+thread each.
+
+    python benchmarks/sentiment_divergences.py                          # 3 seeds, fine-grained
+    python benchmarks/sentiment_divergences.py --seeds 0 1 2 -- --labels binary
+
+Writes benchmarks/results/sentiment-divergences.json (or --json PATH) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+DIVERGENCES = ("final", "every", "every-linear")
+
+
+def one_run(divergence: str, seed: int, runs: Path, extra: list[str]) -> dict:
+    folder = runs / f"{divergence}-seed{seed}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    started = time.time()
+    rnnkit = [sys.executable, "-m", "rnnkit"]
+    subprocess.run([*rnnkit, "train", "sentiment", "--divergence", divergence, "--seed", str(seed), "--runs",
+                    str(folder), "--no-progress", *extra], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    minutes = (time.time() - started) / 60
+    (run,) = folder.iterdir()
+    valid = json.loads((run / "results.json").read_text())["valid"]
+    test = json.loads(subprocess.run([*rnnkit, "evaluate", str(run), "--split", "test", "--json", "--no-progress"],
+                                     check=True, env=env, capture_output=True, text=True).stdout)
+    print(f"  {divergence:<13} seed {seed}: dev {valid['accuracy']:.2%}, test {test['accuracy']:.2%} "
+          f"({minutes:.1f} min)", flush=True)
+    return {"divergence": divergence, "seed": seed, "run": str(run), "minutes": minutes,
+            "valid_accuracy": valid["accuracy"], "test_accuracy": test["accuracy"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
+    ap.add_argument("--runs", type=Path, default=Path("runs/sentiment-divergences"))
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("extra", nargs="*", help="after --: options for every `rnnkit train sentiment`")
+    args = ap.parse_args()
+    jobs = [(d, s) for s in args.seeds for d in DIVERGENCES]
+    print(f"{len(jobs)} runs, {args.jobs} at a time; options: {' '.join(args.extra) or '(defaults)'}")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(lambda job: one_run(*job, args.runs, args.extra), jobs))
+    print(f"\n{'divergence':<14}{'dev accuracy':>18}{'test accuracy':>18}{'minutes':>9}")
+    summary = {}
+    for d in DIVERGENCES:
+        mine = [r for r in rows if r["divergence"] == d]
+        stats = {k: (statistics.mean(r[k] for r in mine), statistics.stdev(r[k] for r in mine) if len(mine) > 1 else 0.0)
+                 for k in ("valid_accuracy", "test_accuracy", "minutes")}
+        summary[d] = stats
+        (vm, vs), (tm, ts), (mm, _) = stats["valid_accuracy"], stats["test_accuracy"], stats["minutes"]
+        print(f"{d:<14}{100 * vm:>11.2f} ± {100 * vs:.2f}{100 * tm:>11.2f} ± {100 * ts:.2f}{mm:>9.1f}")
+    out = args.json or Path(__file__).parent / "results" / "sentiment-divergences.json"
+    out.write_text(json.dumps({"options": args.extra, "seeds": args.seeds, "runs": rows, "summary": summary},
+                              indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
