@@ -173,6 +173,12 @@ class SequenceBatches(BatchSource):
         self.items, self.batch_size, self.collate = items, batch_size, collate
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
 
+    @classmethod
+    def prebuilt(cls, batches: Sequence[dict[str, Any]], shuffle: bool = True, seed: int = 0) -> SequenceBatches:
+        """Batches collated in advance (e.g. of similar lengths, :func:`by_length`), taken in a new
+        order each epoch when ``shuffle``."""
+        return cls(batches, 1, lambda one: one[0], shuffle=shuffle, seed=seed)
+
     def __len__(self) -> int:
         n = len(self.items) // self.batch_size
         return n if self.drop_last or len(self.items) % self.batch_size == 0 else n + 1
@@ -218,6 +224,14 @@ class DrawnBatches(BatchSource):
             self.position += 1
             yield self.draw(rng)
         self.epoch, self.position = self.epoch + 1, 0
+
+
+def by_length(items: Sequence[Any], size: int, length: Callable[[Any], int] = len) -> list[list[Any]]:
+    """Groups of ``size`` items of similar length (little padding), shortest first."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1. Received: {size}")
+    ordered = sorted(items, key=length)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def pad(sequences: Sequence[Tensor], value: int = 0) -> tuple[Tensor, Tensor]:

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rnnkit.data.batching import pad
 from rnnkit.files import read_json, write_json_atomic
 
 __all__ = ["Vocabulary"]
@@ -102,6 +103,15 @@ class Vocabulary:
                 i = self.index[self.unk]
             ids.append(i)
         return torch.tensor(ids, dtype=torch.long)
+
+    def encode_sentences(self, sentences: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
+        """Sentences of words (already split) as padded ids (B, T) and lengths (B,), each word
+        normalised as the corpus was (lower case when ``lowercase``)."""
+        if not sentences or any(len(s) == 0 for s in sentences):
+            raise ValueError(f"sentences must be non-empty lists of words. Received: {len(sentences)} sentences, "
+                             f"lengths {[len(s) for s in sentences][:10]}")
+        norm = str.lower if self.lowercase else str
+        return pad([self.encode([norm(w) for w in s]) for s in sentences])
 
     # -- ids -> text ------------------------------------------------------------------------
 

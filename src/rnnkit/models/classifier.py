@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data.batching import Batch, pad
+from rnnkit.data.batching import Batch
 from rnnkit.divergence import final_step_cross_entropy
 from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
 
@@ -97,11 +97,7 @@ class SequenceClassifier(Model):
         """Word ids in :attr:`vocab` (normalised as the vocabulary says) and lengths."""
         if self.vocab is None:
             raise ValueError("this SequenceClassifier has no vocabulary (model.vocab): it cannot read words")
-        if not sentences or any(len(s) == 0 for s in sentences):
-            raise ValueError(f"sentences must be non-empty lists of words. Received: {len(sentences)} sentences, "
-                             f"lengths {[len(s) for s in sentences][:10]}")
-        norm = str.lower if self.vocab.lowercase else str
-        x, lengths = pad([self.vocab.encode([norm(w) for w in s]) for s in sentences])
+        x, lengths = self.vocab.encode_sentences(sentences)
         return {"input": x, "lengths": lengths}
 
     @torch.no_grad()

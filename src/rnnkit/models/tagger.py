@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data.batching import Batch, pad
+from rnnkit.data.batching import Batch
 from rnnkit.divergence import sequence_cross_entropy, step_mask
 from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
 from rnnkit.models.spelling import SpellingConfig, SpellingEncoder, Spellings
@@ -96,11 +96,7 @@ class Tagger(Model):
         vocabulary says), lengths, and the spellings when the model reads them."""
         if self.vocab is None:
             raise ValueError("this Tagger has no vocabulary (model.vocab): it cannot read words")
-        if not sentences or any(len(s) == 0 for s in sentences):
-            raise ValueError(f"sentences must be non-empty lists of words. Received: {len(sentences)} sentences, "
-                             f"lengths {[len(s) for s in sentences][:10]}")
-        norm = str.lower if self.vocab.lowercase else str
-        x, lengths = pad([self.vocab.encode([norm(w) for w in s]) for s in sentences])
+        x, lengths = self.vocab.encode_sentences(sentences)
         out: Batch = {"input": x, "lengths": lengths}
         if self.spelling is not None:
             s = self.spelling.spell(sentences)

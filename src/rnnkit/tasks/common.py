@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,21 @@ def run_dir(task: str, args: argparse.Namespace) -> RunDir:
             raise ValueError(f"--runs {args.runs}: cannot create the run directory {run.path} ({e.strerror})") from None
         write_json_atomic(run.task, task_artifact(task, args))
     return run
+
+
+def fit_and_score(trainer: Any, run: RunDir, score: Callable[[Checkpoint], dict[str, Any]]
+                  ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Train; then, on the main process and unless the run had already reached its bound, score
+    the best checkpoint on dev (``score``) and write results.json: {"step", "train_minutes",
+    "valid"}. Returns (the trainer's result, the scores), or None when there is nothing to report."""
+    from rnnkit.train.distributed import is_main_process
+
+    result = trainer.fit()
+    if not is_main_process() or result["already_finished"]:
+        return None
+    scores = score(Checkpoint.resolve(run.path))
+    write_json_atomic(run.results, {"step": result["step"], "train_minutes": result["seconds"] / 60, "valid": scores})
+    return result, scores
 
 
 def read_task(path: Path) -> dict[str, Any]:

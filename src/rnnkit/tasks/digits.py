@@ -20,7 +20,6 @@ out entirely.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +40,7 @@ from rnnkit.progress import bar
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.speech import DECODERS, Transcriber
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_artifact
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
 from rnnkit.train.distributed import is_main_process
 
@@ -160,15 +159,13 @@ def train(args: argparse.Namespace) -> RunDir:
                     schedule=ScheduleConfig("cosine") if args.max_steps else ScheduleConfig("plateau", patience=2),
                     stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
                     clip_norm=5.0, log_every=25, seed=args.seed),
-        valid=SequenceBatches(valid_batches, 1, lambda b: b[0], shuffle=False), run_dir=run,
+        valid=SequenceBatches.prebuilt(valid_batches, shuffle=False), run_dir=run,
         resume=bool(args.resume), device=device(args.device), progress=progress(args),
         artifacts={Checkpoint.TASK: task_artifact(NAME, args), Checkpoint.LEXICON: lexicon, Checkpoint.LM: lm})
-    result = trainer.fit()
-    if not is_main_process() or result["already_finished"]:
+    done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
+    if done is None:
         return run
-    scores = evaluate(Checkpoint.resolve(run.path), "valid", args)
-    run.results.write_text(json.dumps({"step": result["step"], "train_minutes": result["seconds"] / 60,
-                                       "valid": scores}, indent=2))
+    result, scores = done
     print(f"digits: {result['step']} steps in {result['seconds'] / 60:.1f} min; valid WER: "
           + ", ".join(f"{k[4:]} {v:.2%}" for k, v in scores.items() if k.startswith("wer_") and k[4:] in DECODERS),
           file=sys.stderr)

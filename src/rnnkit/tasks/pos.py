@@ -19,7 +19,6 @@ the two words "do" and "n't"). Dev picks the checkpoint; test is for the end.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -29,13 +28,13 @@ import torch
 
 import rnnkit
 from rnnkit.arguments import fraction, positive_float, positive_int
-from rnnkit.data import SequenceBatches, Vocabulary, pad, require
+from rnnkit.data import SequenceBatches, Vocabulary, by_length, pad, require
 from rnnkit.data.conllu import TaggedSentence, read_conllu
 from rnnkit.models import Tagger, TaggerConfig
 from rnnkit.progress import bar
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_artifact
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
 from rnnkit.train.distributed import is_main_process
 
@@ -60,12 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def treebank(split: str, data_dir: str | None) -> list[TaggedSentence]:
     return read_conllu(require("ud_english_ewt", data_dir) / FILES[split])
-
-
-def length_batches(sentences: list[TaggedSentence], size: int) -> list[list[TaggedSentence]]:
-    """Batches of sentences of similar length (little padding), in length order."""
-    ordered = sorted(sentences, key=lambda s: len(s.words))
-    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
 def collate(model: Tagger, sentences: list[TaggedSentence]) -> dict[str, Any]:
@@ -107,22 +100,20 @@ def train(args: argparse.Namespace) -> RunDir:
               f"{len(valid):,} dev; {len(model.vocab):,} words, {len(model.config.spelling['alphabet'])} characters, "
               f"{model.config.num_tags} tags; {sum(p.numel() for p in model.parameters()):,} parameters; "
               f"run directory {run.path}", file=sys.stderr)
-    batches = [collate(model, b) for b in length_batches(sentences, args.batch_size)]
-    valid_batches = [collate(model, b) for b in length_batches(valid, 128)]
+    batches = [collate(model, b) for b in by_length(sentences, args.batch_size, lambda s: len(s.words))]
+    valid_batches = [collate(model, b) for b in by_length(valid, 128, lambda s: len(s.words))]
     trainer = Trainer(
-        model, SequenceBatches(batches, 1, lambda b: b[0], seed=args.seed),
+        model, SequenceBatches.prebuilt(batches, seed=args.seed),
         TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=1),
                     stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
                     clip_norm=5.0, log_every=50, seed=args.seed),
-        valid=SequenceBatches(valid_batches, 1, lambda b: b[0], shuffle=False), run_dir=run,
+        valid=SequenceBatches.prebuilt(valid_batches, shuffle=False), run_dir=run,
         resume=bool(args.resume), device=device(args.device), progress=progress(args),
         artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
-    result = trainer.fit()
-    if not is_main_process() or result["already_finished"]:
+    done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
+    if done is None:
         return run
-    scores = evaluate(Checkpoint.resolve(run.path), "valid", args)
-    run.results.write_text(json.dumps({"step": result["step"], "train_minutes": result["seconds"] / 60,
-                                       "valid": scores}, indent=2))
+    result, scores = done
     print(f"pos: {result['step']} steps in {result['seconds'] / 60:.1f} min; dev UPOS accuracy "
           f"{scores['accuracy']:.2%} (unseen words {scores['oov_accuracy']:.2%})", file=sys.stderr)
     return run

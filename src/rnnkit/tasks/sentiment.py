@@ -22,7 +22,6 @@ label; ``binary`` drops neutral sentences (0-1 negative, 3-4 positive). With ``-
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from typing import Any
@@ -31,12 +30,12 @@ import torch
 
 import rnnkit
 from rnnkit.arguments import fraction, positive_float, positive_int
-from rnnkit.data import SequenceBatches, Vocabulary, require
+from rnnkit.data import SequenceBatches, Vocabulary, by_length, require
 from rnnkit.data.trees import Tree, read_trees
 from rnnkit.models import SequenceClassifier, SequenceClassifierConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_artifact
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
 from rnnkit.train.distributed import is_main_process
 
@@ -96,10 +95,8 @@ def treebank(split: str, data_dir: str | None) -> list[Tree]:
 
 def batches(model: SequenceClassifier, items: list[tuple[list[str], int]], size: int) -> list[dict[str, Any]]:
     """Batches of similar length (little padding), in length order."""
-    ordered = sorted(items, key=lambda item: len(item[0]))
     out = []
-    for i in range(0, len(ordered), size):
-        part = ordered[i : i + size]
+    for part in by_length(items, size, lambda item: len(item[0])):
         b = model.batch([words for words, _ in part])
         b["target"] = torch.tensor([k for _, k in part])
         out.append(b)
@@ -127,20 +124,18 @@ def train(args: argparse.Namespace) -> RunDir:
               f"sentences; {len(vocab):,} words; {sum(p.numel() for p in model.parameters()):,} parameters; "
               f"run directory {run.path}", file=sys.stderr)
     trainer = Trainer(
-        model, SequenceBatches(batches(model, items, args.batch_size), 1, lambda b: b[0], seed=args.seed),
+        model, SequenceBatches.prebuilt(batches(model, items, args.batch_size), seed=args.seed),
         TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr, weight_decay=args.weight_decay),
                     schedule=ScheduleConfig("plateau", patience=0),
                     stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
                     clip_norm=5.0, log_every=100, seed=args.seed),
-        valid=SequenceBatches(batches(model, valid, 256), 1, lambda b: b[0], shuffle=False), run_dir=run,
+        valid=SequenceBatches.prebuilt(batches(model, valid, 256), shuffle=False), run_dir=run,
         resume=bool(args.resume), device=device(args.device), progress=progress(args),
         artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
-    result = trainer.fit()
-    if not is_main_process() or result["already_finished"]:
+    done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
+    if done is None:
         return run
-    scores = evaluate(Checkpoint.resolve(run.path), "valid", args)
-    run.results.write_text(json.dumps({"step": result["step"], "train_minutes": result["seconds"] / 60,
-                                       "valid": scores}, indent=2))
+    result, scores = done
     print(f"sentiment: {result['step']} steps in {result['seconds'] / 60:.1f} min; dev accuracy "
           f"{scores['accuracy']:.2%}", file=sys.stderr)
     return run
