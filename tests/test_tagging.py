@@ -12,7 +12,7 @@ import torch
 
 from conftest import stand_in_dataset
 from rnnkit.cli import main
-from rnnkit.data import Vocabulary
+from rnnkit.data import SequenceBatches, Vocabulary, by_length
 from rnnkit.data.conllu import fill_upos, parse_conllu
 from rnnkit.data.tokenize import english_sentences
 from rnnkit.data.trees import parse_tree
@@ -78,6 +78,18 @@ def test_trees_parse_labels_words_and_ptb_escapes():
 def test_malformed_trees_are_one_error_naming_the_source(text, message):
     with pytest.raises(ValueError, match=f"^line 7: .*{message}"):
         parse_tree(text, "line 7")
+
+
+def test_sentences_encode_as_the_corpus_was_normalised_and_group_by_length():
+    vocab = Vocabulary(["<unk>", "the", "cat"], unk="<unk>", level="word", lowercase=True)
+    x, lengths = vocab.encode_sentences([["The", "CAT"], ["dog"]])
+    assert x.tolist() == [[1, 2], [0, 0]] and lengths.tolist() == [2, 1]
+    for bad in ([], [["the"], []]):
+        with pytest.raises(ValueError, match="non-empty lists of words"):
+            vocab.encode_sentences(bad)
+    assert by_length(["aaa", "a", "aa", "aaaa", "b"], 2) == [["a", "b"], ["aa", "aaa"], ["aaaa"]]
+    batches = SequenceBatches.prebuilt([{"n": k} for k in range(5)], seed=3)
+    assert sorted(b["n"] for b in batches) == list(range(5))
 
 
 # ----------------------------------------------------------------------------- spelling

@@ -56,3 +56,13 @@ def test_pos_reaches_the_readme_upos_accuracy(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.95
+
+
+def test_sentiment_bidirectional_reaches_the_readme_accuracy(tmp_path, capsys):
+    """The README's best sentiment command (about 16 minutes): fine-grained test accuracy >= 45%
+    (measured: 45.9%; the issue's goal of 46% is not met, see the README)."""
+    assert main(["train", "sentiment", "--bidirectional", "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
