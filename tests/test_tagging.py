@@ -157,6 +157,21 @@ def test_a_tagger_with_spelling_tags_unseen_words_from_their_suffixes():
         model(batch["input"], batch["lengths"])
 
 
+def test_word_dropout_replaces_words_by_the_unknown_word_in_training_only():
+    from rnnkit.models.base import InputLayer
+
+    layer = InputLayer(10, None, 3, word_dropout=0.5)
+    x = torch.randint(1, 10, (200, 50))
+    with torch.no_grad():
+        unknown = (layer(x) == layer.embedding.weight[0]).all(-1).float().mean()
+        assert 0.45 < float(unknown) < 0.55
+        torch.testing.assert_close(layer.eval()(x), layer.embedding(x))
+    with pytest.raises(ValueError, match="SequenceClassifierConfig.word_dropout"):
+        SequenceClassifier(SequenceClassifierConfig(num_classes=2, vocab_size=5, word_dropout=1.0))
+    with pytest.raises(ValueError, match="needs token inputs"):
+        InputLayer(None, 4, 3, word_dropout=0.1)
+
+
 def test_a_bidirectional_classifier_reads_the_backward_direction_at_the_first_word():
     torch.manual_seed(0)
     model = SequenceClassifier(SequenceClassifierConfig(num_classes=3, vocab_size=7, embedding_size=4,

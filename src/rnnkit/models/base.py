@@ -53,7 +53,7 @@ def check_config(config: Any) -> None:
             require(is_int(value) and value >= 1, what, "an integer >= 1", value)
         elif f.name in _IDS:
             require(is_int(value) and value >= 0, what, "a token id >= 0", value)
-        elif f.name == "dropout":
+        elif f.name in ("dropout", "word_dropout"):
             require(is_number(value) and 0 <= value < 1, what, "in [0, 1)", value)
         elif f.name == "init_range":
             require(is_number(value) and value > 0, what, "> 0 (or None)", value)
@@ -203,15 +203,29 @@ def build_recurrent(input_size: int, cell: str = "lstm", hidden_size: int = 128,
 
 
 class InputLayer(nn.Module):
-    """Token ids through an embedding (``vocab_size`` given), or feature vectors as they are."""
+    """Token ids through an embedding (``vocab_size`` given), or feature vectors as they are.
 
-    def __init__(self, vocab_size: int | None, input_size: int | None, embedding_size: int) -> None:
+    word_dropout: in training, each token id is replaced by id 0 (the unknown word of
+    :meth:`rnnkit.data.Vocabulary.from_words` and the task vocabularies) with this
+    probability, so the unknown word's embedding learns what rare words look like."""
+
+    def __init__(self, vocab_size: int | None, input_size: int | None, embedding_size: int,
+                 word_dropout: float = 0.0) -> None:
         super().__init__()
         if (vocab_size is None) == (input_size is None):
             raise ValueError("give exactly one of vocab_size (token inputs) and input_size (feature inputs). "
                              f"Received: vocab_size={vocab_size}, input_size={input_size}")
+        if not (isinstance(word_dropout, (int, float)) and 0.0 <= word_dropout < 1.0):
+            raise ValueError(f"word_dropout must be in [0, 1). Received: {word_dropout!r}")
+        if word_dropout and vocab_size is None:
+            raise ValueError("word_dropout needs token inputs (vocab_size), not feature vectors")
         self.embedding = nn.Embedding(vocab_size, embedding_size) if vocab_size is not None else None
         self.size = embedding_size if vocab_size is not None else input_size
+        self.word_dropout = float(word_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.embedding(x) if self.embedding is not None else x
+        if self.embedding is None:
+            return x
+        if self.training and self.word_dropout > 0:
+            x = x.masked_fill(torch.rand(x.shape, device=x.device) < self.word_dropout, 0)
+        return self.embedding(x)

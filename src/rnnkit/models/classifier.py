@@ -20,7 +20,8 @@ class SequenceClassifierConfig:
     step_normalization: apply the target at every real step ("uniform" or "linear"
     weights), not only at the last, as a per-sequence mean or the course's sum (see
     :func:`rnnkit.divergence.final_step_cross_entropy`). labels: the K class names (what
-    :meth:`SequenceClassifier.classify` reports)."""
+    :meth:`SequenceClassifier.classify` reports). word_dropout: in training, a word id becomes
+    id 0 (the unknown word) with this probability (:class:`rnnkit.models.base.InputLayer`)."""
 
     num_classes: int
     vocab_size: int | None = None
@@ -32,6 +33,7 @@ class SequenceClassifierConfig:
     step_weights: str = "uniform"
     step_normalization: str = "mean"
     labels: list | None = None
+    word_dropout: float = 0.0
 
 
 class SequenceClassifier(Model):
@@ -52,7 +54,7 @@ class SequenceClassifier(Model):
     def __init__(self, config: SequenceClassifierConfig) -> None:
         super().__init__(config)
         c = config
-        self.inputs = InputLayer(c.vocab_size, c.input_size, c.embedding_size)
+        self.inputs = InputLayer(c.vocab_size, c.input_size, c.embedding_size, c.word_dropout)
         self.rnn = build_recurrent(self.inputs.size, **c.rnn)
         self.drop = nn.Dropout(c.dropout)
         self.output = nn.Linear(self.rnn.output_size, c.num_classes)

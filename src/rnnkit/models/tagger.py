@@ -22,8 +22,8 @@ class TaggerConfig:
     labels: the K tag names (what :meth:`Tagger.tag` returns).
     spelling: a :class:`rnnkit.models.spelling.SpellingConfig` as a dict: each word is also
     read by a character BiLSTM, so unseen words are tagged from their spelling (token inputs).
-    word_dropout: in training, each word id is replaced by id 0 (the unknown word) with this
-    probability, so the unknown word's embedding learns what rare words look like."""
+    word_dropout: in training, a word id becomes id 0 (the unknown word) with this
+    probability (:class:`rnnkit.models.base.InputLayer`)."""
 
     num_tags: int
     vocab_size: int | None = None
@@ -47,11 +47,9 @@ class Tagger(Model):
         c = config
         if c.labels is not None and (len(c.labels) != c.num_tags or not all(isinstance(x, str) for x in c.labels)):
             raise ValueError(f"TaggerConfig.labels must be {c.num_tags} tag names. Received: {c.labels!r}")
-        if not 0.0 <= c.word_dropout < 1.0:
-            raise ValueError(f"TaggerConfig.word_dropout must be in [0, 1). Received: {c.word_dropout!r}")
         if c.spelling is not None and c.vocab_size is None:
             raise ValueError("TaggerConfig.spelling needs word inputs (vocab_size), not feature vectors")
-        self.inputs = InputLayer(c.vocab_size, c.input_size, c.embedding_size)
+        self.inputs = InputLayer(c.vocab_size, c.input_size, c.embedding_size, c.word_dropout)
         self.spelling = SpellingEncoder(SpellingConfig(**c.spelling)) if c.spelling is not None else None
         width = self.inputs.size + (self.spelling.size if self.spelling is not None else 0)
         self.rnn = build_recurrent(width, **c.rnn)
@@ -61,8 +59,6 @@ class Tagger(Model):
     def forward(self, x: Tensor, lengths: Tensor | None = None, spellings: Spellings | None = None) -> Tensor:
         if self.spelling is not None and spellings is None:
             raise ValueError("this Tagger reads spellings too: give spellings (see Tagger.batch)")
-        if self.training and self.config.word_dropout > 0:
-            x = x.masked_fill(torch.rand(x.shape, device=x.device) < self.config.word_dropout, 0)
         e = self.inputs(x)
         if self.spelling is not None:
             e = torch.cat([e, self.spelling(spellings)], -1)

@@ -60,6 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
                    help="a bidirectional LSTM (the class then reads [h_L(forward); h_1(backward)])")
     p.add_argument("--dropout", type=fraction, default=0.5, help="dropout on the embeddings and the LSTM's output")
+    p.add_argument("--word-dropout", type=fraction, default=0.0, help="training words replaced by the unknown word")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per batch")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
@@ -115,7 +116,8 @@ def train(args: argparse.Namespace) -> RunDir:
     model = SequenceClassifier(SequenceClassifierConfig(
         num_classes=len(LABELS[args.labels]), vocab_size=len(vocab), embedding_size=args.embedding,
         rnn={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": args.bidirectional},
-        dropout=args.dropout, everywhere=everywhere, step_weights=weights, labels=LABELS[args.labels]))
+        dropout=args.dropout, everywhere=everywhere, step_weights=weights, labels=LABELS[args.labels],
+        word_dropout=args.word_dropout))
     model.vocab = vocab
     run = run_dir(NAME, args)
     if is_main_process():
