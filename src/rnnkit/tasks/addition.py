@@ -28,8 +28,8 @@ from rnnkit.data import SequenceBatches
 from rnnkit.models import Tagger, TaggerConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
-from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, device, run_dir, task_trainer
+from rnnkit.train import OptimizerConfig
 
 NAME = "addition"
 HELP = "binary addition: an RNN generalises to longer numbers, an MLP does not"
@@ -143,13 +143,9 @@ def train(args: argparse.Namespace) -> RunDir:
     rnn = Tagger(TaggerConfig(num_tags=2, input_size=2, rnn=causal))
     run, dev = run_dir(NAME, args), device(args.device)
     items = {name: list(zip(*encode(pairs, N + 1))) for name, pairs in (("train", train_pairs), ("valid", valid_pairs))}
-    result = Trainer(rnn, SequenceBatches(items["train"], args.batch_size, collate, seed=args.seed),
-            TrainConfig(optimizer=OptimizerConfig(lr=args.lr),
-                        stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                        log_every=20, seed=args.seed),
-            valid=SequenceBatches(items["valid"], 256, collate, shuffle=False),
-            run_dir=run, resume=bool(args.resume), device=dev, progress=progress(args),
-            artifacts={Checkpoint.TASK: task_artifact(NAME, args)}).fit()
+    result = task_trainer(NAME, rnn, SequenceBatches(items["train"], args.batch_size, collate, seed=args.seed),
+                          SequenceBatches(items["valid"], 256, collate, shuffle=False), run, args,
+                          optimizer=OptimizerConfig(lr=args.lr), log_every=20).fit()
     if result["already_finished"]:
         return run
     mlp = train_mlp(N, 4 * N, args.mlp_steps, 1e-3, args.seed)

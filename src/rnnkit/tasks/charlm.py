@@ -31,8 +31,8 @@ from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
 from rnnkit.tasks.common import (add_common_arguments, device, progress, read_text, run_dir, stream_nll,
-                                 stream_sample, task_artifact)
-from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+                                 stream_sample, task_trainer)
+from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "charlm"
@@ -88,14 +88,11 @@ def train(args: argparse.Namespace) -> RunDir:
         print(f"charlm: {len(train_ids):,} training and {len(valid_ids):,} validation characters, {len(vocab)} symbols, "
               f"{sum(p.numel() for p in model.parameters()):,} parameters; at most {bounds}; run directory {run.path}",
               file=sys.stderr)
-    trainer = Trainer(
-        model, StreamBatches(train_ids, args.batch_size, args.bptt, seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=1),
-                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                    clip_norm=5.0, eval_every=args.eval_every, eval_batches=args.eval_batches, log_every=25,
-                    seed=args.seed),
-        valid=StreamBatches(valid_ids, VALID_STREAMS, args.bptt), run_dir=run, resume=bool(args.resume),
-        device=device(args.device), progress=progress(args), artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
+    trainer = task_trainer(
+        NAME, model, StreamBatches(train_ids, args.batch_size, args.bptt, seed=args.seed),
+        StreamBatches(valid_ids, VALID_STREAMS, args.bptt), run, args, optimizer=OptimizerConfig("adam", lr=args.lr),
+        schedule=ScheduleConfig("plateau", patience=1), clip_norm=5.0, eval_every=args.eval_every,
+        eval_batches=args.eval_batches, log_every=25)
     result = trainer.fit()
     if not is_main_process() or result["already_finished"]:
         return run

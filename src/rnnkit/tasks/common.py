@@ -82,6 +82,20 @@ def run_dir(task: str, args: argparse.Namespace) -> RunDir:
     return run
 
 
+def task_trainer(name: str, model: torch.nn.Module, train: Any, valid: Any, run: RunDir, args: argparse.Namespace,
+                 artifacts: dict[str, Any] | None = None, stopping: Any = None, **settings: Any) -> Any:
+    """The Trainer of a task's run: ``settings`` (optimizer, schedule, clip_norm, log_every, ...)
+    plus what every task takes from its command line — the bounds (--epochs, --max-steps,
+    --minutes, unless ``stopping`` is given), --seed, --device, --resume, progress bars — and
+    task.json among the checkpoint artifacts."""
+    from rnnkit.train import StoppingConfig, TrainConfig, Trainer
+
+    stopping = stopping or StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes)
+    return Trainer(model, train, TrainConfig(stopping=stopping, seed=args.seed, **settings), valid=valid, run_dir=run,
+                   resume=bool(args.resume), device=device(args.device), progress=progress(args),
+                   artifacts={Checkpoint.TASK: task_artifact(name, args), **(artifacts or {})})
+
+
 def fit_and_score(trainer: Any, run: RunDir, score: Callable[[Checkpoint], dict[str, Any]]
                   ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """Train; then, on the main process and unless the run had already reached its bound, score

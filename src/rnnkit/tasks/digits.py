@@ -40,8 +40,8 @@ from rnnkit.progress import bar
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.speech import DECODERS, Transcriber
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_artifact
-from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_trainer
+from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "digits"
@@ -153,15 +153,12 @@ def train(args: argparse.Namespace) -> RunDir:
         print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers (utterances "
               f"drawn afresh), {len(valid)} valid utterances; {sum(p.numel() for p in model.parameters()):,} "
               f"parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
-    trainer = Trainer(
-        model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr),
-                    schedule=ScheduleConfig("cosine") if args.max_steps else ScheduleConfig("plateau", patience=2),
-                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                    clip_norm=5.0, log_every=25, seed=args.seed),
-        valid=SequenceBatches.prebuilt(valid_batches, shuffle=False), run_dir=run,
-        resume=bool(args.resume), device=device(args.device), progress=progress(args),
-        artifacts={Checkpoint.TASK: task_artifact(NAME, args), Checkpoint.LEXICON: lexicon, Checkpoint.LM: lm})
+    trainer = task_trainer(
+        NAME, model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
+        SequenceBatches.prebuilt(valid_batches, shuffle=False), run, args,
+        artifacts={Checkpoint.LEXICON: lexicon, Checkpoint.LM: lm}, optimizer=OptimizerConfig("adam", lr=args.lr),
+        schedule=ScheduleConfig("cosine") if args.max_steps else ScheduleConfig("plateau", patience=2),
+        clip_norm=5.0, log_every=25)
     done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
     if done is None:
         return run

@@ -25,8 +25,8 @@ from rnnkit.data.text import ptb
 from rnnkit.models import WordEmbeddings, WordEmbeddingsConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
-from rnnkit.train import OptimizerConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, run_dir, task_trainer
+from rnnkit.train import OptimizerConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "embeddings"
@@ -117,20 +117,16 @@ def train(args: argparse.Namespace) -> RunDir:
                                                 negatives=args.negatives))
     model.set_noise(torch.bincount(splits["train"], minlength=len(vocab)).float())
     model.vocab = vocab
-    run, dev = run_dir(NAME, args), device(args.device)
+    run = run_dir(NAME, args)
     if is_main_process():
         print(f"embeddings: {args.mode}, {len(splits['train']):,} training words, {len(vocab):,} in the vocabulary; "
               f"run directory {run.path}", file=sys.stderr)
     collate = windows(splits["train"], args.window)
     valid_positions = list(range(0, len(splits["valid"]), 7))  # a fixed sample of the dev text
-    result = Trainer(
-        model, SequenceBatches(list(range(len(splits["train"]))), args.batch_size, collate, seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr),
-                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                    eval_every=1000, log_every=100, seed=args.seed),
-        valid=SequenceBatches(valid_positions, 1024, windows(splits["valid"], args.window), shuffle=False),
-        run_dir=run, resume=bool(args.resume), device=dev, progress=progress(args),
-        artifacts={Checkpoint.TASK: task_artifact(NAME, args)}).fit()
+    result = task_trainer(
+        NAME, model, SequenceBatches(list(range(len(splits["train"]))), args.batch_size, collate, seed=args.seed),
+        SequenceBatches(valid_positions, 1024, windows(splits["valid"], args.window), shuffle=False), run, args,
+        optimizer=OptimizerConfig("adam", lr=args.lr), eval_every=1000, log_every=100).fit()
     if not is_main_process() or result["already_finished"]:
         return run
     best = rnnkit.load(run.path)

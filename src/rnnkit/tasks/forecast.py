@@ -30,8 +30,8 @@ from rnnkit.data import StreamBatches
 from rnnkit.models import SequenceRegressor, SequenceRegressorConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, task_artifact
-from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, device, run_dir, task_trainer
+from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "forecast"
@@ -118,13 +118,10 @@ def train(args: argparse.Namespace) -> RunDir:
     if is_main_process():
         print(f"forecast: Lorenz-63 with noise {args.noise}, {len(parts['train']):,} training steps; "
               f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}", file=sys.stderr)
-    result = Trainer(
-        model, StreamBatches(parts["train"], args.batch_size, args.bptt, seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=2),
-                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                    clip_norm=1.0, eval_every=250, log_every=25, seed=args.seed),
-        valid=StreamBatches(parts["valid"], 1, 500), run_dir=run, resume=bool(args.resume), device=dev,
-        progress=progress(args), artifacts={Checkpoint.TASK: task_artifact(NAME, args)}).fit()
+    result = task_trainer(
+        NAME, model, StreamBatches(parts["train"], args.batch_size, args.bptt, seed=args.seed),
+        StreamBatches(parts["valid"], 1, 500), run, args, optimizer=OptimizerConfig("adam", lr=args.lr),
+        schedule=ScheduleConfig("plateau", patience=2), clip_norm=1.0, eval_every=250, log_every=25).fit()
     if not is_main_process() or result["already_finished"]:
         return run
     best = rnnkit.load(run.path, map_location=dev)

@@ -34,8 +34,8 @@ from rnnkit.models import Tagger, TaggerConfig
 from rnnkit.progress import bar
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_artifact
-from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_trainer
+from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "pos"
@@ -102,14 +102,10 @@ def train(args: argparse.Namespace) -> RunDir:
               f"run directory {run.path}", file=sys.stderr)
     batches = [collate(model, b) for b in by_length(sentences, args.batch_size, lambda s: len(s.words))]
     valid_batches = [collate(model, b) for b in by_length(valid, 128, lambda s: len(s.words))]
-    trainer = Trainer(
-        model, SequenceBatches.prebuilt(batches, seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=1),
-                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                    clip_norm=5.0, log_every=50, seed=args.seed),
-        valid=SequenceBatches.prebuilt(valid_batches, shuffle=False), run_dir=run,
-        resume=bool(args.resume), device=device(args.device), progress=progress(args),
-        artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
+    trainer = task_trainer(NAME, model, SequenceBatches.prebuilt(batches, seed=args.seed),
+                           SequenceBatches.prebuilt(valid_batches, shuffle=False), run, args,
+                           optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=1),
+                           clip_norm=5.0, log_every=50)
     done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
     if done is None:
         return run

@@ -35,8 +35,8 @@ from rnnkit.data.trees import Tree, read_trees
 from rnnkit.models import SequenceClassifier, SequenceClassifierConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_artifact
-from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, run_dir, task_trainer
+from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "sentiment"
@@ -125,15 +125,10 @@ def train(args: argparse.Namespace) -> RunDir:
               f"({'phrases and ' if args.phrases else ''}sentences of {len(trees):,} trees), {len(valid):,} dev "
               f"sentences; {len(vocab):,} words; {sum(p.numel() for p in model.parameters()):,} parameters; "
               f"run directory {run.path}", file=sys.stderr)
-    trainer = Trainer(
-        model, SequenceBatches.prebuilt(batches(model, items, args.batch_size), seed=args.seed),
-        TrainConfig(optimizer=OptimizerConfig("adam", lr=args.lr, weight_decay=args.weight_decay),
-                    schedule=ScheduleConfig("plateau", patience=0),
-                    stopping=StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes),
-                    clip_norm=5.0, log_every=100, seed=args.seed),
-        valid=SequenceBatches.prebuilt(batches(model, valid, 256), shuffle=False), run_dir=run,
-        resume=bool(args.resume), device=device(args.device), progress=progress(args),
-        artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
+    trainer = task_trainer(NAME, model, SequenceBatches.prebuilt(batches(model, items, args.batch_size), seed=args.seed),
+                           SequenceBatches.prebuilt(batches(model, valid, 256), shuffle=False), run, args,
+                           optimizer=OptimizerConfig("adam", lr=args.lr, weight_decay=args.weight_decay),
+                           schedule=ScheduleConfig("plateau", patience=0), clip_norm=5.0, log_every=100)
     done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
     if done is None:
         return run

@@ -22,8 +22,8 @@ from rnnkit.data.text import ptb
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, stream_nll, task_artifact
-from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer
+from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, stream_nll, task_trainer
+from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig
 from rnnkit.train.distributed import is_main_process
 
 NAME = "wordlm"
@@ -59,14 +59,12 @@ def train(args: argparse.Namespace) -> RunDir:
     if is_main_process():
         print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}",
               file=sys.stderr)
-    trainer = Trainer(
-        model, StreamBatches(splits["train"], BATCH, T),
-        TrainConfig(optimizer=OptimizerConfig("sgd", lr=cfg["lr"] * T),
-                    schedule=ScheduleConfig("step", decay_start=cfg["decay_start"], decay_factor=cfg["decay"]),
-                    stopping=StoppingConfig(epochs=args.epochs or cfg["epochs"], minutes=args.minutes),
-                    clip_norm=cfg["clip"] / T, log_every=100, seed=args.seed),
-        valid=StreamBatches(splits["valid"], BATCH, T), run_dir=run, resume=bool(args.resume),
-        device=device(args.device), progress=progress(args), artifacts={Checkpoint.TASK: task_artifact(NAME, args)})
+    trainer = task_trainer(
+        NAME, model, StreamBatches(splits["train"], BATCH, T), StreamBatches(splits["valid"], BATCH, T), run, args,
+        stopping=StoppingConfig(epochs=args.epochs or cfg["epochs"], minutes=args.minutes),
+        optimizer=OptimizerConfig("sgd", lr=cfg["lr"] * T),
+        schedule=ScheduleConfig("step", decay_start=cfg["decay_start"], decay_factor=cfg["decay"]),
+        clip_norm=cfg["clip"] / T, log_every=100)
     result = trainer.fit()
     if not is_main_process() or result["already_finished"]:
         return run
