@@ -230,6 +230,30 @@ def test_early_stopping_and_best(tmp_path):
     assert result["best_valid_loss"] == pytest.approx(min(valid))
 
 
+def test_monitoring_accuracy_keeps_the_most_accurate_checkpoint(tmp_path):
+    from rnnkit.models import SequenceClassifier, SequenceClassifierConfig
+
+    x = torch.randint(0, 6, (240, 5))
+    batches = [{"input": x[i : i + 20], "target": x[i : i + 20, 0] % 3} for i in range(0, 240, 20)]
+    model = SequenceClassifier(SequenceClassifierConfig(num_classes=3, vocab_size=6, embedding_size=4,
+                                                        rnn={"cell": "gru", "hidden_size": 8}))
+    result = Trainer(model, SequenceBatches.prebuilt(batches[:9]),
+                     TrainConfig(OptimizerConfig(lr=0.03), stopping=StoppingConfig(epochs=8), monitor="accuracy"),
+                     valid=SequenceBatches.prebuilt(batches[9:], shuffle=False), run_dir=tmp_path, progress=False).fit()
+    valid = [h for h in result["history"] if h["split"] == "valid"]
+    best = max(range(len(valid)), key=lambda i: (valid[i]["accuracy"], -i))  # the first of the most accurate
+    assert result["best_valid_accuracy"] == pytest.approx(valid[best]["accuracy"])
+    assert RunDir(tmp_path).best.step() == valid[best]["step"]
+    assert len({h["accuracy"] for h in valid}) > 2  # the accuracy moved, so the choice meant something
+    with pytest.raises(ValueError, match="monitor must be one of"):
+        TrainConfig(monitor="bleu")
+    lm = LanguageModel(LanguageModelConfig(vocab_size=4, embedding_size=4, rnn={"hidden_size": 4}))
+    ids = torch.randint(0, 4, (100,))
+    with pytest.raises(ValueError, match="reports no accuracy"):
+        Trainer(lm, StreamBatches(ids, 2, 10), TrainConfig(stopping=StoppingConfig(epochs=1), monitor="accuracy"),
+                valid=StreamBatches(ids, 2, 10), progress=False).fit()
+
+
 def test_trainer_refuses_unbounded_runs():
     model = LanguageModel(LanguageModelConfig(vocab_size=4))
     with pytest.raises(ValueError, match="give at least one bound"):

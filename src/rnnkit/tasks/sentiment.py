@@ -10,7 +10,8 @@ applied in training — the course's question:
                   count more, as the evidence accumulates
 
 The dev loss is always the final-step divergence, so runs trained either way are compared
-(and their best checkpoints picked) on one measure. ``--labels fine`` is the 5-way root
+(and their best checkpoints picked) on one measure; ``--monitor accuracy`` picks them by dev
+accuracy instead. ``--labels fine`` is the 5-way root
 label; ``binary`` drops neutral sentences (0-1 negative, 3-4 positive). With ``--phrases``
 (the default) every labelled phrase of the training trees is a training sequence too
 (distinct phrases once each); dev and test score whole sentences only.
@@ -61,6 +62,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a bidirectional LSTM (the class then reads [h_L(forward); h_1(backward)])")
     p.add_argument("--dropout", type=fraction, default=0.5, help="dropout on the embeddings and the LSTM's output")
     p.add_argument("--word-dropout", type=fraction, default=0.0, help="training words replaced by the unknown word")
+    p.add_argument("--monitor", choices=("loss", "accuracy"), default="loss",
+                   help="what picks the best checkpoint and drives the lr schedule: dev loss (final step) or "
+                        "dev accuracy")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per batch")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
@@ -128,7 +132,8 @@ def train(args: argparse.Namespace) -> RunDir:
     trainer = task_trainer(NAME, model, SequenceBatches.prebuilt(batches(model, items, args.batch_size), seed=args.seed),
                            SequenceBatches.prebuilt(batches(model, valid, 256), shuffle=False), run, args,
                            optimizer=OptimizerConfig("adam", lr=args.lr, weight_decay=args.weight_decay),
-                           schedule=ScheduleConfig("plateau", patience=0), clip_norm=5.0, log_every=100)
+                           schedule=ScheduleConfig("plateau", patience=0), clip_norm=5.0, log_every=100,
+                           monitor=args.monitor)
     done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
     if done is None:
         return run

@@ -113,6 +113,10 @@ _FLAT_KEYS = {
 }
 
 
+#: what TrainConfig.monitor may name
+MONITORS = ("loss", "accuracy")
+
+
 @dataclass
 class TrainConfig:
     """How to train: the optimiser, the learning-rate schedule (:class:`ScheduleConfig`), when to
@@ -124,7 +128,9 @@ class TrainConfig:
     at most this many dev batches per evaluation during training, always the same first ones
     (None: the whole dev set). keep_last: checkpoints kept. teacher_forcing: a ratio or a
     curriculum (see :func:`teacher_forcing_ratio`). log_every: optimiser steps between
-    training records. seed: everything random on the CPU.
+    training records. seed: everything random on the CPU. monitor: what "better" means for
+    best/, early stopping and the plateau schedule: a lower dev "loss", or a higher dev
+    "accuracy" (models that count correct predictions).
 
     Round-trips through JSON: ``TrainConfig.from_dict(config.to_dict()) == config``.
     """
@@ -142,8 +148,10 @@ class TrainConfig:
     teacher_forcing: float | dict | None = None
     log_every: int = 50
     seed: int = 0
+    monitor: str = "loss"
 
     def __post_init__(self) -> None:
+        require(self.monitor in MONITORS, "monitor", f"one of {MONITORS}", self.monitor)
         for name in ("clip_norm", "clip_value"):
             value = getattr(self, name)
             require(value is None or (is_number(value) and value > 0), name, "a finite number > 0 or None", value)
@@ -392,7 +400,8 @@ class Trainer:
         return self._result()
 
     def _result(self) -> dict[str, Any]:
-        return {"step": self.step, "epoch": self.train.epoch, "best_valid_loss": self.best,
+        best = self.best if self.config.monitor == "loss" else 1.0 - self.best
+        return {"step": self.step, "epoch": self.train.epoch, f"best_valid_{self.config.monitor}": best,
                 "stopped_early": self.stopped_early, "seconds": self.seconds, "history": self.history,
                 "already_finished": False}
 
@@ -501,8 +510,9 @@ class Trainer:
                         progress=self._show_progress)
 
     def _evaluate_and_track(self) -> None:
-        """A dev pass: track the best loss, early stopping and the schedule; checkpoint; copy the
-        checkpoint to best/ when the dev loss improved."""
+        """A dev pass: track the best dev value (the loss, or the error 1 - accuracy, as
+        ``monitor`` says), early stopping and the schedule; checkpoint; copy the checkpoint to
+        best/ when it improved."""
         if self.valid is None:
             return
         self.last_eval_step = self.step
@@ -511,10 +521,14 @@ class Trainer:
         if self.extra_evaluate is not None:
             metrics.update(self.extra_evaluate(self.model))
         self.eval_seconds = time.time() - started
-        improved = metrics["loss"] < self.best
-        self.schedule.evaluated(metrics["loss"])
+        if self.config.monitor == "accuracy" and "accuracy" not in metrics:
+            raise ValueError(f"monitor='accuracy', but {type(self.model).__name__} reports no accuracy on the dev "
+                             "batches; monitor the loss instead")
+        value = metrics["loss"] if self.config.monitor == "loss" else 1.0 - metrics["accuracy"]  # lower is better
+        improved = value < self.best
+        self.schedule.evaluated(value)
         if improved:
-            self.best, self.bad_evals = metrics["loss"], 0
+            self.best, self.bad_evals = value, 0
         else:
             self.bad_evals += 1
         early = self.config.stopping.early_stopping
