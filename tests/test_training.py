@@ -18,7 +18,7 @@ import rnnkit
 from rnnkit.files import write_manifest
 from rnnkit.data import SequenceBatches, StreamBatches
 from rnnkit.models import LanguageModel, LanguageModelConfig
-from rnnkit.train import (LRSchedule, OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer,
+from rnnkit.train import (LRSchedule, OptimizerConfig, ScheduleConfig, StoppingConfig, TrainConfig, Trainer, evaluate,
                           teacher_forcing_ratio)
 from rnnkit.run_dir import RunDir
 
@@ -245,6 +245,9 @@ def test_monitoring_accuracy_keeps_the_most_accurate_checkpoint(tmp_path):
     assert result["best_valid_accuracy"] == pytest.approx(valid[best]["accuracy"])
     assert RunDir(tmp_path).best.step() == valid[best]["step"]
     assert len({h["accuracy"] for h in valid}) > 2  # the accuracy moved, so the choice meant something
+    model.eval()
+    never_right = [{"input": b["input"], "target": (model.predict(b["input"]) + 1) % 3} for b in batches[9:]]
+    assert evaluate(model, never_right)["accuracy"] == 0.0  # reported, not left out
     with pytest.raises(ValueError, match="monitor must be one of"):
         TrainConfig(monitor="bleu")
     lm = LanguageModel(LanguageModelConfig(vocab_size=4, embedding_size=4, rnn={"hidden_size": 4}))

@@ -218,6 +218,7 @@ def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch
     model.eval()
     source = batches if isinstance(batches, BatchSource) else None
     total = count = correct = 0.0
+    counts_correct = False  # the model reports correct predictions (0 of them is still an accuracy)
     carried = None
     size = len(batches) if hasattr(batches, "__len__") else None
     if max_batches is not None:
@@ -231,6 +232,7 @@ def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch
             carried = out.state
             total += float(out.value) * out.count
             count += out.count
+            counts_correct |= "correct" in out.stats
             correct += out.stats.get("correct", 0.0)
             bar.update(1)
     if world > 1:
@@ -239,8 +241,8 @@ def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch
     metrics = {"loss": total / max(count, 1)}
     if model.reports_perplexity:
         metrics["ppl"] = perplexity(metrics["loss"])
-    if correct:
-        metrics["accuracy"] = correct / count
+    if counts_correct:
+        metrics["accuracy"] = correct / max(count, 1)
     return metrics
 
 
