@@ -81,6 +81,9 @@ def test_malformed_trees_are_one_error_naming_the_source(text, message):
 
 
 def test_sentences_encode_as_the_corpus_was_normalised_and_group_by_length():
+    vocab = Vocabulary.from_sentences([["The", "cat"], ["the", "Cat", "the"], ["a"]])
+    assert vocab.tokens == ["<unk>", "the", "cat", "a"] and vocab.eos is None and vocab.lowercase
+    assert Vocabulary.from_sentences([["B", "a", "b"]], lowercase=False).tokens == ["<unk>", "B", "a", "b"]
     vocab = Vocabulary(["<unk>", "the", "cat"], unk="<unk>", level="word", lowercase=True)
     x, lengths = vocab.encode_sentences([["The", "CAT"], ["dog"]])
     assert x.tolist() == [[1, 2], [0, 0]] and lengths.tolist() == [2, 1]

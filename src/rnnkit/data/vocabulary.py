@@ -64,6 +64,15 @@ class Vocabulary:
         return cls(["<unk>", eos, *ordered], unk="<unk>", eos=eos, level="word", lowercase=lowercase,
                    number_token=number_token)
 
+    @classmethod
+    def from_sentences(cls, sentences: Iterable[Sequence[str]], lowercase: bool = True) -> Vocabulary:
+        """Every word of ``sentences`` (lower-cased when ``lowercase``), most frequent first (ties
+        alphabetical), after <unk>: the vocabulary of a corpus of separate sentences (tagging,
+        classification), so no end-of-sentence token."""
+        counts = Counter(w.lower() if lowercase else w for s in sentences for w in s)
+        return cls(["<unk>", *sorted(counts, key=lambda w: (-counts[w], w))], unk="<unk>", level="word",
+                   lowercase=lowercase)
+
     def __len__(self) -> int:
         return len(self.tokens)
 

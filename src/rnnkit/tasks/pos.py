@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,11 +72,9 @@ def collate(model: Tagger, sentences: list[TaggedSentence]) -> dict[str, Any]:
 def build_model(train: list[TaggedSentence], args: argparse.Namespace) -> Tagger:
     """Vocabulary: every lower-cased training word; alphabet: every training character; tags: the
     training file's UPOS set."""
-    words = Counter(w.lower() for s in train for w in s.words)
-    chars = Counter(c for s in train for w in s.words for c in w)
+    chars = {c for s in train for w in s.words for c in w}
     tags = sorted({t for s in train for t in s.tags} - {"_"})
-    vocab = Vocabulary(["<unk>", *sorted(words, key=lambda w: (-words[w], w))], unk="<unk>", level="word",
-                       lowercase=True)
+    vocab = Vocabulary.from_sentences(s.words for s in train)
     model = Tagger(TaggerConfig(
         num_tags=len(tags), vocab_size=len(vocab), embedding_size=args.embedding, labels=tags,
         rnn={"cell": "lstm", "hidden_size": args.hidden, "num_layers": args.layers, "bidirectional": True,

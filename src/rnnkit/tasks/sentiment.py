@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from typing import Any
 
 import torch
@@ -113,9 +112,7 @@ def train(args: argparse.Namespace) -> RunDir:
     trees = treebank("train", args.data_dir)
     items = examples(trees, args.labels, args.phrases)
     valid = examples(treebank("valid", args.data_dir), args.labels, phrases=False)
-    words = Counter(w.lower() for tree in trees for w in tree.words())
-    vocab = Vocabulary(["<unk>", *sorted(words, key=lambda w: (-words[w], w))], unk="<unk>", level="word",
-                       lowercase=True)
+    vocab = Vocabulary.from_sentences(tree.words() for tree in trees)
     everywhere, weights = DIVERGENCES[args.divergence]
     model = SequenceClassifier(SequenceClassifierConfig(
         num_classes=len(LABELS[args.labels]), vocab_size=len(vocab), embedding_size=args.embedding,
