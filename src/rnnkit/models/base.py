@@ -15,6 +15,7 @@ checkpoint), with its vocabulary attached. For training, a model defines
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -57,6 +58,13 @@ def check_config(config: Any) -> None:
             require(is_number(value) and 0 <= value < 1, what, "in [0, 1)", value)
         elif f.name == "init_range":
             require(is_number(value) and value > 0, what, "> 0 (or None)", value)
+
+
+def check_labels(config: Any, count: int, kind: str) -> None:
+    """``config.labels``, when given, names each of the ``count`` outputs (``kind``: "tag", "class")."""
+    labels = config.labels
+    if labels is not None and (len(labels) != count or not all(isinstance(x, str) for x in labels)):
+        raise ValueError(f"{type(config).__name__}.labels must be {count} {kind} names. Received: {labels!r}")
 
 
 class Loss(NamedTuple):
@@ -107,6 +115,13 @@ class Model(nn.Module):
 
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
+
+    def encode_sentences(self, sentences: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor]:
+        """Sentences of words as padded ids and lengths in the model's vocabulary
+        (:meth:`rnnkit.data.Vocabulary.encode_sentences`)."""
+        if self.vocab is None:
+            raise ValueError(f"this {type(self).__name__} has no vocabulary (model.vocab): it cannot read words")
+        return self.vocab.encode_sentences(sentences)
 
     def loss(self, batch: Batch, state: Any = None, teacher_forcing: float = 1.0) -> Loss:
         raise TypeError(f"{type(self).__name__} does not define loss()")

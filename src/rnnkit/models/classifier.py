@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
 from rnnkit.divergence import final_step_cross_entropy
-from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
+from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent, check_labels
 
 
 @dataclass
@@ -58,9 +58,7 @@ class SequenceClassifier(Model):
         self.rnn = build_recurrent(self.inputs.size, **c.rnn)
         self.drop = nn.Dropout(c.dropout)
         self.output = nn.Linear(self.rnn.output_size, c.num_classes)
-        if c.labels is not None and (len(c.labels) != c.num_classes or not all(isinstance(x, str) for x in c.labels)):
-            raise ValueError(f"SequenceClassifierConfig.labels must be {c.num_classes} class names. "
-                             f"Received: {c.labels!r}")
+        check_labels(c, c.num_classes, "class")
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         h, _ = self.rnn(self.drop(self.inputs(x)), lengths)
@@ -97,9 +95,7 @@ class SequenceClassifier(Model):
 
     def batch(self, sentences: Sequence[Sequence[str]]) -> Batch:
         """Word ids in :attr:`vocab` (normalised as the vocabulary says) and lengths."""
-        if self.vocab is None:
-            raise ValueError("this SequenceClassifier has no vocabulary (model.vocab): it cannot read words")
-        x, lengths = self.vocab.encode_sentences(sentences)
+        x, lengths = self.encode_sentences(sentences)
         return {"input": x, "lengths": lengths}
 
     @torch.no_grad()

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
 from rnnkit.divergence import sequence_cross_entropy, step_mask
-from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent
+from rnnkit.models.base import InputLayer, Loss, Model, build_recurrent, check_labels
 from rnnkit.models.spelling import SpellingConfig, SpellingEncoder, Spellings
 
 
@@ -45,8 +45,7 @@ class Tagger(Model):
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__(config)
         c = config
-        if c.labels is not None and (len(c.labels) != c.num_tags or not all(isinstance(x, str) for x in c.labels)):
-            raise ValueError(f"TaggerConfig.labels must be {c.num_tags} tag names. Received: {c.labels!r}")
+        check_labels(c, c.num_tags, "tag")
         if c.spelling is not None and c.vocab_size is None:
             raise ValueError("TaggerConfig.spelling needs word inputs (vocab_size), not feature vectors")
         self.inputs = InputLayer(c.vocab_size, c.input_size, c.embedding_size, c.word_dropout)
@@ -90,9 +89,7 @@ class Tagger(Model):
     def batch(self, sentences: Sequence[Sequence[str]]) -> Batch:
         """The model's inputs for sentences of words: ids in :attr:`vocab` (normalised as the
         vocabulary says), lengths, and the spellings when the model reads them."""
-        if self.vocab is None:
-            raise ValueError("this Tagger has no vocabulary (model.vocab): it cannot read words")
-        x, lengths = self.vocab.encode_sentences(sentences)
+        x, lengths = self.encode_sentences(sentences)
         out: Batch = {"input": x, "lengths": lengths}
         if self.spelling is not None:
             s = self.spelling.spell(sentences)
