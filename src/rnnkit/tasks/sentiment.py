@@ -142,9 +142,9 @@ def train(args: argparse.Namespace) -> RunDir:
 
 def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, Any]:
     """Root (sentence) accuracy on dev or test, and the accuracy per gold class."""
-    model = rnnkit.load(checkpoint.path, map_location=device(args.device)).eval()
-    items = examples(treebank(split, args.data_dir), args.labels, phrases=False)
     dev = device(args.device)
+    model = rnnkit.load(checkpoint.path, map_location=dev).eval()
+    items = examples(treebank(split, args.data_dir), args.labels, phrases=False)
     correct = torch.zeros(model.config.num_classes)
     total = torch.zeros(model.config.num_classes)
     with torch.no_grad():
