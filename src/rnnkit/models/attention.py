@@ -39,11 +39,15 @@ class Attention(nn.Module):
         return memory
 
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """query (B, Q), keys (B, S, K), memory (B, S, M), mask (B, S) True on real steps ->
-        (context (B, M), weights (B, S))."""
+        """query (B, Q) — or (B, T, Q), T queries at once —, keys (B, S, K), memory (B, S, M),
+        mask (B, S) True on real steps -> (context (B, M), weights (B, S)), or (B, T, M) and
+        (B, T, S) for T queries."""
+        one = query.dim() == 2
+        q = query[:, None] if one else query  # (B, T, Q)
         if self.score == "additive":
-            e = self.v(torch.tanh(keys + self.W_q(query)[:, None]))[..., 0]  # (B, S)
+            e = self.v(torch.tanh(keys[:, None] + self.W_q(q)[:, :, None]))[..., 0]  # (B, T, S)
         else:
-            e = torch.bmm(keys, query[:, :, None])[..., 0]
-        alpha = e.masked_fill(~mask, -torch.inf).softmax(-1)
-        return torch.bmm(alpha[:, None], memory)[:, 0], alpha
+            e = torch.bmm(q, keys.transpose(1, 2))
+        alpha = e.masked_fill(~mask[:, None], -torch.inf).softmax(-1)
+        context = torch.bmm(alpha, memory)  # (B, T, M)
+        return (context[:, 0], alpha[:, 0]) if one else (context, alpha)

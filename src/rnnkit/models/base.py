@@ -54,7 +54,7 @@ def check_config(config: Any) -> None:
             require(is_int(value) and value >= 1, what, "an integer >= 1", value)
         elif f.name in _IDS:
             require(is_int(value) and value >= 0, what, "a token id >= 0", value)
-        elif f.name in ("dropout", "word_dropout"):
+        elif f.name in ("dropout", "word_dropout", "label_smoothing"):
             require(is_number(value) and 0 <= value < 1, what, "in [0, 1)", value)
         elif f.name == "init_range":
             require(is_number(value) and value > 0, what, "> 0 (or None)", value)
