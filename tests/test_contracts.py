@@ -193,7 +193,11 @@ def test_every_task_meets_the_contract_and_the_cli_names_none():
         task.add_arguments(argparse.ArgumentParser())
     with pytest.raises(ValueError, match="already registered"):
         register(TASKS["charlm"])
+    from rnnkit.cli import VERBS
+
     cli = (Path(rnnkit.__file__).parent / "cli.py").read_text()
+    for verb in VERBS:  # a verb may share a task's name (rnnkit translate, rnnkit train translate)
+        cli = re.sub(rf"([\[\s]\"{verb}\"[:\]]|p\[\"{verb}\"\])", "", cli)
     assert not [name for name in TASKS if re.search(rf"[\"']{name}[\"']", cli)]  # no task name as a string
 
 

@@ -8,6 +8,7 @@
     rnnkit align RUN FILE.wav [--text ...]            the CTC alignment picture of a recording
     rnnkit tag RUN "text" | --conllu FILE             part-of-speech tags of raw text or a CoNLL-U file
     rnnkit classify RUN "text"                        class probabilities of a sentence
+    rnnkit translate RUN "text" [--beam N]            the translation of sentences (a translation run)
     rnnkit data list | verify NAME | fetch NAME
     rnnkit analyze gradients                          the vanishing-gradient picture
     rnnkit info                                       versions, and which kernel each layer uses
@@ -233,6 +234,30 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _translate(args: argparse.Namespace) -> int:
+    from rnnkit.tasks.common import device
+    from rnnkit.translation import Translator
+
+    translator = Translator.load(args.checkpoint, device(args.device))
+    text = _input_text(args)
+    lines = [text] if args.text else [line for line in text.splitlines() if line.strip()]
+    done = translator.translate(lines, beam=args.beam, length_normalization=args.length_normalization,
+                                attention=args.attention is not None)
+    for t in done:
+        print(json.dumps({"source": t.source, "translation": t.text, "log_prob": t.log_prob,
+                          "pieces": t.target_pieces}, ensure_ascii=False) if args.json else t.text)
+    if args.attention is not None:
+        from rnnkit.plots import attention_map
+
+        if done[0].attention is None:
+            raise ValueError(f"--attention: {args.checkpoint} has no attention (trained with --attention none)")
+        for k, t in enumerate(done):
+            out = Path(args.attention) if len(done) == 1 else Path(args.attention).with_stem(f"{Path(args.attention).stem}_{k + 1}")
+            print(attention_map(t.attention, t.source_pieces, t.target_pieces, out, f"{t.source}\n-> {t.text}"),
+                  file=sys.stderr)
+    return 0
+
+
 def _plot(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
 
@@ -281,6 +306,7 @@ VERBS = {
     "align": "a picture of how a speech (CTC) run aligns a recording: features, posteriors, gamma, Viterbi",
     "tag": "tag raw text or a CoNLL-U file with a tagging run",
     "classify": "class probabilities of sentences, from a classification run",
+    "translate": "translate sentences with a translation run (greedy or beam search), optionally with the attention map",
     "data": "list, verify or fetch datasets",
     "analyze": "analyses: gradients",
     "info": "versions, devices and which kernel each layer type uses",
@@ -372,6 +398,18 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     classify.add_argument("--json", action="store_true", help="one JSON object per sentence")
     classify.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     classify.set_defaults(func=_classify)
+
+    tr = p["translate"]
+    tr.add_argument("checkpoint", metavar="RUN", help="a translation run directory (its best checkpoint) or a checkpoint")
+    tr.add_argument("text", nargs="*", help="a sentence (default: standard input, one sentence per line)")
+    tr.add_argument("--beam", type=positive_int, default=5, help="beam width (1: greedy)")
+    tr.add_argument("--length-normalization", type=float, default=1.0,
+                    help="beam search ranks log P(y) / |y|^alpha: this alpha")
+    tr.add_argument("--attention", default=None, metavar="PNG",
+                    help="save the attention map here (one file per sentence: NAME_1.png, ... for several)")
+    tr.add_argument("--json", action="store_true", help="one JSON object per sentence")
+    tr.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    tr.set_defaults(func=_translate)
 
     p["plot"].add_argument("run_dir", metavar="RUN", help="a run directory")
     p["plot"].set_defaults(func=_plot)

@@ -23,10 +23,10 @@ _UMASK = os.umask(0)  # read the process's umask (os.umask can only be read by s
 os.umask(_UMASK)  # ... and put it back at once
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` (UTF-8) atomically."""
+def write_text_atomic(path: Path, text: str | bytes) -> None:
+    """Replace ``path`` by ``text`` (a str as UTF-8; bytes as they are) atomically."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(text.encode("utf-8") if isinstance(text, str) else text)
     fsync_replace(tmp, path)
 
 

@@ -1,5 +1,5 @@
 """Figures: learning curves of a run, the gradient-norm analysis, CTC alignments of a recording,
-confusion matrices.
+confusion matrices, attention maps of a translation.
 
 Figures are built with matplotlib's object API (``matplotlib.figure.Figure``) and written
 straight to PNG, so importing this module never touches pyplot or switches the backend of a
@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from rnnkit.run_dir import RunDir, read_metrics
 
-__all__ = ["learning_curves", "gradient_norms", "records", "ctc_alignment", "confusion_matrix"]
+__all__ = ["learning_curves", "gradient_norms", "records", "ctc_alignment", "confusion_matrix", "attention_map"]
 
 STEP = "optimiser step"
 
@@ -209,6 +209,29 @@ def confusion_matrix(counts: Any, labels: list[str], out: Path, title: str = "")
     ax.set(xlabel="predicted", ylabel="gold (items)")
     ax.set_title(title or "confusions (rows: gold)", fontsize=10)
     fig.colorbar(shown, ax=ax, fraction=0.04, label="fraction of the gold row (errors)")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
+
+
+def attention_map(weights: Any, source: list[str], target: list[str], out: Path, title: str = "") -> Path:
+    """weights[t, s] = alpha_t(s): how much output piece t (a row; the last row is the end
+    symbol's) attends to source piece s (a column). Each row sums to 1."""
+    weights = np.asarray(weights, dtype=np.float64)
+    rows = [*target, "</s>"]
+    if weights.shape != (len(rows), len(source)):
+        raise ValueError(f"weights must be ({len(rows)}, {len(source)}): the target pieces and the end by the source "
+                         f"pieces. Received: {weights.shape}")
+    fig = Figure(figsize=(1.5 + 0.45 * len(source), 1.2 + 0.35 * len(rows)))
+    ax = fig.subplots()
+    shown = ax.imshow(weights, cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right", fontsize=9)
+    ax.set_yticks(range(len(rows)), rows, fontsize=9)
+    ax.set(xlabel="source pieces", ylabel="output pieces")
+    ax.set_title(title or "attention weights alpha_t(s)", fontsize=10)
+    fig.colorbar(shown, ax=ax, fraction=0.04)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,8 +34,8 @@ from rnnkit.run_dir import Checkpoint, RunDir
 def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim.Optimizer,
                     trainer_state: dict[str, Any], carried: Any, artifacts: dict[str, Any] | None = None) -> Checkpoint:
     """Write checkpoint ``step`` of ``run`` atomically. ``artifacts`` are files that travel with
-    the model (the task's arguments, a lexicon, a language model): a str is written as UTF-8
-    text, anything else as JSON."""
+    the model (the task's arguments, a lexicon, a language model, a subword model): a str is
+    written as UTF-8 text, bytes as they are, anything else as JSON."""
     final = run.checkpoint(step)
     directory = final.path.parent
     directory.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def save_checkpoint(run: RunDir, step: int, model: Model, optimizer: torch.optim
     save_file(tensors, str(tmp / Checkpoint.TENSORS))
     write_json_atomic(tmp / Checkpoint.TRAINER, {**trainer_state, "carried_structure": structure})
     for name, obj in (artifacts or {}).items():
-        if isinstance(obj, str):
+        if isinstance(obj, (str, bytes)):
             write_text_atomic(tmp / name, obj)
         else:
             write_json_atomic(tmp / name, obj)

@@ -315,8 +315,9 @@ class Trainer:
         progress: tqdm bars for training (its total is the step bound) and each dev pass; None
             shows them on a terminal or in a notebook, on rank 0 only.
         artifacts: files written into every checkpoint next to the model, by name: a str as
-            UTF-8 text (a lexicon, an ARPA language model), anything else as JSON (the task's
-            arguments), so that a checkpoint alone can be used.
+            UTF-8 text (a lexicon, an ARPA language model), bytes as they are (a subword
+            model), anything else as JSON (the task's arguments), so that a checkpoint alone
+            can be used.
     """
 
     def __init__(self, model: Model, train: BatchSource, config: TrainConfig | None = None,
