@@ -36,7 +36,7 @@ REFUSED = {"rnnkit train charlm --temperature 0"}
 @pytest.mark.parametrize("command", COMMANDS)
 def test_readme_command_parses(command):
     argv = [PLACEHOLDERS.get(a, a) for a in shlex.split(command)[1:]]
-    if len(argv) == 1 and argv[0] in ("train", "generate", "evaluate", "plot", "data", "tag", "classify"):
+    if len(argv) == 1 and argv[0] in ("train", "generate", "evaluate", "plot", "data", "tag", "classify", "translate"):
         return  # the name of a verb in prose, not a command
     if command in REFUSED:
         with pytest.raises(SystemExit) as done:

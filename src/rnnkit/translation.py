@@ -69,7 +69,7 @@ class Translator:
         self.model = model.eval()
         self.source, self.target = source, target
         self.max_ratio, self.max_extra = max_ratio, max_extra
-        self.known = {ch for i in range(len(source)) for ch in source.pieces([i])[0]}
+        self.known = source.characters()
 
     @classmethod
     def load(cls, checkpoint: str | Path, device: str | torch.device = "cpu") -> Translator:

@@ -85,6 +85,13 @@ class SubwordTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self.processor.decode([int(i) for i in ids])
 
+    def characters(self) -> set[str]:
+        """The characters the model's pieces are made of (the word-start mark ``▁`` and the
+        special symbols' names not included): the text it knows."""
+        p = self.processor
+        return {ch for i in range(len(self)) if not (p.is_control(i) or p.is_unknown(i))
+                for ch in p.id_to_piece(i) if ch != "\u2581"}
+
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The pieces of ``ids`` as text (``▁`` marks a word's start)."""
         return [self.processor.id_to_piece(int(i)) for i in ids]
