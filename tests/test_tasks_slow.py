@@ -66,3 +66,18 @@ def test_sentiment_bidirectional_reaches_the_readme_accuracy(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
+
+
+@pytest.mark.parametrize("argv, split, floor", [
+    (["--subset", "tutorial", "--input-feeding", "--minutes", "12"], "test", 40.0),
+    (["--subset", "all"], "test", 35.0),
+])
+def test_translate_reaches_the_readme_bleu(tmp_path, capsys, argv, split, floor):
+    """The README's translation commands (12 and 25 minutes of training): test BLEU with beam
+    search and all references (measured: 46.0 and 39.3; the tutorial goal of 50 is not met, see
+    the README)."""
+    assert main(["train", "translate", *argv, "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", split, "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["bleu_beam"] >= floor

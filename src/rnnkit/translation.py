@@ -96,9 +96,12 @@ class Translator:
         return self.source.encode(text)
 
     def _scripts(self) -> list[str]:
+        """The scripts of the source model's letters (a few stray letters of another not counted)."""
         import unicodedata
+        from collections import Counter
 
-        return sorted({unicodedata.name(ch, "?").split()[0] for ch in self.known if ch.isalpha()})[:3]
+        letters = Counter(unicodedata.name(ch, "?").split()[0] for ch in self.known if ch.isalpha())
+        return sorted(script for script, n in letters.items() if n >= min(10, max(letters.values())))
 
     @torch.no_grad()
     def translate(self, sentences: Sequence[str], beam: int = 1, length_normalization: float = 1.0,
