@@ -146,7 +146,7 @@ def train(args: argparse.Namespace) -> RunDir:
     return run
 
 
-def scores(hypotheses: list[str], references: list[list[str]]) -> dict[str, float]:
+def scores(hypotheses: list[str], references: list[list[str]]) -> dict[str, Any]:
     """Corpus BLEU and chrF of ``hypotheses``, each against all its references (sacreBLEU takes
     reference streams of one length: a source with fewer references repeats its first, which
     changes no score)."""
