@@ -230,8 +230,7 @@ class InputLayer(nn.Module):
         if (vocab_size is None) == (input_size is None):
             raise ValueError("give exactly one of vocab_size (token inputs) and input_size (feature inputs). "
                              f"Received: vocab_size={vocab_size}, input_size={input_size}")
-        if not (isinstance(word_dropout, (int, float)) and 0.0 <= word_dropout < 1.0):
-            raise ValueError(f"word_dropout must be in [0, 1). Received: {word_dropout!r}")
+        require(is_number(word_dropout) and 0 <= word_dropout < 1, "word_dropout", "in [0, 1)", word_dropout)
         if word_dropout and vocab_size is None:
             raise ValueError("word_dropout needs token inputs (vocab_size), not feature vectors")
         self.embedding = nn.Embedding(vocab_size, embedding_size) if vocab_size is not None else None

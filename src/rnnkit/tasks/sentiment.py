@@ -38,6 +38,7 @@ from rnnkit.tasks.base import Task, register
 from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, run_dir, task_trainer
 from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
+from rnnkit.train.trainer import MONITORS
 
 NAME = "sentiment"
 HELP = "sentiment classification: Stanford Sentiment Treebank, final-step vs every-step divergence"
@@ -61,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a bidirectional LSTM (the class then reads [h_L(forward); h_1(backward)])")
     p.add_argument("--dropout", type=fraction, default=0.5, help="dropout on the embeddings and the LSTM's output")
     p.add_argument("--word-dropout", type=fraction, default=0.0, help="training words replaced by the unknown word")
-    p.add_argument("--monitor", choices=("loss", "accuracy"), default="loss",
+    p.add_argument("--monitor", choices=MONITORS, default="loss",
                    help="what picks the best checkpoint and drives the lr schedule: dev loss (final step) or "
                         "dev accuracy")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per batch")
