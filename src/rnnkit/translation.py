@@ -54,8 +54,8 @@ class Translator:
     Args:
         model: a Seq2Seq whose source ids are ``source``'s and target ids ``target``'s, with
             bos and eos the tokenisers' (1 and 2).
-        max_length: the longest translation, in target pieces, as a function of the source's
-            length in pieces: ``max_ratio * source + max_extra``.
+        max_ratio, max_extra: the longest translation, in target pieces, for a source of
+            ``n`` pieces: ``max_ratio * n + max_extra``.
     """
 
     def __init__(self, model: Seq2Seq, source: SubwordTokenizer, target: SubwordTokenizer,
@@ -123,7 +123,7 @@ class Translator:
             options = {"length_normalization": length_normalization} if beam > 1 else {}
             hyps = self.model.translate(src, lengths, max_length=longest, beam_width=beam, **options)
             alphas = self._attention(src, lengths, [h.ids for h in hyps]) if attention else [None] * len(rows)
-            for k, (i, h, a) in enumerate(zip(rows, hyps, alphas)):
+            for i, h, a in zip(rows, hyps, alphas):
                 out[i] = Translation(source=sentences[i], text=self.target.decode(h.ids),
                                      source_pieces=self.source.pieces(ids[i]), target_pieces=self.target.pieces(h.ids),
                                      log_prob=float(h.acoustic_score),
