@@ -124,3 +124,11 @@ def add_sampling_arguments(p: argparse.ArgumentParser, length: int = 300, temper
     g.add_argument("--top-p", type=top_p, default=None,
                    help="sample among the most probable tokens whose probabilities sum to p (nucleus)")
     g.add_argument("--greedy", action="store_true", help="always take the most probable token")
+
+
+def add_beam_arguments(p: argparse.ArgumentParser, beam: int = 5) -> None:
+    """How to search for an output sequence: shared by ``rnnkit translate`` and the translate
+    task's beam-search scores."""
+    p.add_argument("--beam", type=positive_int, default=beam, help="beam width (1: greedy)")
+    p.add_argument("--length-normalization", type=float, default=1.0,
+                   help="beam search ranks log P(y) / |y|^alpha: this alpha")

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rnnkit.arguments import add_sampling_arguments, device_name, given_options, positive_int
+from rnnkit.arguments import add_beam_arguments, add_sampling_arguments, device_name, given_options, positive_int
 from rnnkit.version import __version__
 
 Formatter = argparse.ArgumentDefaultsHelpFormatter
@@ -402,9 +402,7 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     tr = p["translate"]
     tr.add_argument("checkpoint", metavar="RUN", help="a translation run directory (its best checkpoint) or a checkpoint")
     tr.add_argument("text", nargs="*", help="a sentence (default: standard input, one sentence per line)")
-    tr.add_argument("--beam", type=positive_int, default=5, help="beam width (1: greedy)")
-    tr.add_argument("--length-normalization", type=float, default=1.0,
-                    help="beam search ranks log P(y) / |y|^alpha: this alpha")
+    add_beam_arguments(tr)
     tr.add_argument("--attention", default=None, metavar="PNG",
                     help="save the attention map here (one file per sentence: NAME_1.png, ... for several)")
     tr.add_argument("--json", action="store_true", help="one JSON object per sentence")

@@ -27,12 +27,13 @@ against that pair's one reference (``bleu_single``).
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
 import torch
 
-from rnnkit.arguments import fraction, positive_float, positive_int
+from rnnkit.arguments import add_beam_arguments, fraction, positive_float, positive_int
 from rnnkit.data import SequenceBatches, by_length, pad, require
 from rnnkit.data.subwords import BOS, EOS, SubwordTokenizer
 from rnnkit.data.translation import SUBSETS, Pair, read_pairs, split_by_source, with_references
@@ -77,9 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "at a fixed rate, decoded step by step)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sentence pairs per batch")
     p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam's learning rate")
-    p.add_argument("--beam", type=positive_int, default=5, help="beam width of the beam-search scores")
-    p.add_argument("--length-normalization", type=float, default=1.0,
-                   help="beam search ranks log P(y) / |y|^alpha: this alpha")
+    add_beam_arguments(p)
     p.add_argument("--eval-every", type=positive_int, default=1000,
                    help="optimiser steps between dev passes (at most; at least once an epoch)")
     p.add_argument("--early-stopping", type=positive_int, default=4,
@@ -87,8 +86,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, minutes=25.0, epochs=60)
 
 
+@functools.lru_cache(maxsize=2)
 def pairs(subset: str, data_dir: str | None) -> dict[str, list[Pair]]:
-    """The subset's pairs of each split."""
+    """The subset's pairs of each split (read once per process: training, its dev scoring and
+    the examples after it all need them; callers only read them)."""
     keep = SUBSETS[subset]
     split = split_by_source(read_pairs(require("eng_fra", data_dir) / "fra.txt"), seed=0)
     return {name: [p for p in items if keep(p)] for name, items in split.items()}
@@ -128,13 +129,14 @@ def train(args: argparse.Namespace) -> RunDir:
               f"{len(source):,} English and {len(target):,} French subwords; "
               f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}", file=sys.stderr)
     train_batches = batches(data["train"], source, target, args.batch_size)
+    every = min(args.eval_every, len(train_batches))
     stopping = StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes,
                               early_stopping=args.early_stopping)
     trainer = task_trainer(
         NAME, model, SequenceBatches.prebuilt(train_batches, seed=args.seed),
         SequenceBatches.prebuilt(batches(data["valid"], source, target, 256), shuffle=False), run, args,
         artifacts={SOURCE_MODEL: source.model, TARGET_MODEL: target.model}, stopping=stopping,
-        eval_every=min(args.eval_every, len(train_batches)), checkpoint_every=min(args.eval_every, len(train_batches)),
+        eval_every=every, checkpoint_every=every,
         optimizer=OptimizerConfig("adam", lr=args.lr), schedule=ScheduleConfig("plateau", patience=0),
         clip_norm=5.0, log_every=100, teacher_forcing=args.teacher_forcing)
     done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
