@@ -197,6 +197,12 @@ def _input_text(args: argparse.Namespace) -> str:
     return text
 
 
+def _input_lines(args: argparse.Namespace) -> list[str]:
+    """The sentences given: the arguments joined into one, else the non-blank lines of standard input."""
+    text = _input_text(args)
+    return [text] if args.text else [line for line in text.splitlines() if line.strip()]
+
+
 def _tag(args: argparse.Namespace) -> int:
     model = _load_for(args, "tag", "tagger")
     if args.conllu is not None:
@@ -223,7 +229,7 @@ def _classify(args: argparse.Namespace) -> int:
     from rnnkit.data.tokenize import english_sentences
 
     model = _load_for(args, "classify", "sequence classifier")
-    lines = [" ".join(args.text)] if args.text else [line for line in _input_text(args).splitlines() if line.strip()]
+    lines = _input_lines(args)
     sentences = [[w for s in english_sentences(line) for w in s] for line in lines]
     for line, probabilities in zip(lines, model.classify(sentences)):
         ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
@@ -239,8 +245,7 @@ def _translate(args: argparse.Namespace) -> int:
     from rnnkit.translation import Translator
 
     translator = Translator.load(args.checkpoint, device(args.device))
-    text = _input_text(args)
-    lines = [text] if args.text else [line for line in text.splitlines() if line.strip()]
+    lines = _input_lines(args)
     done = translator.translate(lines, beam=args.beam, length_normalization=args.length_normalization,
                                 attention=args.attention is not None)
     for t in done:
