@@ -228,10 +228,24 @@ def _tag(args: argparse.Namespace) -> int:
 def _classify(args: argparse.Namespace) -> int:
     from rnnkit.data.tokenize import english_sentences
 
+    from rnnkit.data.trees import Tree, parse_tree
+    from rnnkit.models import TreeClassifier
+
     model = _load_for(args, "classify", "sequence classifier")
+    reads_trees = isinstance(model, TreeClassifier)
     lines = _input_lines(args)
-    sentences = [[w for s in english_sentences(line) for w in s] for line in lines]
-    for line, probabilities in zip(lines, model.classify(sentences)):
+    items: list[Any] = []
+    for n, line in enumerate(lines, 1):
+        if line.lstrip().startswith("("):  # a bracketed parse: the tree for a tree net, its words otherwise
+            tree = parse_tree(line, f"TEXT (sentence {n})")
+            items.append(tree if reads_trees else tree.words())
+        else:
+            items.append([w for s in english_sentences(line) for w in s])
+    if reads_trees and not all(isinstance(item, Tree) for item in items):
+        print("note: a tree net reads parse trees; text without brackets is read as the right-branching tree "
+              "over its words (give a bracketed parse, e.g. '(3 (2 a) (3 (3 witty) (2 film)))', for the real "
+              "structure)", file=sys.stderr)
+    for line, probabilities in zip(lines, model.classify(items)):
         ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
         if args.json:
             print(json.dumps({"text": line, "class": ranked[0][0], "probabilities": probabilities}))
@@ -399,7 +413,8 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
 
     classify = p["classify"]
     classify.add_argument("checkpoint", metavar="RUN", help="a classification run directory or a checkpoint")
-    classify.add_argument("text", nargs="*", help="a sentence (default: standard input, one sentence per line)")
+    classify.add_argument("text", nargs="*", help="a sentence, or its bracketed parse tree for a tree net "
+                                                  "(default: standard input, one per line)")
     classify.add_argument("--json", action="store_true", help="one JSON object per sentence")
     classify.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     classify.set_defaults(func=_classify)

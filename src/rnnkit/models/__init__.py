@@ -7,6 +7,8 @@ from rnnkit.models.ctc import CTCRecognizer, CTCRecognizerConfig
 from rnnkit.models.embeddings import WordEmbeddings, WordEmbeddingsConfig, copy_vectors
 from rnnkit.models.jordan import OutputRecurrentNet, OutputRecurrentNetConfig
 from rnnkit.models.lm import LanguageModel, LanguageModelConfig
+from rnnkit.models.recursive import (ChildSumTreeLSTM, NaryTreeLSTM, Recursive, TreeClassifier,
+                                     TreeClassifierConfig, TreeEncoder)
 from rnnkit.models.regressor import SequenceRegressor, SequenceRegressorConfig
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.tagger import Tagger, TaggerConfig
@@ -20,4 +22,5 @@ __all__ = [
     "WordEmbeddingsConfig", "copy_vectors", "SequenceClassifier", "SequenceClassifierConfig",
     "CTCRecognizer", "CTCRecognizerConfig", "Seq2Seq", "Seq2SeqConfig",
     "OutputRecurrentNet", "OutputRecurrentNetConfig", "ConditionalGenerator", "ConditionalGeneratorConfig",
+    "Recursive", "NaryTreeLSTM", "ChildSumTreeLSTM", "TreeEncoder", "TreeClassifier", "TreeClassifierConfig",
 ]

@@ -1,6 +1,6 @@
-"""sentiment: sentence sentiment on the Stanford Sentiment Treebank with a sequence classifier (many-to-one).
+"""sentiment: sentence sentiment on the Stanford Sentiment Treebank: a sequence classifier (many-to-one) or a tree net.
 
-An LSTM reads the sentence's words and y_t = softmax(V h_t + c) gives the class; the
+``--model lstm`` (the default): an LSTM reads the sentence's words and y_t = softmax(V h_t + c) gives the class; the
 sentence's class is read at its last word. ``--divergence`` chooses where the target is
 applied in training — the course's question:
 
@@ -15,6 +15,12 @@ accuracy instead. ``--labels fine`` is the 5-way root
 label; ``binary`` drops neutral sentences (0-1 negative, 3-4 positive). With ``--phrases``
 (the default) every labelled phrase of the training trees is a training sequence too
 (distinct phrases once each); dev and test score whole sentences only.
+
+``--model treelstm`` (Tai et al. 2015's binary Tree-LSTM), ``childsum`` or ``recursive``
+(:mod:`rnnkit.models.recursive`) compose the sentence along its parse tree instead, every node
+predicting its phrase's class; ``--phrases`` then means the divergence at every labelled node
+(each tree once, its phrases inside it), ``--no-phrases`` at the root only. ``--divergence``
+is the sequence model's.
 
     rnnkit evaluate RUN --split test     root accuracy
     rnnkit classify RUN "a gorgeous, witty film"
@@ -32,7 +38,8 @@ import rnnkit
 from rnnkit.arguments import fraction, positive_float, positive_int
 from rnnkit.data import SequenceBatches, Vocabulary, by_length, require
 from rnnkit.data.trees import Tree, read_trees
-from rnnkit.models import SequenceClassifier, SequenceClassifierConfig
+from rnnkit.models import SequenceClassifier, SequenceClassifierConfig, TreeClassifier, TreeClassifierConfig
+from rnnkit.models.recursive import COMPOSITIONS
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
 from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, run_dir, task_trainer
@@ -47,9 +54,15 @@ FILES = {"train": "train.txt", "valid": "dev.txt", "test": "test.txt"}
 LABELS = {"fine": ["very negative", "negative", "neutral", "positive", "very positive"],
           "binary": ["negative", "positive"]}
 DIVERGENCES = {"final": (False, "uniform"), "every": (True, "uniform"), "every-linear": (True, "linear")}
+MODELS = ("lstm", *COMPOSITIONS)
+#: per model: LSTM units or tree-node units, batch size (the tree nets' from Tai et al.: 150 units, 25 trees)
+DEFAULTS = {"lstm": {"hidden": 168, "batch_size": 64}, "tree": {"hidden": 150, "batch_size": 25}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=MODELS, default="lstm",
+                   help="lstm: a sequence classifier over the words; treelstm, childsum, recursive: a tree net over "
+                        "the parse")
     p.add_argument("--labels", choices=sorted(LABELS), default="fine",
                    help="fine: the 5 root classes; binary: neutral dropped, negative vs positive")
     p.add_argument("--divergence", choices=list(DIVERGENCES), default="final",
@@ -57,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=True,
                    help="train on every labelled phrase of the training trees too, not only sentences")
     p.add_argument("--embedding", type=positive_int, default=200, help="word embedding size")
-    p.add_argument("--hidden", type=positive_int, default=168, help="LSTM units (per direction)")
+    p.add_argument("--hidden", type=positive_int, default=None,
+                   help="LSTM units (per direction) or tree-node units (default: 168 lstm, 150 tree nets)")
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
                    help="a bidirectional LSTM (the class then reads [h_L(forward); h_1(backward)])")
     p.add_argument("--dropout", type=fraction, default=0.5, help="dropout on the embeddings and the LSTM's output")
@@ -65,7 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--monitor", choices=MONITORS, default="loss",
                    help="what picks the best checkpoint and drives the lr schedule: dev loss (final step) or "
                         "dev accuracy")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per batch")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="sequences (or trees) per batch (default: 64 lstm, 25 tree nets)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
     add_common_arguments(p, epochs=DEFAULT_EPOCHS)
@@ -98,37 +113,64 @@ def treebank(split: str, data_dir: str | None) -> list[Tree]:
     return read_trees(require("sst_trees", data_dir) / FILES[split])
 
 
-def batches(model: SequenceClassifier, items: list[tuple[list[str], int]], size: int) -> list[dict[str, Any]]:
-    """Batches of similar length (little padding), in length order."""
+def sizes(args: argparse.Namespace) -> tuple[int, int]:
+    """(units, batch size): the options given, else the model's defaults."""
+    d = DEFAULTS["lstm" if args.model == "lstm" else "tree"]
+    return args.hidden or d["hidden"], args.batch_size or d["batch_size"]
+
+
+def batches(model: SequenceClassifier | TreeClassifier, trees: list[Tree], labels: str, phrases: bool,
+            size: int) -> list[dict[str, Any]]:
+    """Batches of similar length or height (little padding, few levels), shortest first: of
+    (words, class) items for a sequence classifier (:func:`examples`), of whole trees with every
+    node's class for a tree net (trees whose root is neutral kept only for their phrases)."""
+    if isinstance(model, TreeClassifier):
+        kept = trees if phrases else [tree for tree in trees if label_of(tree, labels) is not None]
+        return [model.batch(part, lambda node: label_of(node, labels)) for part in by_length(kept, size, Tree.height)]
     out = []
-    for part in by_length(items, size, lambda item: len(item[0])):
+    for part in by_length(examples(trees, labels, phrases), size, lambda item: len(item[0])):
         b = model.batch([words for words, _ in part])
         b["target"] = torch.tensor([k for _, k in part])
         out.append(b)
     return out
 
 
+def build_model(args: argparse.Namespace, vocab: Vocabulary) -> SequenceClassifier | TreeClassifier:
+    hidden, _ = sizes(args)
+    names = LABELS[args.labels]
+    if args.model == "lstm":
+        everywhere, weights = DIVERGENCES[args.divergence]
+        model: SequenceClassifier | TreeClassifier = SequenceClassifier(SequenceClassifierConfig(
+            num_classes=len(names), vocab_size=len(vocab), embedding_size=args.embedding,
+            rnn={"cell": "lstm", "hidden_size": hidden, "bidirectional": args.bidirectional},
+            dropout=args.dropout, everywhere=everywhere, step_weights=weights, labels=names,
+            word_dropout=args.word_dropout))
+    else:
+        model = TreeClassifier(TreeClassifierConfig(
+            num_classes=len(names), vocab_size=len(vocab), embedding_size=args.embedding, hidden_size=hidden,
+            composition=args.model, everywhere=args.phrases, dropout=args.dropout, labels=names))
+    model.vocab = vocab
+    return model
+
+
 def train(args: argparse.Namespace) -> RunDir:
     torch.manual_seed(args.seed)
     trees = treebank("train", args.data_dir)
-    items = examples(trees, args.labels, args.phrases)
-    valid = examples(treebank("valid", args.data_dir), args.labels, phrases=False)
     vocab = Vocabulary.from_sentences(tree.words() for tree in trees)
-    everywhere, weights = DIVERGENCES[args.divergence]
-    model = SequenceClassifier(SequenceClassifierConfig(
-        num_classes=len(LABELS[args.labels]), vocab_size=len(vocab), embedding_size=args.embedding,
-        rnn={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": args.bidirectional},
-        dropout=args.dropout, everywhere=everywhere, step_weights=weights, labels=LABELS[args.labels],
-        word_dropout=args.word_dropout))
-    model.vocab = vocab
+    model = build_model(args, vocab)
+    _, batch_size = sizes(args)
+    train_batches = batches(model, trees, args.labels, args.phrases, batch_size)
+    valid_batches = batches(model, treebank("valid", args.data_dir), args.labels, False, 256)
     run = run_dir(NAME, args)
     if is_main_process():
-        print(f"sentiment ({args.labels}, divergence {args.divergence}): {len(items):,} training sequences "
-              f"({'phrases and ' if args.phrases else ''}sentences of {len(trees):,} trees), {len(valid):,} dev "
-              f"sentences; {len(vocab):,} words; {sum(p.numel() for p in model.parameters()):,} parameters; "
-              f"run directory {run.path}", file=sys.stderr)
-    trainer = task_trainer(NAME, model, SequenceBatches.prebuilt(batches(model, items, args.batch_size), seed=args.seed),
-                           SequenceBatches.prebuilt(batches(model, valid, 256), shuffle=False), run, args,
+        trained_on = "every labelled node" if args.phrases else "the root"
+        what = (f"{args.model} ({args.labels}, divergence {args.divergence})" if args.model == "lstm" else
+                f"{args.model} tree net ({args.labels}, divergence at {trained_on})")
+        print(f"sentiment {what}: {sum(len(b['target']) for b in train_batches):,} training "
+              f"{'sequences' if args.model == 'lstm' else 'nodes'} from {len(trees):,} trees; {len(vocab):,} words; "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}", file=sys.stderr)
+    trainer = task_trainer(NAME, model, SequenceBatches.prebuilt(train_batches, seed=args.seed),
+                           SequenceBatches.prebuilt(valid_batches, shuffle=False), run, args,
                            optimizer=OptimizerConfig("adam", lr=args.lr, weight_decay=args.weight_decay),
                            schedule=ScheduleConfig("plateau", patience=0), clip_norm=5.0, log_every=100,
                            monitor=args.monitor)
@@ -145,15 +187,20 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     """Root (sentence) accuracy on dev or test, and the accuracy per gold class."""
     dev = device(args.device)
     model = rnnkit.load(checkpoint.path, map_location=dev).eval()
-    items = examples(treebank(split, args.data_dir), args.labels, phrases=False)
     correct = torch.zeros(model.config.num_classes)
     total = torch.zeros(model.config.num_classes)
-    with torch.no_grad():
-        for b in batches(model, items, 256):
-            predicted = model.predict(b["input"].to(dev), b["lengths"].to(dev)).cpu()
-            total += torch.bincount(b["target"], minlength=len(total))
-            correct += torch.bincount(b["target"][predicted == b["target"]], minlength=len(total))
-    out: dict[str, Any] = {"sentences": len(items), "accuracy": float(correct.sum() / total.sum())}
+    for b in batches(model, treebank(split, args.data_dir), args.labels, False, 256):
+        if isinstance(model, TreeClassifier):
+            target = b["target"][b["roots"]]
+            predicted = model.predict({k: v.to(dev) for k, v in b.items()}).cpu()[target >= 0]
+            target = target[target >= 0]
+        else:
+            target = b["target"]
+            with torch.no_grad():
+                predicted = model.predict(b["input"].to(dev), b["lengths"].to(dev)).cpu()
+        total += torch.bincount(target, minlength=len(total))
+        correct += torch.bincount(target[predicted == target], minlength=len(total))
+    out: dict[str, Any] = {"sentences": int(total.sum()), "accuracy": float(correct.sum() / total.sum())}
     for name, c, n in zip(model.config.labels, correct.tolist(), total.tolist()):
         out[f"accuracy_{name.replace(' ', '_')}"] = c / n if n else float("nan")
     return out
