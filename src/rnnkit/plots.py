@@ -239,6 +239,38 @@ def attention_map(weights: Any, source: list[str], target: list[str], out: Path,
     return out
 
 
+def memory_weightings(inputs: Any, outputs: Any, write: Any, read: Any, out: Path, title: str = "") -> Path:
+    """A neural Turing machine on one sequence, as Graves et al. (2014) draw it: the inputs
+    (T, F) and the outputs (S, D) of the answer steps above, the write and read weightings
+    w_t(i) (T, N) below, time across and memory rows (those any head visits) down."""
+    inputs, outputs = np.asarray(inputs, np.float64), np.asarray(outputs, np.float64)
+    write, read = np.asarray(write, np.float64), np.asarray(read, np.float64)
+    if write.shape != read.shape or write.shape[0] != len(inputs) or len(outputs) > len(inputs):
+        raise ValueError(f"write and read weightings must both be (steps {len(inputs)}, rows), and the outputs at "
+                         f"most {len(inputs)} steps. Received: {write.shape}, {read.shape}, {outputs.shape}")
+    visited = np.flatnonzero((np.maximum(write, read) > 0.05).any(0))
+    first, last = (max(0, visited.min() - 2), visited.max() + 3) if len(visited) else (0, write.shape[1])
+    T = len(inputs)
+    answer = np.full((T, outputs.shape[1]), np.nan)
+    answer[T - len(outputs):] = outputs
+    fig = Figure(figsize=(2 + 0.12 * T, 6.5))
+    axes = fig.subplots(2, 2, sharex=True, height_ratios=[1, 3])
+    panels = [(inputs, "inputs", 0), (answer, "outputs", 0), (write[:, first:last], "write weightings", first),
+              (read[:, first:last], "read weightings", first)]
+    for ax, (values, name, top) in zip(axes.flat, panels):
+        ax.imshow(values.T, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
+                  extent=(-0.5, T - 0.5, top + values.shape[1] - 0.5, top - 0.5))
+        ax.set_title(name, fontsize=10)
+    for ax in axes[1]:
+        ax.set(xlabel="time step t", ylabel="memory row i")
+    fig.suptitle(title or "neural Turing machine weightings", fontsize=10)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out
+
+
 def _symbol_colours(tokens: list[str], blank: int) -> dict[int, Any]:
     """A distinct colour per non-blank symbol."""
     from matplotlib import colormaps

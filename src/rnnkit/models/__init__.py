@@ -3,10 +3,12 @@
 from rnnkit.models.attention import Attention
 from rnnkit.models.base import Loss, Model, build_recurrent, load
 from rnnkit.models.classifier import SequenceClassifier, SequenceClassifierConfig
+from rnnkit.models.bits import RecurrentBits, RecurrentBitsConfig
 from rnnkit.models.ctc import CTCRecognizer, CTCRecognizerConfig
 from rnnkit.models.embeddings import WordEmbeddings, WordEmbeddingsConfig, copy_vectors
 from rnnkit.models.jordan import OutputRecurrentNet, OutputRecurrentNetConfig
 from rnnkit.models.lm import LanguageModel, LanguageModelConfig
+from rnnkit.models.ntm import NeuralTuringMachine, NeuralTuringMachineConfig
 from rnnkit.models.recursive import (ChildSumTreeLSTM, NaryTreeLSTM, Recursive, TreeClassifier,
                                      TreeClassifierConfig, TreeEncoder)
 from rnnkit.models.regressor import SequenceRegressor, SequenceRegressorConfig
@@ -23,4 +25,5 @@ __all__ = [
     "CTCRecognizer", "CTCRecognizerConfig", "Seq2Seq", "Seq2SeqConfig",
     "OutputRecurrentNet", "OutputRecurrentNetConfig", "ConditionalGenerator", "ConditionalGeneratorConfig",
     "Recursive", "NaryTreeLSTM", "ChildSumTreeLSTM", "TreeEncoder", "TreeClassifier", "TreeClassifierConfig",
+    "NeuralTuringMachine", "NeuralTuringMachineConfig", "RecurrentBits", "RecurrentBitsConfig",
 ]
