@@ -13,6 +13,7 @@ from rnnkit.models import NeuralTuringMachine, NeuralTuringMachineConfig, Recurr
 from rnnkit.models.ntm import (EPS, circular_shift, content_weights, cosine_similarity, interpolate, read, sharpen,
                                write)
 from rnnkit.tasks.copy import sequences
+from test_models import roundtrip
 
 
 def rand(*shape, positive=False):
@@ -113,7 +114,7 @@ def test_zero_keys_and_zero_memory_rows_give_no_nan():
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_a_tiny_copy_is_learnt_in_seconds():
+def test_a_tiny_copy_is_learnt_in_seconds(tmp_path):
     torch.manual_seed(0)
     model = NeuralTuringMachine(NeuralTuringMachineConfig(5, 4, controller_size=32, memory_size=8, memory_width=8))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -125,6 +126,7 @@ def test_a_tiny_copy_is_learnt_in_seconds():
         opt.step()
     test = sequences(np.random.default_rng(1), 64, 3, 4)
     assert float(model.bits_wrong(test).float().mean()) < 0.1  # of 12 bits
+    torch.testing.assert_close(roundtrip(model, tmp_path)(test["input"]), model(test["input"]), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("config, message", [

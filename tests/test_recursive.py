@@ -16,6 +16,7 @@ from rnnkit.data import Vocabulary
 from rnnkit.data.trees import Tree, flatten, parse_tree, right_branching
 from rnnkit.models import (ChildSumTreeLSTM, NaryTreeLSTM, Recursive, TreeClassifier, TreeClassifierConfig,
                            TreeEncoder)
+from test_models import roundtrip
 
 
 @contextlib.contextmanager
@@ -182,11 +183,11 @@ def negation_trees(rng: random.Random, count: int) -> list[Tree]:
     return [phrase(3) for _ in range(count)]
 
 
-def test_tree_lstm_learns_negation_from_every_node_in_seconds():
+def test_tree_lstm_learns_negation_from_every_node_in_seconds(tmp_path):
     rng = random.Random(0)
     torch.manual_seed(0)
     train, test = negation_trees(rng, 400), negation_trees(rng, 100)
-    model = TreeClassifier(TreeClassifierConfig(2, 4, embedding_size=8, hidden_size=16))
+    model = TreeClassifier(TreeClassifierConfig(2, 5, embedding_size=8, hidden_size=16))
     model.vocab = Vocabulary.from_sentences([["good", "bad", "not", "and"]])
     label = lambda node: int(node.label) if node.label in "01" else None  # noqa: E731
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
@@ -196,7 +197,7 @@ def test_tree_lstm_learns_negation_from_every_node_in_seconds():
             opt.zero_grad()
             loss.backward()
             opt.step()
-    model.eval()
+    model = roundtrip(model, tmp_path)  # and saves and reloads bit-identically, vocabulary included
     b = model.batch(test, label)
     assert float((model.predict(b) == b["target"][b["roots"]]).float().mean()) > 0.97
     root_only = model.loss(b)
