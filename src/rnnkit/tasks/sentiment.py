@@ -49,14 +49,15 @@ from rnnkit.train.trainer import MONITORS
 
 NAME = "sentiment"
 HELP = "sentiment classification: Stanford Sentiment Treebank, final-step vs every-step divergence"
-DEFAULT_EPOCHS = 6
 FILES = {"train": "train.txt", "valid": "dev.txt", "test": "test.txt"}
 LABELS = {"fine": ["very negative", "negative", "neutral", "positive", "very positive"],
           "binary": ["negative", "positive"]}
 DIVERGENCES = {"final": (False, "uniform"), "every": (True, "uniform"), "every-linear": (True, "linear")}
 MODELS = ("lstm", *COMPOSITIONS)
-#: per model: LSTM units or tree-node units, batch size (the tree nets' from Tai et al.: 150 units, 25 trees)
-DEFAULTS = {"lstm": {"hidden": 168, "batch_size": 64}, "tree": {"hidden": 150, "batch_size": 25}}
+#: the defaults that differ by model (the tree nets': Tai et al.'s 150 units and 25 trees a batch; the
+#: embedding size, epochs and monitor chosen on dev)
+DEFAULTS = {"lstm": {"hidden": 168, "batch_size": 64, "embedding": 200, "epochs": 6, "monitor": "loss"},
+            "tree": {"hidden": 150, "batch_size": 25, "embedding": 300, "epochs": 15, "monitor": "accuracy"}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,21 +70,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="where the target is applied in training: the last step, or every step")
     p.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=True,
                    help="train on every labelled phrase of the training trees too, not only sentences")
-    p.add_argument("--embedding", type=positive_int, default=200, help="word embedding size")
+    p.add_argument("--embedding", type=positive_int, default=None,
+                   help="word embedding size (default: 200 lstm, 300 tree nets)")
     p.add_argument("--hidden", type=positive_int, default=None,
                    help="LSTM units (per direction) or tree-node units (default: 168 lstm, 150 tree nets)")
     p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
                    help="a bidirectional LSTM (the class then reads [h_L(forward); h_1(backward)])")
     p.add_argument("--dropout", type=fraction, default=0.5, help="dropout on the embeddings and the LSTM's output")
     p.add_argument("--word-dropout", type=fraction, default=0.0, help="training words replaced by the unknown word")
-    p.add_argument("--monitor", choices=MONITORS, default="loss",
-                   help="what picks the best checkpoint and drives the lr schedule: dev loss (final step) or "
-                        "dev accuracy")
+    p.add_argument("--monitor", choices=MONITORS, default=None,
+                   help="what picks the best checkpoint and drives the lr schedule: dev loss (final step or root) "
+                        "or dev accuracy (default: loss for lstm, accuracy for tree nets)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="sequences (or trees) per batch (default: 64 lstm, 25 tree nets)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
-    add_common_arguments(p, epochs=DEFAULT_EPOCHS)
+    add_common_arguments(p)
 
 
 def label_of(tree: Tree, labels: str) -> int | None:
@@ -113,10 +115,12 @@ def treebank(split: str, data_dir: str | None) -> list[Tree]:
     return read_trees(require("sst_trees", data_dir) / FILES[split])
 
 
-def sizes(args: argparse.Namespace) -> tuple[int, int]:
-    """(units, batch size): the options given, else the model's defaults."""
-    d = DEFAULTS["lstm" if args.model == "lstm" else "tree"]
-    return args.hidden or d["hidden"], args.batch_size or d["batch_size"]
+def settle(args: argparse.Namespace) -> argparse.Namespace:
+    """The options left unset take the model's defaults (:data:`DEFAULTS`), before the run records them."""
+    for key, value in DEFAULTS["lstm" if args.model == "lstm" else "tree"].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
 
 
 def batches(model: SequenceClassifier | TreeClassifier, trees: list[Tree], labels: str, phrases: bool,
@@ -136,30 +140,29 @@ def batches(model: SequenceClassifier | TreeClassifier, trees: list[Tree], label
 
 
 def build_model(args: argparse.Namespace, vocab: Vocabulary) -> SequenceClassifier | TreeClassifier:
-    hidden, _ = sizes(args)
     names = LABELS[args.labels]
     if args.model == "lstm":
         everywhere, weights = DIVERGENCES[args.divergence]
         model: SequenceClassifier | TreeClassifier = SequenceClassifier(SequenceClassifierConfig(
             num_classes=len(names), vocab_size=len(vocab), embedding_size=args.embedding,
-            rnn={"cell": "lstm", "hidden_size": hidden, "bidirectional": args.bidirectional},
+            rnn={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": args.bidirectional},
             dropout=args.dropout, everywhere=everywhere, step_weights=weights, labels=names,
             word_dropout=args.word_dropout))
     else:
         model = TreeClassifier(TreeClassifierConfig(
-            num_classes=len(names), vocab_size=len(vocab), embedding_size=args.embedding, hidden_size=hidden,
+            num_classes=len(names), vocab_size=len(vocab), embedding_size=args.embedding, hidden_size=args.hidden,
             composition=args.model, everywhere=args.phrases, dropout=args.dropout, labels=names))
     model.vocab = vocab
     return model
 
 
 def train(args: argparse.Namespace) -> RunDir:
+    settle(args)
     torch.manual_seed(args.seed)
     trees = treebank("train", args.data_dir)
     vocab = Vocabulary.from_sentences(tree.words() for tree in trees)
     model = build_model(args, vocab)
-    _, batch_size = sizes(args)
-    train_batches = batches(model, trees, args.labels, args.phrases, batch_size)
+    train_batches = batches(model, trees, args.labels, args.phrases, args.batch_size)
     valid_batches = batches(model, treebank("valid", args.data_dir), args.labels, False, 256)
     run = run_dir(NAME, args)
     if is_main_process():
