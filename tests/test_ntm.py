@@ -160,7 +160,7 @@ def test_copy_task_trains_both_models_and_evaluates(tmp_path, capsys):
     assert main(["train", "copy", "--model", "lstm", "--runs", str(tmp_path / "lstm"), *common]) == 0
     (ntm,), (lstm,) = (tmp_path / "ntm").iterdir(), (tmp_path / "lstm").iterdir()
     assert (ntm / "plots" / "weightings.png").read_bytes()[:4] == b"\x89PNG"
-    results = {name: json.loads((run / "results.json").read_text())["valid"] for name, run in
+    results = {name: json.loads((run / "results.json").read_text())["test"] for name, run in
                (("ntm", ntm), ("lstm", lstm))}
     assert results["lstm"]["parameters"] >= results["ntm"]["parameters"]  # the baseline is at least as big
     assert rnnkit.load(lstm).config.rnn == {"cell": "lstm", "hidden_size": 256, "num_layers": 3}  # Graves et al.'s

@@ -68,6 +68,26 @@ def test_sentiment_bidirectional_reaches_the_readme_accuracy(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
 
 
+def test_sentiment_tree_lstm_reaches_the_readme_accuracy(tmp_path, capsys):
+    """The README's tree-net command (about 13 minutes with other jobs): fine-grained test
+    accuracy >= 45% (measured: 45.38%; the issue's goal of 48% is not met, see the README)."""
+    assert main(["train", "sentiment", "--model", "treelstm", "--runs", str(tmp_path), "--no-progress"]) == 0
+    (run,) = tmp_path.iterdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
+
+
+def test_copy_ntm_copies_twice_the_training_length_and_the_lstm_does_not(tmp_path):
+    """The README's copy commands (10 minutes each): the machine gets at most 1 bit wrong per
+    sequence at length 40, the LSTM baseline, trained as long, many more."""
+    for model in ("ntm", "lstm"):
+        assert main(["train", "copy", "--model", model, "--runs", str(tmp_path / model), "--no-progress"]) == 0
+    ntm, lstm = (_results(tmp_path / model)["test"] for model in ("ntm", "lstm"))
+    assert ntm["bits_wrong_20"] <= 1 and ntm["bits_wrong_40"] <= 1
+    assert lstm["bits_wrong_40"] > 10
+
+
 @pytest.mark.parametrize("argv, split, floor", [
     (["--subset", "tutorial", "--input-feeding", "--minutes", "12"], "test", 40.0),
     (["--subset", "all"], "test", 35.0),

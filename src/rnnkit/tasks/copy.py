@@ -19,6 +19,7 @@ machine's parameters), to be trained for the same ``--minutes``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -28,6 +29,7 @@ import torch
 import rnnkit
 from rnnkit.arguments import positive_float, positive_int
 from rnnkit.data import DrawnBatches, SequenceBatches
+from rnnkit.files import write_json_atomic
 from rnnkit.models.bits import RecurrentBits, RecurrentBitsConfig
 from rnnkit.models.ntm import CONTROLLERS, NeuralTuringMachine, NeuralTuringMachineConfig
 from rnnkit.run_dir import Checkpoint, RunDir
@@ -107,13 +109,15 @@ def train(args: argparse.Namespace) -> RunDir:
     trainer = task_trainer(NAME, model, DrawnBatches(draw, 500, seed=args.seed),
                            SequenceBatches.prebuilt(valid_batches(args), shuffle=False), run, args,
                            optimizer=OptimizerConfig("adam", lr=args.lr), clip_norm=10.0, log_every=50)
-    done = fit_and_score(trainer, run, lambda best: evaluate(best, "test", args))
+    done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
     if done is None:
         return run
     result, scores = done
+    test = evaluate(Checkpoint.resolve(run.path), "test", args)  # drawn afresh: the lengths are the question
+    write_json_atomic(run.results, {**json.loads(run.results.read_text()), "test": test})
     print(f"copy: {result['step']} steps in {result['seconds'] / 60:.1f} min; bits wrong per sequence (of "
-          "8 x length) at lengths " + ", ".join(f"{n}: {scores[f'bits_wrong_{n}']:.2f}" for n in TEST_LENGTHS),
-          file=sys.stderr)
+          f"{args.bits} x length): {scores['bits_wrong']:.2f} on held-out lengths 1-{args.max_length}, "
+          + ", ".join(f"{test[f'bits_wrong_{n}']:.2f} at {n}" for n in TEST_LENGTHS), file=sys.stderr)
     return run
 
 
