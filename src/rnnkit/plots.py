@@ -255,12 +255,13 @@ def memory_weightings(inputs: Any, outputs: Any, write: Any, read: Any, out: Pat
     answer[T - len(outputs):] = outputs
     fig = Figure(figsize=(2 + 0.12 * T, 6.5))
     axes = fig.subplots(2, 2, sharex=True, height_ratios=[1, 3])
-    panels = [(inputs, "inputs", 0), (answer, "outputs", 0), (write[:, first:last], "write weightings", first),
-              (read[:, first:last], "read weightings", first)]
+    panels = [(inputs, "inputs x_t", 0), (answer, "outputs y_t", 0), (write[:, first:last], "write weightings w_t", first),
+              (read[:, first:last], "read weightings w_t", first)]
     for ax, (values, name, top) in zip(axes.flat, panels):
         ax.imshow(values.T, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
                   extent=(-0.5, T - 0.5, top + values.shape[1] - 0.5, top - 0.5))
         ax.set_title(name, fontsize=10)
+        ax.yaxis.get_major_locator().set_params(integer=True)
     for ax in axes[1]:
         ax.set(xlabel="time step t", ylabel="memory row i")
     fig.suptitle(title or "neural Turing machine weightings", fontsize=10)

@@ -35,7 +35,7 @@ from rnnkit.models.ntm import CONTROLLERS, NeuralTuringMachine, NeuralTuringMach
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
 from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, run_dir, task_trainer
-from rnnkit.train import OptimizerConfig
+from rnnkit.train import OptimizerConfig, ScheduleConfig
 
 NAME = "copy"
 HELP = "the copy task: a neural Turing machine copies sequences longer than it was trained on, an LSTM does not"
@@ -56,7 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lstm-hidden", type=positive_int, default=256, help="the baseline's LSTM units per layer")
     p.add_argument("--lstm-layers", type=positive_int, default=3, help="the baseline's LSTM layers")
     p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per batch")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--lr", type=positive_float, default=1e-3,
+                   help="Adam's learning rate, halved when the held-out loss has not improved for two passes")
+    p.add_argument("--clip-norm", type=positive_float, default=10.0, help="gradient norm clipping")
     add_common_arguments(p, minutes=10.0)
 
 
@@ -108,7 +110,8 @@ def train(args: argparse.Namespace) -> RunDir:
           f"{run.path}", file=sys.stderr)
     trainer = task_trainer(NAME, model, DrawnBatches(draw, 500, seed=args.seed),
                            SequenceBatches.prebuilt(valid_batches(args), shuffle=False), run, args,
-                           optimizer=OptimizerConfig("adam", lr=args.lr), clip_norm=10.0, log_every=50)
+                           optimizer=OptimizerConfig("adam", lr=args.lr), clip_norm=args.clip_norm,
+                           schedule=ScheduleConfig("plateau", patience=1), log_every=50)
     done = fit_and_score(trainer, run, lambda best: evaluate(best, "valid", args))
     if done is None:
         return run
@@ -131,7 +134,8 @@ def after_train(run: RunDir, args: argparse.Namespace) -> None:
     problem = {k: v[:1] for k, v in test_problems(args, 40).items()}
     with torch.no_grad():
         logits, weights = model(problem["input"], record=True)
-    out = memory_weightings(problem["input"][0].numpy(), torch.sigmoid(logits[0]).numpy(), weights[0, :, 1].numpy(),
+    answer = torch.sigmoid(logits[0, -problem["target"].shape[1]:])
+    out = memory_weightings(problem["input"][0].numpy(), answer.numpy(), weights[0, :, 1].numpy(),
                             weights[0, :, 0].numpy(), run.plots / "weightings.png",
                             title=f"copy of 40 vectors (trained on 1-{args.max_length})")
     print(f"read and write weightings: {out}", file=sys.stderr)
