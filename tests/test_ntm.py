@@ -164,6 +164,7 @@ def test_copy_task_trains_both_models_and_evaluates(tmp_path, capsys):
                (("ntm", ntm), ("lstm", lstm))}
     assert results["lstm"]["parameters"] >= results["ntm"]["parameters"]  # the baseline is at least as big
     assert rnnkit.load(lstm).config.rnn == {"cell": "lstm", "hidden_size": 256, "num_layers": 3}  # Graves et al.'s
+    assert json.loads((ntm / "task.json").read_text())["args"]["controller"] == "feedforward"
     capsys.readouterr()
     assert main(["evaluate", str(ntm), "--split", "test", "--json", "--no-progress"]) == 0
     scores = json.loads(capsys.readouterr().out)

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lstm-hidden", type=positive_int, default=256, help="the baseline's LSTM units per layer")
     p.add_argument("--lstm-layers", type=positive_int, default=3, help="the baseline's LSTM layers")
     p.add_argument("--batch-size", type=positive_int, default=16, help="sequences per batch")
-    p.add_argument("--lr", type=positive_float, default=1e-3,
+    p.add_argument("--lr", type=positive_float, default=3e-4,
                    help="Adam's learning rate, halved when the held-out loss has not improved for two passes")
     p.add_argument("--clip-norm", type=positive_float, default=10.0, help="gradient norm clipping")
     add_common_arguments(p, minutes=10.0)
