@@ -169,3 +169,13 @@ def test_copy_task_trains_both_models_and_evaluates(tmp_path, capsys):
     assert main(["evaluate", str(ntm), "--split", "test", "--json", "--no-progress"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert all(0 <= scores[f"bits_wrong_{n}"] <= 8 * n for n in (20, 40, 80, 120))
+
+
+def test_the_weightings_picture_draws_a_wrapping_path_as_one_arc():
+    from rnnkit.plots import _visited_rows
+
+    visited = np.zeros(128, bool)
+    visited[[0, 127, 126, 100, 88]] = True  # a head moving backwards from row 0, wrapping to 127
+    rows = _visited_rows(visited)
+    assert rows[0] == 86 and rows[-1] == 2 and len(rows) == 45  # 88..127, 0, and two rows each side
+    assert _visited_rows(np.zeros(10, bool)) == list(range(10))

@@ -248,20 +248,21 @@ def memory_weightings(inputs: Any, outputs: Any, write: Any, read: Any, out: Pat
     if write.shape != read.shape or write.shape[0] != len(inputs) or len(outputs) > len(inputs):
         raise ValueError(f"write and read weightings must both be (steps {len(inputs)}, rows), and the outputs at "
                          f"most {len(inputs)} steps. Received: {write.shape}, {read.shape}, {outputs.shape}")
-    visited = np.flatnonzero((np.maximum(write, read) > 0.05).any(0))
-    first, last = (max(0, visited.min() - 2), visited.max() + 3) if len(visited) else (0, write.shape[1])
+    rows = _visited_rows((np.maximum(write, read) > 0.05).any(0))
     T = len(inputs)
     answer = np.full((T, outputs.shape[1]), np.nan)
     answer[T - len(outputs):] = outputs
     fig = Figure(figsize=(2 + 0.12 * T, 6.5))
     axes = fig.subplots(2, 2, sharex=True, height_ratios=[1, 3])
-    panels = [(inputs, "inputs x_t", 0), (answer, "outputs y_t", 0), (write[:, first:last], "write weightings w_t", first),
-              (read[:, first:last], "read weightings w_t", first)]
-    for ax, (values, name, top) in zip(axes.flat, panels):
-        ax.imshow(values.T, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest",
-                  extent=(-0.5, T - 0.5, top + values.shape[1] - 0.5, top - 0.5))
+    panels = [(inputs, "inputs x_t"), (answer, "outputs y_t"), (write[:, rows], "write weightings w_t"),
+              (read[:, rows], "read weightings w_t")]
+    for ax, (values, name) in zip(axes.flat, panels):
+        ax.imshow(values.T, cmap="Greys", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
         ax.set_title(name, fontsize=10)
         ax.yaxis.get_major_locator().set_params(integer=True)
+    for ax in axes[1]:  # memory rows in circular order: the labels are the rows' numbers
+        ticks = range(0, len(rows), max(1, len(rows) // 8))
+        ax.set_yticks(ticks, [str(rows[k]) for k in ticks])
     for ax in axes[1]:
         ax.set(xlabel="time step t", ylabel="memory row i")
     fig.suptitle(title or "neural Turing machine weightings", fontsize=10)
@@ -270,6 +271,21 @@ def memory_weightings(inputs: Any, outputs: Any, write: Any, read: Any, out: Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
+
+
+def _visited_rows(visited: Any, margin: int = 2) -> list[int]:
+    """The memory rows to draw, in circular order: the shortest arc of rows that holds every
+    visited one (heads shift modulo N, so a path may wrap from the last row to the first),
+    plus ``margin`` rows each side; every row when none is visited."""
+    N = len(visited)
+    hits = np.flatnonzero(visited)
+    if len(hits) == 0:
+        return list(range(N))
+    gaps = np.diff(np.r_[hits, hits[0] + N])  # from each visited row to the next, circularly
+    start = hits[(int(gaps.argmax()) + 1) % len(hits)]  # the row after the widest unvisited gap
+    span = N - int(gaps.max()) + 1
+    count = min(N, span + 2 * margin)
+    return [int((start - margin + k) % N) for k in range(count)]
 
 
 def _symbol_colours(tokens: list[str], blank: int) -> dict[int, Any]:
