@@ -28,3 +28,5 @@ bench: $(STAMP)
 	$(PY) benchmarks/ctc.py
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/train_lm.py
+	$(PY) benchmarks/seq2seq_training.py
+	$(PY) benchmarks/tree_batching.py

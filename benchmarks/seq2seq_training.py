@@ -21,7 +21,6 @@ Writes benchmarks/results/seq2seq_training-cpu.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from torch.nn import functional as F
 
 import rnnkit
 from rnnkit.models import Seq2Seq, Seq2SeqConfig
+from rounds import report
 
 V, E, H, D, B, S, T = 8000, 256, 256, 256, 64, 12, 12
 
@@ -108,18 +108,11 @@ def main() -> None:
         for name, run in runs.items():
             torch.manual_seed(0)
             results[name].append(run())
-    print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
-          f"optimiser steps/s of batches ({B} pairs, {S}+{T} pieces, {V} subwords), medians of {args.rounds} rounds")
-    print(f"  {'':<18}{'steps/s':>9}{'ratio to plain loop':>22}")
-    summary = {}
-    for name, values in results.items():
-        ratios = sorted(v / p for v, p in zip(values, results["plain loop"]))
-        summary[name] = {"steps_per_s": sorted(values)[len(values) // 2], "ratio": ratios[len(ratios) // 2]}
-        print(f"  {name:<18}{summary[name]['steps_per_s']:>9.2f}{summary[name]['ratio']:>22.2f}")
-    out = args.json or Path(__file__).parent / "results" / "seq2seq_training-cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"steps": args.steps, "rounds": args.rounds, "steps_per_s": results,
-                               "summary": summary}, indent=2))
+    header = (f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads; optimiser "
+              f"steps/s of batches ({B} pairs, {S}+{T} pieces, {V} subwords), medians of {args.rounds} rounds")
+    report(results, "plain loop", "steps/s", header,
+           args.json or Path(__file__).parent / "results" / "seq2seq_training-cpu.json",
+           {"steps": args.steps, "rounds": args.rounds})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Needs the sst_trees dataset. Writes benchmarks/results/tree_batching-cpu.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import rnnkit
 from rnnkit.data import Vocabulary, require
 from rnnkit.data.trees import Tree, read_trees
 from rnnkit.models import TreeClassifier, TreeClassifierConfig
+from rounds import report
 
 TREES_PER_BATCH = 25
 
@@ -103,19 +103,13 @@ def main() -> None:
             results[name].append(steps_per_second(model, step, flat, args.batches))
     levels = sum(len(item[1]["level_sizes"]) for item in flat) / len(flat)
     nodes_per_batch = sum(len(item[1]["words"]) for item in flat) / len(flat)
-    print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads; optimiser "
-          f"steps/s on batches of {TREES_PER_BATCH} SST trees ({nodes_per_batch:.0f} nodes, {levels:.1f} levels on "
-          f"average), medians of {args.rounds} rounds")
-    print(f"  {'':<16}{'steps/s':>9}{'ratio to node by node':>24}")
-    summary = {}
-    for name, values in results.items():
-        ratios = sorted(v / p for v, p in zip(values, results["node by node"]))
-        summary[name] = {"steps_per_s": sorted(values)[len(values) // 2], "ratio": ratios[len(ratios) // 2]}
-        print(f"  {name:<16}{summary[name]['steps_per_s']:>9.2f}{summary[name]['ratio']:>24.2f}")
-    out = args.json or Path(__file__).parent / "results" / "tree_batching-cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"batches": args.batches, "rounds": args.rounds, "nodes_per_batch": nodes_per_batch,
-                               "levels_per_batch": levels, "steps_per_s": results, "summary": summary}, indent=2))
+    header = (f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads; optimiser "
+              f"steps/s on batches of {TREES_PER_BATCH} SST trees ({nodes_per_batch:.0f} nodes, {levels:.1f} levels on "
+              f"average), medians of {args.rounds} rounds")
+    report(results, "node by node", "steps/s", header,
+           args.json or Path(__file__).parent / "results" / "tree_batching-cpu.json",
+           {"batches": args.batches, "rounds": args.rounds, "nodes_per_batch": nodes_per_batch,
+            "levels_per_batch": levels})
 
 
 if __name__ == "__main__":
