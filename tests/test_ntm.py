@@ -13,7 +13,7 @@ from rnnkit.cli import main
 from rnnkit.models import NeuralTuringMachine, NeuralTuringMachineConfig
 from rnnkit.models.ntm import (EPS, circular_shift, content_weights, cosine_similarity, interpolate, read, sharpen,
                                write)
-from rnnkit.tasks.copy import sequences
+from rnnkit.tasks.algorithmic import copy_problems as sequences
 from test_models import roundtrip
 
 
@@ -179,3 +179,30 @@ def test_the_weightings_picture_draws_a_wrapping_path_as_one_arc():
     rows = _visited_rows(visited)
     assert rows[0] == 86 and rows[-1] == 2 and len(rows) == 45  # 88..127, 0, and two rows each side
     assert _visited_rows(np.zeros(10, bool)) == list(range(10))
+
+
+def test_recall_problems_ask_for_the_item_after_the_query():
+    from rnnkit.tasks.algorithmic import recall_problems
+
+    batch = recall_problems(np.random.default_rng(0), 50, 5, 6)
+    x, y = batch["input"].numpy(), batch["target"].numpy()
+    assert x.shape == (50, 28, 8) and y.shape == (50, 3, 6)
+    for b in range(50):
+        items = [x[b, 4 * k + 1:4 * k + 4, :6] for k in range(5)]
+        assert all(x[b, 4 * k, 6] == 1 for k in range(5)) and x[b, 20, 7] == x[b, 24, 7] == 1
+        query = x[b, 21:24, :6]
+        k = next(k for k, item in enumerate(items[:-1]) if (item == query).all())  # an oracle: look it up
+        assert (y[b] == items[k + 1]).all()
+        assert not x[b, 25:].any()  # nothing comes in while the answer is due
+
+
+def test_recall_task_trains_evaluates_and_checks_its_sizes(tmp_path, capsys):
+    common = ["--memory-size", "16", "--memory-width", "4", "--controller-size", "8", "--max-steps", "3",
+              "--no-progress", "--device", "cpu", "--runs", str(tmp_path)]
+    assert main(["train", "recall", *common]) == 0
+    (run,) = tmp_path.iterdir()
+    test = json.loads((run / "results.json").read_text())["test"]
+    assert all(0 <= test[f"bits_wrong_{n}"] <= 18 for n in (6, 9, 12, 15))
+    assert (run / "plots" / "weightings.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["train", "recall", "--max-items", "1", *common]) == 2
+    assert "--max-items must be at least 2. Received: 1" in capsys.readouterr().err
