@@ -78,14 +78,16 @@ def test_sentiment_tree_lstm_reaches_the_readme_accuracy(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
 
 
-def test_copy_ntm_copies_twice_the_training_length_and_the_lstm_does_not(tmp_path):
-    """The README's copy commands (10 minutes each): the machine gets at most 1 bit wrong per
-    sequence at length 40, the LSTM baseline, trained as long, many more."""
+@pytest.mark.parametrize("task, trained, beyond", [("copy", 20, 40), ("recall", 6, 12)])
+def test_the_ntm_generalises_beyond_its_training_sizes_and_the_lstm_does_not(tmp_path, task, trained, beyond):
+    """The README's copy and recall commands (10 minutes each): the machine gets at most 1 bit
+    wrong per problem at twice the largest training size, the LSTM baseline, trained as long,
+    many more."""
     for model in ("ntm", "lstm"):
-        assert main(["train", "copy", "--model", model, "--runs", str(tmp_path / model), "--no-progress"]) == 0
+        assert main(["train", task, "--model", model, "--runs", str(tmp_path / model), "--no-progress"]) == 0
     ntm, lstm = (_results(tmp_path / model)["test"] for model in ("ntm", "lstm"))
-    assert ntm["bits_wrong_20"] <= 1 and ntm["bits_wrong_40"] <= 1
-    assert lstm["bits_wrong_40"] > 10
+    assert ntm[f"bits_wrong_{trained}"] <= 1 and ntm[f"bits_wrong_{beyond}"] <= 1
+    assert lstm[f"bits_wrong_{beyond}"] > 3
 
 
 @pytest.mark.parametrize("argv, split, floor", [
