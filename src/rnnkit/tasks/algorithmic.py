@@ -181,7 +181,8 @@ def train(problem: Problem, args: argparse.Namespace) -> RunDir:
     run = run_dir(problem.name, args)
     print(f"{problem.name}: {args.model} of {parameters(model):,} parameters, {problem.size_name} "
           f"{problem.min_size}-{top}; run directory {run.path}", file=sys.stderr)
-    trainer = task_trainer(problem.name, model, DrawnBatches(lambda rng: draw(problem, args, rng, args.batch_size), 500, seed=args.seed),
+    batches = DrawnBatches(lambda rng: draw(problem, args, rng, args.batch_size), 500, seed=args.seed)
+    trainer = task_trainer(problem.name, model, batches,
                            SequenceBatches.prebuilt(valid_batches(problem, args), shuffle=False), run, args,
                            optimizer=OptimizerConfig("adam", lr=args.lr), clip_norm=args.clip_norm,
                            schedule=ScheduleConfig("plateau", patience=1), log_every=50)
