@@ -230,4 +230,4 @@ def test_sentiment_task_trains_a_tree_lstm_and_classifies_trees(tmp_path, monkey
         assert main(["classify", str(run), "a witty film"]) == 0
         assert "read as the right-branching tree" in capsys.readouterr().err
         assert main(["classify", str(run), "(3 (2 a) (3 witty"]) == 2
-        assert "TEXT (sentence 1): a leaf holds one word, then ')'" in capsys.readouterr().err
+        assert "TEXT (sentence 1): a leaf holds one word, then ')' (at the end: " in capsys.readouterr().err

@@ -134,8 +134,8 @@ def parse_tree(text: str, source: str = "tree") -> Tree:
     position = 0
 
     def fail(problem: str) -> ValueError:
-        return ValueError(f"{source}: {problem} (token {position + 1} of {len(tokens)}: "
-                          f"{' '.join(tokens[max(0, position - 3) : position + 3])!r})")
+        where = f"token {position + 1} of {len(tokens)}" if position < len(tokens) else "at the end"
+        return ValueError(f"{source}: {problem} ({where}: {' '.join(tokens[max(0, position - 3) : position + 3])!r})")
 
     def node() -> Tree:
         nonlocal position
