@@ -69,13 +69,13 @@ def test_sentiment_bidirectional_reaches_the_readme_accuracy(tmp_path, capsys):
 
 
 def test_sentiment_tree_lstm_reaches_the_readme_accuracy(tmp_path, capsys):
-    """The README's tree-net command (about 13 minutes with other jobs): fine-grained test
-    accuracy >= 45% (measured: 45.38%; the issue's goal of 48% is not met, see the README)."""
+    """The README's tree-net command (about 6 minutes with another job): fine-grained test
+    accuracy >= 46% (measured: 46.74%; the issue's goal of 48% is not met, see the README)."""
     assert main(["train", "sentiment", "--model", "treelstm", "--runs", str(tmp_path), "--no-progress"]) == 0
     (run,) = tmp_path.iterdir()
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.46
 
 
 @pytest.mark.parametrize("task, trained, beyond", [("copy", 20, 40), ("recall", 6, 12)])

@@ -55,9 +55,10 @@ LABELS = {"fine": ["very negative", "negative", "neutral", "positive", "very pos
 DIVERGENCES = {"final": (False, "uniform"), "every": (True, "uniform"), "every-linear": (True, "linear")}
 MODELS = ("lstm", *COMPOSITIONS)
 #: the defaults that differ by model (the tree nets': Tai et al.'s 150 units and 25 trees a batch; the
-#: embedding size, epochs and monitor chosen on dev)
-DEFAULTS = {"lstm": {"hidden": 168, "batch_size": 64, "embedding": 200, "epochs": 6, "monitor": "loss"},
-            "tree": {"hidden": 150, "batch_size": 25, "embedding": 300, "epochs": 15, "monitor": "accuracy"}}
+#: embedding size, epochs, monitor and learning rate chosen on dev)
+DEFAULTS = {"lstm": {"hidden": 168, "batch_size": 64, "embedding": 200, "epochs": 6, "monitor": "loss", "lr": 1e-3},
+            "tree": {"hidden": 150, "batch_size": 25, "embedding": 300, "epochs": 15, "monitor": "accuracy",
+                     "lr": 2e-3}}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -83,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "or dev accuracy (default: loss for lstm, accuracy for tree nets)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="sequences (or trees) per batch (default: 64 lstm, 25 tree nets)")
-    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="Adam's learning rate (default: 1e-3 lstm, 2e-3 tree nets)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
     add_common_arguments(p)
 
