@@ -206,3 +206,20 @@ def test_recall_task_trains_evaluates_and_checks_its_sizes(tmp_path, capsys):
     assert (run / "plots" / "weightings.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["train", "recall", "--max-items", "1", *common]) == 2
     assert "--max-items must be at least 2. Received: 1" in capsys.readouterr().err
+
+
+def test_the_lstm_baseline_learns_a_tiny_copy_and_reloads(tmp_path):
+    from rnnkit.models import RecurrentBits, RecurrentBitsConfig
+
+    torch.manual_seed(0)
+    model = RecurrentBits(RecurrentBitsConfig(5, 4, {"cell": "lstm", "hidden_size": 32}))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    rng = np.random.default_rng(0)
+    for _ in range(800):  # about 2 s
+        loss = model.loss(sequences(rng, 32, int(rng.integers(1, 3)), 4)).value
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = sequences(np.random.default_rng(1), 64, 2, 4)
+    assert float(model.bits_wrong(test).float().mean()) < 0.1  # of 8 bits
+    torch.testing.assert_close(roundtrip(model, tmp_path)(test["input"]), model(test["input"]), rtol=0, atol=0)
