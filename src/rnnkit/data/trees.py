@@ -107,7 +107,7 @@ def flatten(trees: Sequence[Tree], encode: Callable[[list[str]], list[int]],
     for t, tree in enumerate(trees):
         nodes = _postorder(tree)
         roots.append((t, len(nodes) - 1))
-        words = iter(encode(tree.words()))
+        words = iter(encode([node.word for node, _ in nodes if node.word is not None]))
         for k, ((node, children), height) in enumerate(zip(nodes, _heights(nodes))):
             if arity is not None and len(children) > arity:
                 raise ValueError(f"tree {t}: a node has {len(children)} children, but this composition takes at "
