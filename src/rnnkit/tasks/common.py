@@ -42,6 +42,15 @@ def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = Non
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def settle_defaults(args: argparse.Namespace, defaults: dict[str, Any]) -> argparse.Namespace:
+    """Options left unset (None) take ``defaults``' values — the defaults that depend on another
+    option (a task's model or subset) — so that the run records the values it used."""
+    for key, value in defaults.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
 def device(name: str) -> torch.device:
     """The torch device of a --device value (checked by :func:`rnnkit.arguments.device_name`);
     under torchrun each process's own (:func:`rnnkit.train.distributed.local_device`)."""

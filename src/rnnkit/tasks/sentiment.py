@@ -42,7 +42,8 @@ from rnnkit.models import SequenceClassifier, SequenceClassifierConfig, TreeClas
 from rnnkit.models.recursive import COMPOSITIONS
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, run_dir, task_trainer
+from rnnkit.tasks.common import (add_common_arguments, device, fit_and_score, run_dir, settle_defaults,
+                                 task_trainer)
 from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 from rnnkit.train.trainer import MONITORS
@@ -117,14 +118,6 @@ def treebank(split: str, data_dir: str | None) -> list[Tree]:
     return read_trees(require("sst_trees", data_dir) / FILES[split])
 
 
-def settle(args: argparse.Namespace) -> argparse.Namespace:
-    """The options left unset take the model's defaults (:data:`DEFAULTS`), before the run records them."""
-    for key, value in DEFAULTS["lstm" if args.model == "lstm" else "tree"].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    return args
-
-
 def batches(model: SequenceClassifier | TreeClassifier, trees: list[Tree], labels: str, phrases: bool,
             size: int) -> list[dict[str, Any]]:
     """Batches of similar length or height (little padding, few levels), shortest first: of
@@ -159,7 +152,7 @@ def build_model(args: argparse.Namespace, vocab: Vocabulary) -> SequenceClassifi
 
 
 def train(args: argparse.Namespace) -> RunDir:
-    settle(args)
+    settle_defaults(args, DEFAULTS["lstm" if args.model == "lstm" else "tree"])
     torch.manual_seed(args.seed)
     trees = treebank("train", args.data_dir)
     vocab = Vocabulary.from_sentences(tree.words() for tree in trees)

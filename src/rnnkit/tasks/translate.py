@@ -41,7 +41,8 @@ from rnnkit.models import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.attention import SCORES
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_trainer
+from rnnkit.tasks.common import (add_common_arguments, device, fit_and_score, progress, run_dir, settle_defaults,
+                                 task_trainer)
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig
 from rnnkit.train.distributed import is_main_process
 from rnnkit.translation import SOURCE_MODEL, TARGET_MODEL, Translator
@@ -110,18 +111,17 @@ def batches(items: list[Pair], source: SubwordTokenizer, target: SubwordTokenize
 
 
 def train(args: argparse.Namespace) -> RunDir:
+    settle_defaults(args, DEFAULTS[args.subset])
     torch.manual_seed(args.seed)
     data = pairs(args.subset, args.data_dir)
-    size = args.vocab_size or DEFAULTS[args.subset]["vocab_size"]
-    dropout = DEFAULTS[args.subset]["dropout"] if args.dropout is None else args.dropout
-    source = SubwordTokenizer.train([s for s, _ in data["train"]], size)
-    target = SubwordTokenizer.train([t for _, t in data["train"]], size)
+    source = SubwordTokenizer.train([s for s, _ in data["train"]], args.vocab_size)
+    target = SubwordTokenizer.train([t for _, t in data["train"]], args.vocab_size)
     model = Seq2Seq(Seq2SeqConfig(
         src_vocab=len(source), tgt_vocab=len(target), bos=BOS, eos=EOS, embedding_size=args.embedding,
         encoder={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": True, "num_layers": args.layers,
-                 "dropout": dropout},
+                 "dropout": args.dropout},
         decoder_hidden=args.decoder_hidden, decoder_layers=args.layers, attention=args.attention,
-        input_feeding=args.input_feeding, dropout=dropout, label_smoothing=args.label_smoothing,
+        input_feeding=args.input_feeding, dropout=args.dropout, label_smoothing=args.label_smoothing,
         tie_embeddings=args.tie_embeddings))
     run = run_dir(NAME, args)
     if is_main_process():
