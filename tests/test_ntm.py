@@ -10,7 +10,7 @@ import torch
 
 import rnnkit
 from rnnkit.cli import main
-from rnnkit.models import NeuralTuringMachine, NeuralTuringMachineConfig
+from rnnkit.models import NeuralTuringMachine, NeuralTuringMachineConfig, RecurrentBits, RecurrentBitsConfig
 from rnnkit.models.ntm import (EPS, circular_shift, content_weights, cosine_similarity, interpolate, read, sharpen,
                                write)
 from rnnkit.tasks.algorithmic import copy_problems as sequences
@@ -115,18 +115,25 @@ def test_zero_keys_and_zero_memory_rows_give_no_nan():
     assert torch.isfinite(loss) and all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
-def test_a_tiny_copy_is_learnt_in_seconds(tmp_path):
+@pytest.mark.parametrize("make, steps, batch, longest", [
+    # about 10 s (measured: no bit wrong from step 1,300 on)
+    (lambda: NeuralTuringMachine(NeuralTuringMachineConfig(5, 4, controller_size=32, memory_size=8, memory_width=8)),
+     1300, 16, 3),
+    # the machine's baseline, about 2 s
+    (lambda: RecurrentBits(RecurrentBitsConfig(5, 4, {"cell": "lstm", "hidden_size": 32})), 800, 32, 2),
+], ids=["ntm", "lstm-baseline"])
+def test_a_tiny_copy_is_learnt_in_seconds_and_reloads(tmp_path, make, steps, batch, longest):
     torch.manual_seed(0)
-    model = NeuralTuringMachine(NeuralTuringMachineConfig(5, 4, controller_size=32, memory_size=8, memory_width=8))
+    model = make()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(0)
-    for _ in range(1300):  # about 10 s (measured: no bit wrong from step 1,300 on)
-        loss = model.loss(sequences(rng, 16, int(rng.integers(1, 4)), 4)).value
+    for _ in range(steps):
+        loss = model.loss(sequences(rng, batch, int(rng.integers(1, longest + 1)), 4)).value
         opt.zero_grad()
         loss.backward()
         opt.step()
-    test = sequences(np.random.default_rng(1), 64, 3, 4)
-    assert float(model.bits_wrong(test).float().mean()) < 0.1  # of 12 bits
+    test = sequences(np.random.default_rng(1), 64, longest, 4)
+    assert float(model.bits_wrong(test).float().mean()) < 0.1  # of 4 x longest bits
     torch.testing.assert_close(roundtrip(model, tmp_path)(test["input"]), model(test["input"]), rtol=0, atol=0)
 
 
@@ -207,19 +214,3 @@ def test_recall_task_trains_evaluates_and_checks_its_sizes(tmp_path, capsys):
     assert main(["train", "recall", "--max-items", "1", *common]) == 2
     assert "--max-items must be at least 2. Received: 1" in capsys.readouterr().err
 
-
-def test_the_lstm_baseline_learns_a_tiny_copy_and_reloads(tmp_path):
-    from rnnkit.models import RecurrentBits, RecurrentBitsConfig
-
-    torch.manual_seed(0)
-    model = RecurrentBits(RecurrentBitsConfig(5, 4, {"cell": "lstm", "hidden_size": 32}))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    rng = np.random.default_rng(0)
-    for _ in range(800):  # about 2 s
-        loss = model.loss(sequences(rng, 32, int(rng.integers(1, 3)), 4)).value
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    test = sequences(np.random.default_rng(1), 64, 2, 4)
-    assert float(model.bits_wrong(test).float().mean()) < 0.1  # of 8 bits
-    torch.testing.assert_close(roundtrip(model, tmp_path)(test["input"]), model(test["input"]), rtol=0, atol=0)
