@@ -227,7 +227,6 @@ def _tag(args: argparse.Namespace) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     from rnnkit.data.tokenize import english_sentences
-
     from rnnkit.data.trees import Tree, parse_tree
     from rnnkit.models import TreeClassifier
 
