@@ -115,7 +115,7 @@ def test_resume_continues_a_run_with_its_own_settings(charlm_run, capsys):
 def test_wordlm_and_its_test_split(tmp_path, capsys, fake_dataset):
     root = fake_dataset("ptb", {f"ptb.{split}.txt": " the cat sat on the N mat <unk>\n" * n
                                 for split, n in (("train", 300), ("valid", 30), ("test", 30))})
-    assert main(["train", "wordlm", "--config", "small", "--minutes", "0.02", "--data-dir", str(root),
+    assert main(["train", "wordlm", "--preset", "small", "--minutes", "0.02", "--data-dir", str(root),
                  "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     (run,) = (tmp_path / "runs").iterdir()
     results = json.loads((run / "results.json").read_text())

@@ -1,6 +1,7 @@
 """The ``rnnkit`` command line.
 
     rnnkit train TASK [options]                       a run directory runs/<task>-<time>/ (rnnkit.run_dir)
+    rnnkit train TASK --config FILE [key=value ...]   settings from a file, overridden (rnnkit.configuration)
     rnnkit generate RUN --prompt ...                  stream a sample
     rnnkit evaluate RUN [--split test] [--json]       a checkpoint's numbers on its task's data (or --text FILE)
     rnnkit plot RUN                                   plots/learning_curves.png
@@ -348,6 +349,7 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
             sub = tasks.add_parser(name, help=task.help, description=task.description, formatter_class=Formatter)
             task.add_arguments(sub)
             sub.set_defaults(func=_train)
+        parser.task_parsers = tasks.choices  # for --config and key=value (_train_arguments)
         what = p["analyze"].add_subparsers(dest="what", metavar="WHAT", required=True)
         g = what.add_parser("gradients", help=gradients.HELP, description=gradients.__doc__, formatter_class=Formatter)
         gradients.add_arguments(g)
@@ -492,6 +494,45 @@ def _one_line_warnings() -> Iterator[None]:
         warnings.showwarning = previous
 
 
+def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``rnnkit train``'s arguments: the task's defaults, then --config FILE, then key=value
+    overrides, then the options written out (rnnkit.configuration); a resumed run's are its own
+    (rnnkit.tasks.common.resume_arguments)."""
+    from rnnkit.configuration import apply_settings, parse_overrides, read_config
+    from rnnkit.tasks.common import resume_arguments
+
+    args, extras = parser.parse_known_args(argv)
+    overrides = parse_overrides(extras)
+    given = given_options(parser, argv)
+    if args.resume:
+        if args.config is not None or overrides:
+            raise ValueError("--resume continues a run with its own settings: --config and key=value start a new run "
+                             "(to change a resumed run's option on purpose, give it with --allow-changes)")
+        return resume_arguments(args.task, args, given)
+    sub = parser.task_parsers[args.task]
+    if args.config is not None:
+        apply_settings(sub, read_config(args.config, args.task), f"--config {args.config}")
+    converted = apply_settings(sub, overrides)
+    args = parser.parse_known_args(argv)[0]
+    clashes = [f"{k}={overrides_value} and --{k.replace('_', '-')} {getattr(args, k)}"
+               for k, overrides_value in converted.items() if k in given and getattr(args, k) != overrides_value]
+    if clashes:
+        raise ValueError(f"given twice with different values: {'; '.join(clashes)}")
+    return args
+
+
+def _print_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from rnnkit.configuration import printable
+    from rnnkit.tasks import TASKS
+    from rnnkit.tasks.common import settle_defaults
+
+    task = TASKS[args.task]
+    if task.dependent_defaults is not None:
+        settle_defaults(args, task.dependent_defaults(args))
+    print(printable(args, parser.task_parsers[args.task]))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
@@ -501,16 +542,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv:
         parser.print_help(sys.stderr)
         return 2
-    args = parser.parse_args(argv)
+    args = parser.parse_known_args(argv)[0] if verb == "train" else parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
     with _one_line_warnings():
         try:
-            if verb == "train" and args.resume:
-                from rnnkit.tasks.common import resume_arguments
-
-                args = resume_arguments(args.task, args, given_options(parser, argv))
+            if verb == "train":
+                args = _train_arguments(parser, argv)
+                if args.print_config:
+                    return _print_config(args, parser)
             return args.func(args)
         except KeyboardInterrupt as e:
             run_dir = getattr(e, "run_dir", None)

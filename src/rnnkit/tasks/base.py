@@ -13,6 +13,9 @@ names no task itself. A task is
                                           (samples, pictures), on the main process only
     evaluate_file(checkpoint, path, args) optional: a checkpoint's numbers on a file the user
                                           gives (``rnnkit evaluate RUN --conllu FILE``)
+    dependent_defaults(args) -> dict      optional: the defaults that depend on another option
+                                          (a model's sizes), for the options left unset (None);
+                                          train settles them itself, --print-config shows them
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Task:
     splits: tuple[str, ...] = ("valid",)
     after_train: Callable[[RunDir, argparse.Namespace], None] | None = None
     evaluate_file: Callable[[Checkpoint, Path, argparse.Namespace], dict[str, Any]] | None = None
+    dependent_defaults: Callable[[argparse.Namespace], dict[str, Any]] | None = None
 
 
 #: every registered task, by name, in registration order

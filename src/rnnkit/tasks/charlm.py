@@ -20,6 +20,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,8 +31,8 @@ from rnnkit.data.text import char_corpus, stdlib_source, tinyshakespeare
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import (add_common_arguments, device, progress, read_text, run_dir, stream_nll,
-                                 stream_sample, task_trainer)
+from rnnkit.tasks.common import (add_common_arguments, device, progress, read_text, run_dir, settle_defaults,
+                                 stream_nll, stream_sample, task_trainer)
 from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
@@ -72,9 +73,14 @@ def corpus(args: argparse.Namespace) -> str:
 DEFAULT_STEPS = 1200  # the main job's bound: about 3 minutes on 2 idle cores
 
 
+def step_bound(args: argparse.Namespace) -> dict[str, Any]:
+    """--max-steps 1,200 when the run has no bound at all."""
+    unbounded = args.max_steps is None and args.epochs is None and args.minutes is None
+    return {"max_steps": DEFAULT_STEPS} if unbounded else {}
+
+
 def train(args: argparse.Namespace) -> RunDir:
-    if args.max_steps is None and args.epochs is None and args.minutes is None:
-        args.max_steps = DEFAULT_STEPS
+    settle_defaults(args, step_bound(args))
     torch.manual_seed(args.seed)
     vocab, train_ids, valid_ids = char_corpus(corpus(args))
     model = LanguageModel(LanguageModelConfig(
@@ -140,4 +146,5 @@ def after_train(run: RunDir, args: argparse.Namespace) -> None:
           f"--temperature {args.temperature}\n")
 
 
-TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid",), after_train))
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid",), after_train,
+                     dependent_defaults=step_bound))

@@ -16,11 +16,13 @@ from rnnkit.files import read_json, read_utf8, write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
 
 #: options a resumed run may take from the new command line; every other one comes from the run
-RESUMABLE = frozenset({"resume", "allow_changes", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
+RESUMABLE = frozenset({"resume", "allow_changes", "config", "print_config", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
                        "samples", "length", "temperature", "top_k", "top_p", "greedy", "func", "verb", "task"})
 #: options added after rnnkit 0.1, with the value that continues an older run as it was started
 #: (no step bound, every dev batch); other new options take their defaults
 ADDED_AFTER_0_1 = {"max_steps": None, "eval_batches": None}
+#: options renamed since, by task: {old name: new name}, so that older runs still read
+RENAMED = {"wordlm": {"config": "preset"}}
 
 
 def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = None, epochs: int | None = None,
@@ -40,6 +42,11 @@ def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = Non
     g.add_argument("--seed", type=int, default=0, help="seed for everything random")
     g.add_argument("--data-dir", default=None, help="data root (else $RNNKIT_DATA, ../shared/data, ~/.cache/rnnkit)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--config", metavar="FILE", default=None,
+                   help="settings from a JSON or YAML file, or a run directory (its task.json); key=value "
+                        "arguments and --options written out override them (rnnkit.configuration)")
+    g.add_argument("--print-config", action="store_true",
+                   help="print the settings this command would train with, as JSON, and train nothing")
 
 
 def settle_defaults(args: argparse.Namespace, defaults: dict[str, Any]) -> argparse.Namespace:
@@ -125,6 +132,9 @@ def read_task(path: Path) -> dict[str, Any]:
     task = read_json(path, "the task and its arguments")
     if not isinstance(task.get("task"), str) or not isinstance(task.get("args"), dict):
         raise ValueError(f"{path}: expected {{\"task\": NAME, \"args\": {{...}}}}")
+    for old, new in RENAMED.get(task["task"], {}).items():
+        if old in task["args"] and new not in task["args"]:
+            task["args"][new] = task["args"].pop(old)
     return task
 
 

@@ -62,6 +62,11 @@ DEFAULTS = {"lstm": {"hidden": 168, "batch_size": 64, "embedding": 200, "epochs"
                      "lr": 2e-3}}
 
 
+def model_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """The defaults of --model's kind (see :data:`DEFAULTS`)."""
+    return DEFAULTS["lstm" if args.model == "lstm" else "tree"]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=MODELS, default="lstm",
                    help="lstm: a sequence classifier over the words; treelstm, childsum, recursive: a tree net over "
@@ -152,7 +157,7 @@ def build_model(args: argparse.Namespace, vocab: Vocabulary) -> SequenceClassifi
 
 
 def train(args: argparse.Namespace) -> RunDir:
-    settle_defaults(args, DEFAULTS["lstm" if args.model == "lstm" else "tree"])
+    settle_defaults(args, model_defaults(args))
     torch.manual_seed(args.seed)
     trees = treebank("train", args.data_dir)
     vocab = Vocabulary.from_sentences(tree.words() for tree in trees)
@@ -204,4 +209,5 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     return out
 
 
-TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test")))
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test"),
+                     dependent_defaults=model_defaults))

@@ -110,8 +110,13 @@ def batches(items: list[Pair], source: SubwordTokenizer, target: SubwordTokenize
     return out
 
 
+def subset_defaults(args: argparse.Namespace) -> dict[str, Any]:
+    """The defaults of --subset's data (see :data:`DEFAULTS`)."""
+    return DEFAULTS[args.subset]
+
+
 def train(args: argparse.Namespace) -> RunDir:
-    settle_defaults(args, DEFAULTS[args.subset])
+    settle_defaults(args, subset_defaults(args))
     torch.manual_seed(args.seed)
     data = pairs(args.subset, args.data_dir)
     source = SubwordTokenizer.train([s for s, _ in data["train"]], args.vocab_size)
@@ -192,4 +197,5 @@ def after_train(run: RunDir, args: argparse.Namespace) -> None:
 
 
 TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate,
-                     ("valid", "test", "valid:tutorial", "test:tutorial"), after_train))
+                     ("valid", "test", "valid:tutorial", "test:tutorial"), after_train,
+                     dependent_defaults=subset_defaults))

@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import sys
+from typing import Any
 
 import torch
 
@@ -22,7 +23,8 @@ from rnnkit.data.text import ptb
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, stream_nll, task_trainer
+from rnnkit.tasks.common import (add_common_arguments, device, progress, run_dir, settle_defaults, stream_nll,
+                                 task_trainer)
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig
 from rnnkit.train.distributed import is_main_process
 
@@ -30,7 +32,7 @@ NAME = "wordlm"
 HELP = "PTB word-level LSTM language model (Zaremba et al. 2014 configurations)"
 
 # Zaremba et al. 2014, Table 1; published test perplexities: small 114.5, medium 82.7, large 78.4
-CONFIGS = {
+PRESETS = {
     "small": dict(hidden=200, bptt=20, dropout=0.0, init=0.1, lr=1.0, clip=5.0, epochs=13, decay_start=4, decay=0.5),
     "medium": dict(hidden=650, bptt=35, dropout=0.5, init=0.05, lr=1.0, clip=5.0, epochs=39, decay_start=6, decay=1 / 1.2),
     "large": dict(hidden=1500, bptt=35, dropout=0.65, init=0.04, lr=1.0, clip=10.0, epochs=55, decay_start=14,
@@ -41,12 +43,19 @@ BATCH = 20
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="small", choices=sorted(CONFIGS), help="Zaremba et al.'s configuration")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS),
+                   help="Zaremba et al.'s configuration (called --config before rnnkit 0.3)")
     add_common_arguments(p)
 
 
+def preset_epochs(args: argparse.Namespace) -> dict[str, Any]:
+    """--preset's number of epochs, when --epochs is not given."""
+    return {"epochs": PRESETS[args.preset]["epochs"]}
+
+
 def train(args: argparse.Namespace) -> RunDir:
-    cfg = CONFIGS[args.config]
+    settle_defaults(args, preset_epochs(args))
+    cfg = PRESETS[args.preset]
     torch.manual_seed(args.seed)
     vocab, splits = ptb(args.data_dir)
     H = cfg["hidden"]
@@ -57,11 +66,11 @@ def train(args: argparse.Namespace) -> RunDir:
     run = run_dir(NAME, args)
     T = cfg["bptt"]
     if is_main_process():
-        print(f"wordlm {args.config}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}",
+        print(f"wordlm {args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}",
               file=sys.stderr)
     trainer = task_trainer(
         NAME, model, StreamBatches(splits["train"], BATCH, T), StreamBatches(splits["valid"], BATCH, T), run, args,
-        stopping=StoppingConfig(epochs=args.epochs or cfg["epochs"], minutes=args.minutes),
+        stopping=StoppingConfig(epochs=args.epochs, minutes=args.minutes),
         optimizer=OptimizerConfig("sgd", lr=cfg["lr"] * T),
         schedule=ScheduleConfig("step", decay_start=cfg["decay_start"], decay_factor=cfg["decay"]),
         clip_norm=cfg["clip"] / T, log_every=100)
@@ -70,12 +79,12 @@ def train(args: argparse.Namespace) -> RunDir:
         return run
     best = rnnkit.load(run.best.path, map_location=trainer.device) if run.best.exists() else model
     test = math.exp(stream_nll(best, splits["test"], trainer.device, show_progress=progress(args)))
-    summary = {"config": args.config, "best_valid_ppl": math.exp(result["best_valid_loss"]), "test_ppl": test,
-               "published_test_ppl": PUBLISHED_TEST_PPL[args.config], "epochs": result["epoch"],
+    summary = {"preset": args.preset, "best_valid_ppl": math.exp(result["best_valid_loss"]), "test_ppl": test,
+               "published_test_ppl": PUBLISHED_TEST_PPL[args.preset], "epochs": result["epoch"],
                "wall_minutes": result["seconds"] / 60}
     run.results.write_text(json.dumps(summary, indent=2))
-    print(f"wordlm {args.config}: dev perplexity {summary['best_valid_ppl']:.1f}, test perplexity {test:.1f} "
-          f"(published {PUBLISHED_TEST_PPL[args.config]}), {summary['wall_minutes']:.0f} min", file=sys.stderr)
+    print(f"wordlm {args.preset}: dev perplexity {summary['best_valid_ppl']:.1f}, test perplexity {test:.1f} "
+          f"(published {PUBLISHED_TEST_PPL[args.preset]}), {summary['wall_minutes']:.0f} min", file=sys.stderr)
     return run
 
 
@@ -87,4 +96,5 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     return {"words": len(splits[split]), "loss": nll, "ppl": math.exp(nll)}
 
 
-TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test")))
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test"),
+                     dependent_defaults=preset_epochs))
