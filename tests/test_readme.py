@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rnnkit.cli import build_parser
+from rnnkit.configuration import apply_settings, parse_overrides
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -48,5 +49,10 @@ def test_readme_command_parses(command):
             build_parser().parse_args(argv)
         assert done.value.code == 0
         return
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv[0] == "train":  # key=value overrides are checked against the task's options
+        args, overrides = parser.parse_known_args(argv)
+        apply_settings(parser.task_parsers[args.task], parse_overrides(overrides))
+    else:
+        args = parser.parse_args(argv)
     assert getattr(args, "func", None) is not None, command

@@ -66,6 +66,12 @@ def read_audio(path: str | Path, rate: int | None = None) -> tuple[np.ndarray, i
     return resample(np.ascontiguousarray(wave), int(found), rate), rate
 
 
+def write_audio(path: str | Path, wave: np.ndarray, rate: int) -> Path:
+    """``wave`` (samples in [-1, 1]) as a 16-bit PCM WAV file."""
+    _needs("soundfile").write(str(path), np.clip(wave, -1, 1), rate, subtype="PCM_16")
+    return Path(path)
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Log-mel features: sample_rate (Hz), n_fft and win_length (samples; the window is Hann),

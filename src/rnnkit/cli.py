@@ -72,6 +72,7 @@ def _train(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
     from rnnkit.tasks import TASKS
     from rnnkit.train.distributed import is_main_process
+    from rnnkit.train.loggers import log_outputs
 
     task = TASKS[args.task]
     run = task.train(args)
@@ -81,6 +82,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"learning curves: {learning_curves(run.path)}", file=sys.stderr)
     if task.after_train is not None:
         task.after_train(run, args)
+    log_outputs(args.logger, run)
     print(f"run directory: {run.path}", file=sys.stderr)
     return 0
 

@@ -9,6 +9,8 @@
         checkpoints/step-00000500/        Checkpoint (the last ``keep_last`` are kept)
         best/                             Checkpoint: a copy of the one with the best dev loss
         plots/                            learning curves and the task's pictures
+        samples/                          what the task's model produced, to read or hear
+        tensorboard/                      event files (rnnkit.train.loggers), when TensorBoard is installed
         results.json                      the task's final numbers, when it has them
 
     a Checkpoint directory:
@@ -140,6 +142,10 @@ class RunDir:
     @property
     def plots(self) -> Path:
         return self.path / "plots"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples"
 
     @property
     def checkpoint_root(self) -> Path:

@@ -28,6 +28,7 @@ import rnnkit
 from rnnkit.arguments import add_sampling_arguments, fraction, nonnegative_int, positive_int, positive_float
 from rnnkit.data import StreamBatches, Vocabulary
 from rnnkit.data.text import char_corpus, stdlib_source, tinyshakespeare
+from rnnkit.files import write_text_atomic
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
@@ -134,14 +135,17 @@ def sample_prompt(args: argparse.Namespace) -> str:
 
 
 def after_train(run: RunDir, args: argparse.Namespace) -> None:
-    """Print ``--samples`` samples from the best checkpoint, and the command that makes more."""
+    """Print ``--samples`` samples from the best checkpoint (and keep them in samples/), and the
+    command that makes more."""
     if not args.samples:
         return
     prompt = sample_prompt(args)
+    run.samples.mkdir(exist_ok=True)
     for i in range(args.samples):
         print(f"\n--- sample {i + 1} (temperature {args.temperature}) ---")
-        stream_sample(run.path, prompt, args.length, temperature=args.temperature, top_k=args.top_k,
-                      top_p=args.top_p, seed=i, greedy=args.greedy)
+        text = stream_sample(run.path, prompt, args.length, temperature=args.temperature, top_k=args.top_k,
+                             top_p=args.top_p, seed=i, greedy=args.greedy)
+        write_text_atomic(run.samples / f"sample_{i + 1}.txt", text)
     print(f"\n\nGenerate more with:\n  rnnkit generate {run.path} --prompt {prompt.strip()!r} --length 500 "
           f"--temperature {args.temperature}\n")
 

@@ -14,9 +14,10 @@ import rnnkit
 from rnnkit.arguments import device_name, positive_float, positive_int
 from rnnkit.files import read_json, read_utf8, write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.train.loggers import LOGGERS
 
 #: options a resumed run may take from the new command line; every other one comes from the run
-RESUMABLE = frozenset({"resume", "allow_changes", "config", "print_config", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
+RESUMABLE = frozenset({"resume", "allow_changes", "config", "print_config", "logger", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
                        "samples", "length", "temperature", "top_k", "top_p", "greedy", "func", "verb", "task"})
 #: options added after rnnkit 0.1, with the value that continues an older run as it was started
 #: (no step bound, every dev batch); other new options take their defaults
@@ -42,6 +43,9 @@ def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = Non
     g.add_argument("--seed", type=int, default=0, help="seed for everything random")
     g.add_argument("--data-dir", default=None, help="data root (else $RNNKIT_DATA, ../shared/data, ~/.cache/rnnkit)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--logger", choices=LOGGERS, default="auto",
+                   help="where the metrics, pictures and samples also go: auto is TensorBoard event files in "
+                        "RUN/tensorboard/ when tensorboard is installed (rnnkit.train.loggers)")
     g.add_argument("--config", metavar="FILE", default=None,
                    help="settings from a JSON or YAML file, or a run directory (its task.json); key=value "
                         "arguments and --options written out override them (rnnkit.configuration)")
@@ -108,7 +112,7 @@ def task_trainer(name: str, model: torch.nn.Module, train: Any, valid: Any, run:
 
     stopping = stopping or StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes)
     return Trainer(model, train, TrainConfig(stopping=stopping, seed=args.seed, **settings), valid=valid, run_dir=run,
-                   resume=bool(args.resume), device=device(args.device), progress=progress(args),
+                   resume=bool(args.resume), device=device(args.device), progress=progress(args), logger=args.logger,
                    artifacts={Checkpoint.TASK: task_artifact(name, args), **(artifacts or {})})
 
 
@@ -186,9 +190,9 @@ def checkpoint_task(checkpoint: Checkpoint) -> dict[str, Any] | None:
 
 def stream_sample(checkpoint: str | Path | Checkpoint, prompt: str, length: int, temperature: float = 1.0,
                   top_k: int | None = None, top_p: float | None = None, seed: int = 0, greedy: bool = False,
-                  dev: torch.device | str = "cpu") -> None:
+                  dev: torch.device | str = "cpu") -> str:
     """Print the prompt, then each piece of text a language-model checkpoint (or run) generates, as
-    soon as it exists."""
+    soon as it exists; returns the whole text."""
     ckpt = Checkpoint.resolve(checkpoint.path if isinstance(checkpoint, Checkpoint) else checkpoint)
     model = rnnkit.load(ckpt.path, map_location=dev).eval()
     if not hasattr(model, "generate_text"):
@@ -202,8 +206,8 @@ def stream_sample(checkpoint: str | Path | Checkpoint, prompt: str, length: int,
         sys.stdout.write(piece)
         sys.stdout.flush()
 
-    model.generate_text(prompt, length, on_text=emit, greedy=greedy, temperature=temperature, top_k=top_k,
-                        top_p=top_p, generator=torch.Generator().manual_seed(seed))
+    return model.generate_text(prompt, length, on_text=emit, greedy=greedy, temperature=temperature, top_k=top_k,
+                               top_p=top_p, generator=torch.Generator().manual_seed(seed))
 
 
 def stream_nll(model: torch.nn.Module, ids: torch.Tensor, dev: torch.device | str = "cpu", bptt: int = 100,

@@ -31,10 +31,10 @@ import rnnkit
 from rnnkit.arguments import fraction, nonnegative_int, positive_float, positive_int
 from rnnkit.audio import FeatureConfig, LogMel, spec_augment
 from rnnkit.data import DrawnBatches, SequenceBatches, Vocabulary, pad
-from rnnkit.data.digits import (SPEAKERS, WORDS, Utterance, by_speaker, draw_parts, draw_utterance, load_recordings,
-                                split_recordings, test_utterances)
+from rnnkit.data.digits import (RATE, SPEAKERS, WORDS, Utterance, by_speaker, draw_parts, draw_utterance,
+                                load_recordings, split_recordings, test_utterances)
 from rnnkit.decode.arpa import arpa_text
-from rnnkit.files import read_utf8
+from rnnkit.files import read_utf8, write_text_atomic
 from rnnkit.models import CTCRecognizer, CTCRecognizerConfig
 from rnnkit.progress import bar
 from rnnkit.run_dir import Checkpoint, RunDir
@@ -211,15 +211,22 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
 
 def after_train(run: RunDir, args: argparse.Namespace) -> None:
     """plots/alignment.png: the alignment picture of the first valid utterance of three or more
-    digits, as the best checkpoint recognises it; and the commands that go further."""
+    digits, as the best checkpoint recognises it, with the recording and its words in samples/;
+    and the commands that go further."""
+    from rnnkit.audio import write_audio
     from rnnkit.plots import ctc_alignment
     from rnnkit.speech import load_transcriber
 
     utterance = next((u for u in utterances("valid", args) if len(u.words) >= 3), None)
     if utterance is not None:
         transcriber = load_transcriber(run.path, device(args.device), beam=args.beam, lexicon="")
-        out = ctc_alignment(transcriber.align(utterance.wave), run.path / "plots" / "alignment.png",
+        view = transcriber.align(utterance.wave)
+        out = ctc_alignment(view, run.plots / "alignment.png",
                             f"a valid utterance of {utterance.speaker}: \"{utterance.text}\"")
+        run.samples.mkdir(exist_ok=True)
+        write_audio(run.samples / "alignment.wav", utterance.wave, RATE)
+        heard = " ".join(f"{w.text} ({w.start:.2f}-{w.end:.2f} s)" for w in view.words)
+        write_text_atomic(run.samples / "alignment.txt", f"said:  {utterance.text}\nheard: {heard}\n")
         print(f"alignment picture: {out}", file=sys.stderr)
     print(f"\nTest it once:      rnnkit evaluate {run.path} --split test\n"
           f"Transcribe a file: rnnkit transcribe {run.path} FILE.wav --lexicon --lm\n"

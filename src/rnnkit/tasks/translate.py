@@ -37,6 +37,7 @@ from rnnkit.arguments import add_beam_arguments, fraction, positive_float, posit
 from rnnkit.data import SequenceBatches, by_length, pad, require
 from rnnkit.data.subwords import BOS, EOS, SubwordTokenizer
 from rnnkit.data.translation import SUBSETS, Pair, read_pairs, split_by_source, with_references
+from rnnkit.files import write_text_atomic
 from rnnkit.models import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.attention import SCORES
 from rnnkit.run_dir import Checkpoint, RunDir
@@ -189,11 +190,14 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
 
 
 def after_train(run: RunDir, args: argparse.Namespace) -> None:
-    """A few dev translations, to see what the numbers mean."""
+    """A few dev translations, to see what the numbers mean (also in samples/translations.txt)."""
     translator = Translator.load(run.path, device(args.device))
     sources, references = with_references(pairs(args.subset, args.data_dir)["valid"])
-    for source, refs, t in zip(sources[:8], references, translator.translate(sources[:8], beam=args.beam)):
-        print(f"  {source}\n    -> {t.text}\n    (ref: {refs[0]})", file=sys.stderr)
+    shown = [f"  {source}\n    -> {t.text}\n    (ref: {refs[0]})"
+             for source, refs, t in zip(sources[:8], references, translator.translate(sources[:8], beam=args.beam))]
+    print("\n".join(shown), file=sys.stderr)
+    run.samples.mkdir(exist_ok=True)
+    write_text_atomic(run.samples / "translations.txt", "\n".join(shown) + "\n")
 
 
 TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate,

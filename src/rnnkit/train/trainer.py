@@ -47,6 +47,7 @@ from rnnkit.models.base import Loss, Model
 from rnnkit.nested import detach
 from rnnkit.progress import bar as progress_bar
 from rnnkit.run_dir import Checkpoint, RunDir, read_metrics
+from rnnkit.train.loggers import LOGGERS, RunLogger, numbers, open_logger
 from rnnkit.train import checkpoint as ckpt
 from rnnkit.train import distributed
 from rnnkit.train.schedules import LRSchedule, ScheduleConfig, teacher_forcing_ratio
@@ -318,12 +319,16 @@ class Trainer:
             UTF-8 text (a lexicon, an ARPA language model), bytes as they are (a subword
             model), anything else as JSON (the task's arguments), so that a checkpoint alone
             can be used.
+        logger: where every metrics record also goes (:mod:`rnnkit.train.loggers`): "auto"
+            (TensorBoard event files in run_dir/tensorboard/ when tensorboard is installed),
+            "tensorboard", "wandb", "none", or a RunLogger of your own.
     """
 
     def __init__(self, model: Model, train: BatchSource, config: TrainConfig | None = None,
                  valid: BatchSource | None = None, run_dir: str | Path | RunDir | None = None, resume: bool = False,
                  device: str | torch.device = "cpu", evaluate: Callable[[Model], dict[str, float]] | None = None,
-                 progress: bool | None = None, artifacts: dict[str, Any] | None = None) -> None:
+                 progress: bool | None = None, artifacts: dict[str, Any] | None = None,
+                 logger: str | RunLogger | None = "auto") -> None:
         self.config = c = config or TrainConfig()
         stop = c.stopping
         if stop.epochs is None and stop.max_steps is None and stop.minutes is None:
@@ -343,6 +348,9 @@ class Trainer:
         self.run = None if run_dir is None else run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
         self.resume, self.extra_evaluate, self.progress = resume, evaluate, progress
         self.artifacts = artifacts or {}
+        if not (logger is None or isinstance(logger, RunLogger) or logger in LOGGERS):
+            raise ValueError(f"logger must be one of {LOGGERS}, None or a RunLogger. Received: {logger!r}")
+        self.logger_kind, self.logger = logger, RunLogger()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = _optimizer(c.optimizer, self.params)
         self.schedule = LRSchedule(c.schedule, c.optimizer.lr, stop.max_steps)
@@ -379,6 +387,18 @@ class Trainer:
                 print(f"rnnkit: the run in {self.run_dir} had already finished at step {self.step}; nothing to do "
                       "(give a larger bound to train further)", file=sys.stderr)
             return {**self._result(), "already_finished": True}
+        if self.writer:
+            self.logger = open_logger(self.logger_kind, self.run, purge_step=self.step + 1 if self.step else None)
+        try:
+            self._train()
+        finally:
+            self.logger.close()
+        if self._sigint["stop"]:
+            raise TrainingInterrupted(self.run_dir, self.step)
+        return self._result()
+
+    def _train(self) -> None:
+        """The loop: batches, optimisation steps, dev passes, checkpoints, until a bound or Ctrl-C."""
         self.model.train()
         self.session_start = time.time()
         self._window.start = time.time()
@@ -398,9 +418,6 @@ class Trainer:
                 else:
                     self._end_of_epoch()
             self._finish()
-        if self._sigint["stop"]:
-            raise TrainingInterrupted(self.run_dir, self.step)
-        return self._result()
 
     def _result(self) -> dict[str, Any]:
         best = self.best if self.config.monitor == "loss" else 1.0 - self.best
@@ -562,6 +579,7 @@ class Trainer:
         if self.writer:
             with open(self.run.metrics, "a") as f:
                 f.write(json.dumps(record) + "\n")
+            self.logger.scalars(record["split"], record["step"], numbers(record))
 
     def _log_training(self, norm: float) -> None:
         record = {"split": "train", "step": self.step, "epoch": self.train.epoch, **self._window.close(),
