@@ -30,3 +30,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_lm.py
 	$(PY) benchmarks/seq2seq_training.py
 	$(PY) benchmarks/tree_batching.py
+	$(PY) benchmarks/precision.py

@@ -257,6 +257,12 @@ class _CTC(torch.autograd.Function):
         return grad * d_losses[:, None, None].to(grad.dtype), None, None
 
 
+def _at_least_float32(log_probs: Tensor) -> Tensor:
+    """float16/bfloat16 log-probs (from autocast) as float32: the lattice is computed in float32
+    or float64 (rnnkit.precision)."""
+    return log_probs.float() if log_probs.dtype in (torch.float16, torch.bfloat16) else log_probs
+
+
 def _alignment_loss(function: type[torch.autograd.Function], name: str, log_probs: Tensor, targets: IntsLike,
                     input_lengths: IntsLike, target_lengths: IntsLike, blank: int, reduction: str,
                     zero_infinity: bool) -> Tensor:
@@ -264,7 +270,7 @@ def _alignment_loss(function: type[torch.autograd.Function], name: str, log_prob
     without any alignment (inf, or 0 with ``zero_infinity``), reduce."""
     check_reduction(reduction)
     batch = _check(log_probs, targets, input_lengths, target_lengths, blank)
-    losses = function.apply(log_probs, batch, blank)
+    losses = function.apply(_at_least_float32(log_probs), batch, blank)
     bad = torch.isinf(losses)
     if bool(bad.any()):
         _warn_infeasible(torch.nonzero(bad).flatten().tolist(), name)
@@ -348,7 +354,7 @@ def ctc_posteriors(log_probs: Tensor, targets: IntsLike, input_lengths: IntsLike
         the input and rows with no alignment are 0.
     """
     batch = _check(log_probs, targets, input_lengths, target_lengths, blank, normalised=False)
-    cpu = log_probs.detach().to("cpu")
+    cpu = _at_least_float32(log_probs.detach().to("cpu"))
     _, grad, gamma, status = _lattice_cpu(cpu, batch, blank, True, True)
     gamma_t = torch.from_numpy(gamma)
     gamma_sym = -torch.from_numpy(grad).double()

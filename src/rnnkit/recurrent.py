@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
 from rnnkit.dispatch import IMPLEMENTATIONS, PathChoice, choose_path
+from rnnkit.precision import autocast_enabled
 from rnnkit.nested import detach
 from rnnkit.unroll import PackedLayout, fused_scan, loop_scan, native_scan
 
@@ -275,6 +276,8 @@ class Recurrent(nn.Module):
         if state is None:
             state = self.initial_state(B, device=x.device, dtype=x.dtype)
         else:
+            if autocast_enabled(x.device.type):  # a state carried out of an autocast step may be bfloat16/float16
+                state = tuple(tuple(s.to(x.dtype) if isinstance(s, Tensor) else s for s in cs) for cs in state)
             state = self._check_state(state, B, x)
         state = [tuple(layout.sort(s) for s in cs) for cs in state]
         data = layout.pack(x)  # (N, F)

@@ -36,6 +36,7 @@ from torch import Tensor
 from rnnkit.cells import Cell, State
 from rnnkit.dispatch import Engine, NativeOp
 from rnnkit.kernels import StepKernel
+from rnnkit.precision import autocast_enabled
 from rnnkit.workspace import Tape
 
 
@@ -299,7 +300,20 @@ def fused_scan(engine: Engine, layout: PackedLayout, x: Tensor, state0: State,
     fused BPTT engine."""
     kernel = engine.kernel()
     xp = engine.input_projection(x)  # U x_t + b for every row at once   (N, G)
-    inputs = _Inputs(xp, engine.weight_hh, engine.recurrent_bias, recurrent_mask, tuple(state0), kernel.params())
+    if autocast_enabled(x.device.type):  # the recurrence stays in float32 (rnnkit.train.precision)
+        with torch.autocast(x.device.type, enabled=False):
+            return _recurrence(kernel, engine, layout, xp, state0, recurrent_mask)
+    return _recurrence(kernel, engine, layout, xp, state0, recurrent_mask)
+
+
+def _recurrence(kernel: StepKernel, engine: Engine, layout: PackedLayout, xp: Tensor, state0: State,
+                       recurrent_mask: Tensor | None) -> tuple[Tensor, State]:
+    """The recurrence of :func:`fused_scan` from the projected inputs xp, in the parameters'
+    dtype (float32 or float64) whatever dtype xp and the state arrive in."""
+    dtype = engine.weight_hh.dtype
+    inputs = _Inputs(xp.to(dtype), engine.weight_hh, engine.recurrent_bias,
+                     None if recurrent_mask is None else recurrent_mask.to(dtype),
+                     tuple(s.to(dtype) for s in state0), kernel.params())
     out, *final = _FusedBPTT.apply(kernel, layout, *inputs.flat())
     return out, tuple(final)
 

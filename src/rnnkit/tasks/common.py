@@ -14,6 +14,7 @@ import rnnkit
 from rnnkit.arguments import device_name, positive_float, positive_int
 from rnnkit.files import read_json, read_utf8, write_json_atomic
 from rnnkit.run_dir import Checkpoint, RunDir
+from rnnkit.precision import PRECISIONS
 from rnnkit.train.loggers import LOGGERS
 
 #: options a resumed run may take from the new command line; every other one comes from the run
@@ -40,6 +41,9 @@ def add_common_arguments(p: argparse.ArgumentParser, minutes: float | None = Non
     g.add_argument("--minutes", type=positive_float, default=minutes,
                    help="stop after this many minutes of training and evaluation (over all sessions of the run)")
     g.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    g.add_argument("--precision", choices=PRECISIONS, default="32",
+                   help="bf16: autocast to bfloat16 (CPU or CUDA); 16-mixed: float16 with loss scaling (CUDA); "
+                        "the recurrence and CTC stay in float32 (rnnkit.precision)")
     g.add_argument("--seed", type=int, default=0, help="seed for everything random")
     g.add_argument("--data-dir", default=None, help="data root (else $RNNKIT_DATA, ../shared/data, ~/.cache/rnnkit)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -111,7 +115,8 @@ def task_trainer(name: str, model: torch.nn.Module, train: Any, valid: Any, run:
     from rnnkit.train import StoppingConfig, TrainConfig, Trainer
 
     stopping = stopping or StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes)
-    return Trainer(model, train, TrainConfig(stopping=stopping, seed=args.seed, **settings), valid=valid, run_dir=run,
+    config = TrainConfig(stopping=stopping, seed=args.seed, precision=args.precision, **settings)
+    return Trainer(model, train, config, valid=valid, run_dir=run,
                    resume=bool(args.resume), device=device(args.device), progress=progress(args), logger=args.logger,
                    artifacts={Checkpoint.TASK: task_artifact(name, args), **(artifacts or {})})
 

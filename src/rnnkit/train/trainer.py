@@ -46,6 +46,7 @@ from rnnkit.metrics import perplexity
 from rnnkit.models.base import Loss, Model
 from rnnkit.nested import detach
 from rnnkit.progress import bar as progress_bar
+from rnnkit.precision import PRECISIONS, autocast, check_precision, grad_scaler
 from rnnkit.run_dir import Checkpoint, RunDir, read_metrics
 from rnnkit.train.loggers import LOGGERS, RunLogger, numbers, open_logger
 from rnnkit.train import checkpoint as ckpt
@@ -131,7 +132,8 @@ class TrainConfig:
     curriculum (see :func:`teacher_forcing_ratio`). log_every: optimiser steps between
     training records. seed: everything random on the CPU. monitor: what "better" means for
     best/, early stopping and the plateau schedule: a lower dev "loss", or a higher dev
-    "accuracy" (models that count correct predictions).
+    "accuracy" (models that count correct predictions). precision: "32", "bf16" or
+    "16-mixed" for the forward passes of training and of the dev passes (:mod:`rnnkit.precision`).
 
     Round-trips through JSON: ``TrainConfig.from_dict(config.to_dict()) == config``.
     """
@@ -150,9 +152,11 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     monitor: str = "loss"
+    precision: str = "32"
 
     def __post_init__(self) -> None:
         require(self.monitor in MONITORS, "monitor", f"one of {MONITORS}", self.monitor)
+        require(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", self.precision)
         for name in ("clip_norm", "clip_value"):
             value = getattr(self, name)
             require(value is None or (is_number(value) and value > 0), name, "a finite number > 0 or None", value)
@@ -208,13 +212,14 @@ def _check_loss(model: Model, out: Any) -> Loss:
 @torch.no_grad()
 def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch.device | str = "cpu",
              rank: int = 0, world: int = 1, max_batches: int | None = None,
-             progress: bool | None = False) -> dict[str, float]:
+             progress: bool | None = False, precision: str = "32") -> dict[str, float]:
     """Mean loss over one pass of ``batches`` (weighted by each batch's count), perplexity
     for language models, accuracy when the model reports correct predictions. A stateful
     :class:`BatchSource` (token streams) carries the state from chunk to chunk; any other
     iterable of batches is read as independent sequences. ``max_batches`` reads only the
     first ones (a fixed slice). With ``world`` > 1 processes each takes its shard of every
-    batch and the sums are combined. ``progress``: a bar (None: on a terminal or in a notebook)."""
+    batch and the sums are combined. ``progress``: a bar (None: on a terminal or in a notebook).
+    ``precision``: the forward passes' (:mod:`rnnkit.precision`)."""
     was_training = model.training
     model.eval()
     source = batches if isinstance(batches, BatchSource) else None
@@ -229,7 +234,9 @@ def evaluate(model: Model, batches: BatchSource | Iterable[Batch], device: torch
             if max_batches is not None and i >= max_batches:
                 break
             state_in = source.state_in(batch, carried) if source is not None else None
-            out = _check_loss(model, model.loss(_to_device(distributed.shard(batch, rank, world), device), state_in))
+            with autocast(precision, torch.device(device)):
+                out = _check_loss(model, model.loss(_to_device(distributed.shard(batch, rank, world), device),
+                                                    state_in))
             carried = out.state
             total += float(out.value) * out.count
             count += out.count
@@ -340,6 +347,8 @@ class Trainer:
                 raise ValueError(f"{name} must be an rnnkit.data.BatchSource (StreamBatches, SequenceBatches). "
                                  f"Received: {type(source).__name__}")
         self.device = torch.device(device)
+        check_precision(c.precision, self.device)
+        self.scaler = grad_scaler(c.precision, self.device)
         self.rank, self.world = distributed.init(self.device)
         torch.manual_seed(c.seed)
         self.model = model.to(self.device)
@@ -436,8 +445,9 @@ class Trainer:
         """Forward and backward on one batch; its gradients wait for the optimisation step."""
         self._teacher_forcing = teacher_forcing_ratio(self.config.teacher_forcing, self.step)
         state_in = self.train.state_in(batch, self.carried)
-        out = _check_loss(self.model, self.model.loss(self._to_device(batch), state_in, self._teacher_forcing))
-        (out.value / self.config.accumulate).backward()
+        with autocast(self.config.precision, self.device):
+            out = _check_loss(self.model, self.model.loss(self._to_device(batch), state_in, self._teacher_forcing))
+        self.scaler.scale(out.value / self.config.accumulate).backward()
         self.carried = detach(out.state) if self.train.stateful else None
         self._window.add(float(out.value.detach()), out.count, out.stats.get("correct"))
         self._pending += 1
@@ -493,6 +503,7 @@ class Trainer:
     def _apply_gradients(self) -> float:
         """Average across processes, clip, step; returns the gradient norm before clipping."""
         distributed.average_gradients(self.params, self.world)
+        self.scaler.unscale_(self.optimizer)  # 16-mixed: the true gradients, before the norm and clipping
         c = self.config
         if c.clip_norm is not None and c.clip_value is None:
             norm = float(torch.nn.utils.clip_grad_norm_(self.params, c.clip_norm))  # returns the norm before clipping
@@ -505,7 +516,8 @@ class Trainer:
         lr = self.schedule.lr(self.step, self.train.epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # 16-mixed: skipped when the gradients overflowed
+        self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self._pending = 0
@@ -527,7 +539,7 @@ class Trainer:
     def evaluate(self, batches: BatchSource, max_batches: int | None = None) -> dict[str, float]:
         """:func:`evaluate` of this trainer's model, each process taking its shard of every batch."""
         return evaluate(self.model, batches, self.device, self.rank, self.world, max_batches,
-                        progress=self._show_progress)
+                        progress=self._show_progress, precision=self.config.precision)
 
     def _evaluate_and_track(self) -> None:
         """A dev pass: track the best dev value (the loss, or the error 1 - accuracy, as
@@ -598,7 +610,8 @@ class Trainer:
         state = {"step": self.step, "data": self.train.state_dict(), "schedule": self.schedule.state_dict(),
                  "best": self.best if math.isfinite(self.best) else None, "bad_evals": self.bad_evals,
                  "stopped_early": self.stopped_early, "seconds": self.seconds, "eval_seconds": self.eval_seconds,
-                 "last_eval_step": self.last_eval_step, "window": self._window.state()}
+                 "last_eval_step": self.last_eval_step, "window": self._window.state(),
+                 "scaler": self.scaler.state_dict()}
         saved = ckpt.save_checkpoint(self.run, self.step, self.model, self.optimizer, state, self.carried,
                                      self.artifacts)
         ckpt.prune_checkpoints(self.run, self.config.keep_last)
@@ -641,6 +654,8 @@ class Trainer:
         self.eval_seconds = state.get("eval_seconds", 0.0)
         self.last_eval_step = state.get("last_eval_step", -1)
         self._window = _Window(*state.get("window", (0.0, 0.0)))
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if self.writer:
             self._forget_metrics_after(self.step)
 
