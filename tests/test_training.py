@@ -210,6 +210,46 @@ def test_lr_schedules():
         LRSchedule(ScheduleConfig("linear"))
 
 
+def _torch_lrs(scheduler_of, steps: int, epoch_of=lambda step: 0, metrics=None) -> list[float]:
+    """The lr torch.optim.lr_scheduler gives at each of ``steps`` steps (an oracle)."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    scheduler = scheduler_of(optimizer)
+    out = []
+    for i in range(steps):
+        out.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step(metrics[i]) if metrics is not None else scheduler.step()
+    return out
+
+
+def test_lr_schedules_equal_torchs_schedulers():
+    """rnnkit's schedules are functions of (step, epoch) (plus plateau's small state), so a
+    checkpoint resumes them exactly; each equals torch.optim.lr_scheduler's counterpart."""
+    from torch.optim import lr_scheduler as S
+
+    step = LRSchedule(ScheduleConfig("step", decay_start=4, decay_factor=0.5), base_lr=1.0)
+    expected = _torch_lrs(lambda o: S.MultiStepLR(o, milestones=list(range(4, 12)), gamma=0.5), 12)  # one step per epoch
+    assert [step.lr(0, e) for e in range(12)] == pytest.approx(expected, rel=1e-12)
+
+    W, total, low = 10, 110, 0.01
+    cos = LRSchedule(ScheduleConfig("cosine", warmup_steps=W, min_lr=low), base_lr=1.0, total_steps=total)
+    expected = _torch_lrs(lambda o: S.SequentialLR(o, [S.LinearLR(o, 1 / W, 1.0, total_iters=W - 1),
+                                                      S.CosineAnnealingLR(o, T_max=total - W, eta_min=low)],
+                                                   milestones=[W]), total + 1)
+    assert [cos.lr(i, 0) for i in range(total + 1)] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+    metrics = [5.0, 4.0, 4.5, 4.4, 4.3, 3.0, 3.0, 3.0, 3.0, 2.99999, 3.1, 3.2]
+    plateau = LRSchedule(ScheduleConfig("plateau", patience=1, plateau_factor=0.1, min_lr=1e-3), base_lr=1.0)
+    ours = []
+    for m in metrics:
+        plateau.evaluated(m)
+        ours.append(plateau.lr(0, 0))
+    expected = _torch_lrs(lambda o: S.ReduceLROnPlateau(o, factor=0.1, patience=1, min_lr=1e-3), len(metrics) + 1,
+                          metrics=metrics + [0.0])[1:]
+    assert ours == pytest.approx(expected, rel=1e-12)
+    assert ours[-1] < ours[0]
+
+
 def test_teacher_forcing_curricula():
     assert teacher_forcing_ratio(None, 10) == 1.0
     assert teacher_forcing_ratio({"schedule": "linear", "start": 1.0, "end": 0.2, "steps": 100}, 50) == pytest.approx(0.6)
