@@ -64,3 +64,12 @@ def fake_dataset(tmp_path, monkeypatch):
     """make(name, {file: text}) -> data root: a stand-in for a registered dataset under
     tmp_path/data, registered for this test only (see :func:`stand_in_dataset`)."""
     return lambda name, files: stand_in_dataset(monkeypatch, tmp_path / "data", name, files)
+
+
+def demo_client(*paths):
+    """Starlette's TestClient on the page of ``rnnkit demo`` for these runs (rnnkit.demo)."""
+    from starlette.testclient import TestClient
+
+    from rnnkit.demo import build_app, load_run
+
+    return TestClient(build_app([load_run(p) for p in paths]))

@@ -21,7 +21,7 @@ def test_a_wheel_builds_and_installs_in_a_clean_venv(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("rnnkit-*.whl")
     assert wheel.name.startswith(f"rnnkit-{rnnkit.__version__}-")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "rnnkit/py.typed" in names and "rnnkit/cli.py" in names
+    assert "rnnkit/py.typed" in names and "rnnkit/cli.py" in names and "rnnkit/demo.html" in names
     assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names)
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Provides-Extra: lm" in metadata and "Classifier: Typing :: Typed" in metadata

@@ -20,7 +20,7 @@ from rnnkit.data import DrawnBatches, pad
 from rnnkit.data import digits as D
 from rnnkit.models import CTCRecognizer, CTCRecognizerConfig, LanguageModel, LanguageModelConfig
 from rnnkit.speech import timed_words
-from conftest import stand_in_dataset
+from conftest import demo_client, stand_in_dataset
 
 RATE = 8000
 
@@ -307,3 +307,16 @@ def test_speech_verbs_give_one_line_errors(digits_run, tmp_path, capsys, argv, m
     import re
 
     assert re.search(message, err), err
+
+
+def test_the_demo_transcribes_an_upload(digits_run, tmp_path):
+    client = demo_client(digits_run)
+    assert client.get("/api/runs").json()[0]["kind"] == "transcribe"
+    audio = wav_bytes(np.concatenate([tone(1, 0, 0), np.zeros(800, np.float32), tone(2, 0, 1)]))
+    answer = client.post("/api/run/0", content=audio).json()
+    assert all(w["word"] in D.WORDS and 0 <= w["start"] < w["end"] for w in answer["words"])
+    assert answer["text"] == " ".join(w["word"] for w in answer["words"])
+    assert answer["picture"] is None if not answer["words"] else answer["picture"].startswith("data:image/png;base64,")
+    assert "not an audio file" in client.post("/api/run/0", content=b"RIFF? no, text").json()["error"]
+    assert client.post("/api/run/0", content=b"").json() == {"error": "no recording received: record or choose a "
+                                                                      "file first"}

@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from conftest import stand_in_dataset
+from conftest import demo_client, stand_in_dataset
 from rnnkit.cli import main
 from rnnkit.data import SequenceBatches, Vocabulary, by_length
 from rnnkit.data.conllu import fill_upos, parse_conllu
@@ -299,3 +299,16 @@ def test_text_verbs_give_one_line_errors(runs, tmp_path, capsys, argv, message):
     assert re.search(message, err), err
     assert len([line for line in err.splitlines() if line.startswith("rnnkit") or "error" in line]) == 1
 
+
+
+def test_the_demo_tags_and_classifies(runs):
+    client = demo_client(runs["pos"], runs["sentiment"])
+    assert [r["kind"] for r in client.get("/api/runs").json()] == ["tag", "classify"]
+    tagged = client.post("/api/run/0", json={"text": "The mar sat. It pel."}).json()["sentences"]
+    assert [s["words"] for s in tagged] == english_sentences("The mar sat. It pel.")
+    assert all(len(s["tags"]) == len(s["words"]) for s in tagged)
+    classified = client.post("/api/run/1", json={"text": "the film is great"}).json()
+    assert abs(sum(classified["probabilities"].values()) - 1) < 1e-5
+    assert classified["class"] == max(classified["probabilities"], key=classified["probabilities"].get)
+    assert client.post("/api/run/0", json={"text": "  "}).json() == {"error": "type a sentence first"}
+    assert "unbalanced brackets" in client.post("/api/run/1", json={"text": "(3 (2 a) (2 b)"}).json()["error"]

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import stand_in_dataset
+from conftest import demo_client, stand_in_dataset
 from rnnkit.cli import main
 from rnnkit.data.subwords import SubwordTokenizer
 from rnnkit.data.translation import (SUBSETS, normalize, read_pairs, split_by_source, tutorial_tokens,
@@ -239,3 +239,13 @@ def test_empty_sentence_in_a_list_is_named(run):
     with pytest.raises(ValueError, match="sentence 2 is empty: nothing to translate"):
         Translator.load(run).translate(["I am cold.", "  "])
     assert normalize(" a\u00a0 b ") == "a b"
+
+
+def test_the_demo_translates_with_the_attention_map(run):
+    from rnnkit.translation import Translator
+
+    client = demo_client(run)
+    answer = client.post("/api/run/0", json={"text": "I am cold.", "beam": 3}).json()
+    assert answer["translation"] == Translator.load(run).translate(["I am cold."], beam=3)[0].text
+    assert answer["picture"].startswith("data:image/png;base64,")
+    assert client.post("/api/run/0", json={"text": "I am cold.", "beam": 0}).status_code == 400

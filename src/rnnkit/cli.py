@@ -10,6 +10,7 @@
     rnnkit tag RUN "text" | --conllu FILE             part-of-speech tags of raw text or a CoNLL-U file
     rnnkit classify RUN "text"                        class probabilities of a sentence
     rnnkit translate RUN "text" [--beam N]            the translation of sentences (a translation run)
+    rnnkit demo RUN ... [--port 7860]                 a local web page that uses each run's model
     rnnkit data list | verify NAME | fetch NAME
     rnnkit analyze gradients                          the vanishing-gradient picture
     rnnkit info                                       versions, and which kernel each layer uses
@@ -70,11 +71,17 @@ def _info(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
+    from rnnkit.run_dir import RunDir
     from rnnkit.tasks import TASKS
     from rnnkit.train.distributed import is_main_process
     from rnnkit.train.loggers import log_outputs
 
+    def last_step(run: RunDir) -> int | None:
+        found = run.checkpoints()
+        return found[-1].step() if found else None
+
     task = TASKS[args.task]
+    before = last_step(RunDir(Path(args.resume))) if args.resume else None
     run = task.train(args)
     if not is_main_process():  # under torchrun only rank 0 reports
         return 0
@@ -82,7 +89,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"learning curves: {learning_curves(run.path)}", file=sys.stderr)
     if task.after_train is not None:
         task.after_train(run, args)
-    log_outputs(args.logger, run)
+    if before is None or last_step(run) != before:  # a finished run resumed is left as it was
+        log_outputs(args.logger, run)
     print(f"run directory: {run.path}", file=sys.stderr)
     return 0
 
@@ -229,24 +237,14 @@ def _tag(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from rnnkit.data.tokenize import english_sentences
-    from rnnkit.data.trees import Tree, parse_tree
+    from rnnkit.data.trees import classifier_inputs
     from rnnkit.models import TreeClassifier
 
     model = _load_for(args, "classify", "sequence classifier")
-    reads_trees = isinstance(model, TreeClassifier)
     lines = _input_lines(args)
-    items: list[Any] = []
-    for n, line in enumerate(lines, 1):
-        if line.lstrip().startswith("("):  # a bracketed parse: the tree for a tree net, its words otherwise
-            tree = parse_tree(line, f"TEXT (sentence {n})")
-            items.append(tree if reads_trees else tree.words())
-        else:
-            items.append([w for s in english_sentences(line) for w in s])
-    if reads_trees and not all(isinstance(item, Tree) for item in items):
-        print("note: a tree net reads parse trees; text without brackets is read as the right-branching tree "
-              "over its words (give a bracketed parse, e.g. '(3 (2 a) (3 (3 witty) (2 film)))', for the real "
-              "structure)", file=sys.stderr)
+    items, note = classifier_inputs(lines, isinstance(model, TreeClassifier))
+    if note is not None:
+        print(f"note: {note}", file=sys.stderr)
     for line, probabilities in zip(lines, model.classify(items)):
         ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])
         if args.json:
@@ -276,6 +274,14 @@ def _translate(args: argparse.Namespace) -> int:
             out = Path(args.attention) if len(done) == 1 else Path(args.attention).with_stem(f"{Path(args.attention).stem}_{k + 1}")
             print(attention_map(t.attention, t.source_pieces, t.target_pieces, out, f"{t.source}\n-> {t.text}"),
                   file=sys.stderr)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rnnkit.demo import serve
+    from rnnkit.tasks.common import device
+
+    serve(args.runs, args.host, args.port, device(args.device))
     return 0
 
 
@@ -328,6 +334,7 @@ VERBS = {
     "tag": "tag raw text or a CoNLL-U file with a tagging run",
     "classify": "class probabilities of sentences, from a classification run",
     "translate": "translate sentences with a translation run (greedy or beam search), optionally with the attention map",
+    "demo": "a local web page that uses each run's model: generate, transcribe, translate, tag, classify",
     "data": "list, verify or fetch datasets",
     "analyze": "analyses: gradients",
     "info": "versions, devices and which kernel each layer type uses",
@@ -431,6 +438,13 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     tr.add_argument("--json", action="store_true", help="one JSON object per sentence")
     tr.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     tr.set_defaults(func=_translate)
+
+    demo = p["demo"]
+    demo.add_argument("runs", nargs="+", metavar="RUN", help="run directories (their best checkpoints) or checkpoints")
+    demo.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0: every network)")
+    demo.add_argument("--port", type=positive_int, default=7860, help="the port to listen on")
+    demo.add_argument("--device", type=device_name, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
+    demo.set_defaults(func=_demo)
 
     p["plot"].add_argument("run_dir", metavar="RUN", help="a run directory")
     p["plot"].set_defaults(func=_plot)

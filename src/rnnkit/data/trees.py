@@ -19,7 +19,7 @@ from torch import Tensor
 
 from rnnkit.files import read_utf8
 
-__all__ = ["Tree", "parse_tree", "read_trees", "right_branching", "flatten"]
+__all__ = ["Tree", "parse_tree", "read_trees", "right_branching", "flatten", "classifier_inputs"]
 
 _TOKEN = re.compile(r"\(|\)|[^ \t\r\n()]+")  # ASCII whitespace only: SST has a word with a no-break space
 #: PTB escapes and quotes, given back as the characters raw text has
@@ -178,3 +178,27 @@ def read_trees(path: str | Path) -> list[Tree]:
         raise FileNotFoundError(f"{path}: no such tree file")
     return [parse_tree(line, f"{path}:{n}") for n, line in enumerate(read_utf8(path, str(path)).splitlines(), 1)
             if line.strip()]
+
+
+#: what a tree net does with text that is not a bracketed parse
+PLAIN_TEXT_NOTE = ("a tree net reads parse trees; text without brackets is read as the right-branching tree over "
+                   "its words (give a bracketed parse, e.g. '(3 (2 a) (3 (3 witty) (2 film)))', for the real "
+                   "structure)")
+
+
+def classifier_inputs(lines: Sequence[str], reads_trees: bool) -> tuple[list[Tree | list[str]], str | None]:
+    """What a classifier reads for each line of text: a line starting with "(" is a bracketed
+    parse (its tree for a tree net, its words otherwise); any other line is its words, tokenised
+    as UD English (:func:`rnnkit.data.tokenize.english_sentences`). The note says when a tree
+    net was given plain text (None otherwise)."""
+    from rnnkit.data.tokenize import english_sentences
+
+    items: list[Tree | list[str]] = []
+    for n, line in enumerate(lines, 1):
+        if line.lstrip().startswith("("):
+            tree = parse_tree(line, f"TEXT (sentence {n})")
+            items.append(tree if reads_trees else tree.words())
+        else:
+            items.append([w for s in english_sentences(line) for w in s])
+    plain = reads_trees and not all(isinstance(item, Tree) for item in items)
+    return items, PLAIN_TEXT_NOTE if plain else None
