@@ -68,10 +68,11 @@ def test_a_run_fed_back_as_its_config_is_the_same_run(tmp_path):
     assert main(["train", "charlm", "--text", str(text), "--max-steps", "6", "--runs", str(tmp_path / "a"),
                  "lr=0.01", *TINY]) == 0
     (first,) = (tmp_path / "a").iterdir()
-    assert main(["train", "charlm", "--config", str(first), "--runs", str(tmp_path / "b")]) == 0
+    assert main(["train", "charlm", "--config", str(first / "config.json"), "--runs", str(tmp_path / "b")]) == 0
     (second,) = (tmp_path / "b").iterdir()
     a, b = (read_task(run / "task.json")["args"] for run in (first, second))
-    assert a.pop("runs") != b.pop("runs") and b.pop("config") == str(first) and a.pop("config") is None
+    assert a.pop("runs") != b.pop("runs") and b.pop("config") == str(first / "config.json")
+    assert a.pop("config") is None
     assert a == b and a["lr"] == 0.01
     weights = [load_file(run / "best" / "model.safetensors") for run in (first, second)]
     assert weights[0].keys() == weights[1].keys()

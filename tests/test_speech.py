@@ -281,6 +281,15 @@ def test_digits_trains_evaluates_transcribes_and_aligns(digits_run, fsdd, tmp_pa
     timed = capsys.readouterr().err.split()
     assert timed[2] == "one" and timed[5] == "two"
 
+    # what the run left for a person, mirrored into TensorBoard: the aligned utterance as audio
+    assert sf.info(str(digits_run / "samples" / "alignment.wav")).samplerate == D.RATE
+    assert (digits_run / "samples" / "alignment.txt").read_text().startswith("said:  ")
+    if (digits_run / "tensorboard").is_dir():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        tags = EventAccumulator(str(digits_run / "tensorboard")).Reload().Tags()
+        assert "samples/alignment" in tags["audio"] and "plots/alignment" in tags["images"]
+
 
 @pytest.mark.parametrize("argv, message", [
     (["transcribe", "{run}", "{tmp}/missing.wav"], "missing.wav: no such audio file"),

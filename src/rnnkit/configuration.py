@@ -6,8 +6,8 @@ Precedence, lowest first: the task's defaults, the file, the ``key=value`` overr
 ``--options`` written out (giving one setting both as ``key=value`` and as ``--option`` with
 different values is an error). The file is JSON or YAML (``.yaml``/``.yml``): a mapping of
 option names (``hidden_size`` or ``hidden-size``) to values, or a run's own ``task.json``
-(``{"task": ..., "args": {...}}``), or a run directory (its task.json) — so a run's settings fed
-back start the same run again. Every value goes through the option's own type and choices,
+(``{"task": ..., "args": {...}}``), or a run directory or its config.json (read as its
+task.json), so a run's settings fed back start the same run again. Every value goes through the option's own type and choices,
 so a file's mistake gets the command line's message, naming the file and the key.
 ``rnnkit train TASK --print-config`` prints the settings a run would start with, as JSON (which
 is also YAML), and trains nothing.
@@ -57,6 +57,8 @@ def read_config(path: str | Path, task: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ValueError(f"--config {path}: expected a mapping of option names to values. "
                          f"Received: {type(values).__name__}")
+    if {"model", "train"} <= set(values) and (path.parent / "task.json").is_file():
+        return read_config(path.parent, task)  # a run's config.json (the Trainer's): its task.json has the options
     if isinstance(values.get("args"), dict) and isinstance(values.get("task"), str):
         saved = read_task(path)
         if saved["task"] != task:
