@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import pytest
@@ -73,3 +74,68 @@ def demo_client(*paths):
     from rnnkit.demo import build_app, load_run
 
     return TestClient(build_app([load_run(p) for p in paths]))
+
+
+CHROMIUM = "/usr/bin/chromium"
+#: headless on a closed network (no background connections that would be refused), with a fake
+#: microphone that the page may use without asking
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+                  "--use-fake-ui-for-media-stream"]
+
+
+def chromium() -> str:
+    """Debian's chromium, installed now when missing and this process may (root with apt-get);
+    else the calling test is skipped with the reason."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if Path(CHROMIUM).is_file():
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("no /usr/bin/chromium, and this user cannot install Debian's chromium package (needs root and apt-get)")
+    done = subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+                          shell=True, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 or not Path(CHROMIUM).is_file():
+        pytest.skip(f"could not install Debian's chromium package: {(done.stderr or done.stdout)[-300:]}")
+    return CHROMIUM
+
+
+@contextlib.contextmanager
+def demo_page(*runs):
+    """`rnnkit demo RUNS` on a free port of 127.0.0.1, and its page loaded in headless Chromium
+    (driven by Playwright, which downloads nothing: it starts Debian's chromium)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    path = chromium()
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "rnnkit", "demo", *map(str, runs), "--port", str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                time.sleep(0.1)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS, headless=True)
+            page = browser.new_page()
+            page.goto(url)
+            yield page
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(10)

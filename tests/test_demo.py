@@ -1,32 +1,19 @@
 """rnnkit demo: the API in process (Starlette's TestClient), and the page end to end in headless
-Chromium (Debian's package, driven by Playwright; installed by the test when missing and
-possible). The other kinds' API tests sit with their tasks (test_speech, test_tagging,
-test_translation), next to the runs they use."""
+Chromium (conftest.demo_page). The other kinds' tests sit with their tasks (test_speech,
+test_tagging, test_translation), next to the runs they use."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 import torch
 
 import rnnkit
-from conftest import demo_client
+from conftest import demo_client, demo_page
 from rnnkit.cli import main
 
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 40
-CHROMIUM = "/usr/bin/chromium"
-#: the flags a closed-network machine needs (no background connections that would be refused)
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -80,58 +67,16 @@ def test_a_run_the_demo_cannot_show_is_one_clear_error(tmp_path, capsys):
 # ----------------------------------------------------------------------------- in a real browser
 
 
-def chromium() -> str:
-    """Debian's chromium, installed now when missing and this process may (root with apt-get);
-    else the test is skipped with the reason."""
-    if Path(CHROMIUM).is_file():
-        return CHROMIUM
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("no /usr/bin/chromium, and this user cannot install Debian's chromium package (needs root and apt-get)")
-    done = subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
-                          shell=True, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0 or not Path(CHROMIUM).is_file():
-        pytest.skip(f"could not install Debian's chromium package: {(done.stderr or done.stdout)[-300:]}")
-    return CHROMIUM
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_the_page_streams_generated_text_in_chromium(lm_run, tmp_path):
-    browser_path = chromium()
-    from playwright.sync_api import sync_playwright
-
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "rnnkit", "demo", str(lm_run), "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url, timeout=1)
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                time.sleep(0.1)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS, headless=True)
-            page = browser.new_page()
-            page.goto(url)
-            page.wait_for_selector("#run-0[data-kind=generate]")
-            page.fill("#prompt-0", "It is a")
-            page.fill("#length-0", "80")
-            page.fill("#seed-0", "1")
-            page.click("#go-0")
-            page.wait_for_function("document.getElementById('status-0').textContent === 'done'", timeout=30000)
-            text = page.text_content("#output-0")
-            page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(10)
+    with demo_page(lm_run) as page:
+        page.wait_for_selector("#run-0[data-kind=generate]")
+        page.fill("#prompt-0", "It is a")
+        page.fill("#length-0", "80")
+        page.fill("#seed-0", "1")
+        page.click("#go-0")
+        page.wait_for_function("document.getElementById('status-0').textContent === 'done'", timeout=30000)
+        text = page.text_content("#output-0")
+        page.screenshot(path=str(tmp_path / "demo.png"), full_page=True)
     model = rnnkit.load(lm_run).eval()
     assert text == model.generate_text("It is a", 80, temperature=0.8, top_k=None,
                                        generator=torch.Generator().manual_seed(1))

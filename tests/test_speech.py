@@ -20,7 +20,7 @@ from rnnkit.data import DrawnBatches, pad
 from rnnkit.data import digits as D
 from rnnkit.models import CTCRecognizer, CTCRecognizerConfig, LanguageModel, LanguageModelConfig
 from rnnkit.speech import timed_words
-from conftest import demo_client, stand_in_dataset
+from conftest import demo_client, demo_page, stand_in_dataset
 
 RATE = 8000
 
@@ -329,3 +329,29 @@ def test_the_demo_transcribes_an_upload(digits_run, tmp_path):
     assert "not an audio file" in client.post("/api/run/0", content=b"RIFF? no, text").json()["error"]
     assert client.post("/api/run/0", content=b"").json() == {"error": "no recording received: record or choose a "
                                                                       "file first"}
+
+
+def test_the_page_records_and_uploads_in_chromium(digits_run, tmp_path):
+    """The page records from Chromium's fake microphone, encodes the recording as WAV itself
+    and gets it transcribed; an uploaded file too."""
+    wav = tmp_path / "two.wav"
+    wav.write_bytes(wav_bytes(np.concatenate([tone(1, 0, 0), np.zeros(800, np.float32), tone(2, 0, 1)])))
+    done = "['done', 'error'].includes(document.getElementById('status-0').textContent) || " \
+           "document.getElementById('output-0').classList.contains('error')"
+    with demo_page(digits_run) as page:
+        page.wait_for_selector("#run-0[data-kind=transcribe]")
+        page.click("#record-0")
+        page.wait_for_function("document.getElementById('record-0').textContent === 'Stop'")
+        page.wait_for_timeout(1200)
+        page.click("#record-0")
+        page.wait_for_function("document.getElementById('status-0').textContent.startsWith('recorded')")
+        page.click("#go-0")
+        page.wait_for_function(done, timeout=30000)
+        assert page.get_attribute("#output-0", "class") != "error", page.text_content("#output-0")
+        assert page.text_content("#status-0") == "done"
+        page.set_input_files("#file-0", str(wav))
+        page.click("#go-0")
+        page.wait_for_function(done, timeout=30000)
+        assert page.text_content("#status-0") == "done"
+        heard = page.text_content("#output-0").split("\n")[0]
+    assert heard == demo_client(digits_run).post("/api/run/0", content=wav.read_bytes()).json()["text"]
