@@ -249,3 +249,24 @@ def test_the_demo_translates_with_the_attention_map(run):
     assert answer["translation"] == Translator.load(run).translate(["I am cold."], beam=3)[0].text
     assert answer["picture"].startswith("data:image/png;base64,")
     assert client.post("/api/run/0", json={"text": "I am cold.", "beam": 0}).status_code == 400
+
+
+def test_fine_tuning_starts_from_another_runs_model_and_subwords(run, data, tmp_path):
+    """--init-from: the new run starts from the other run's best weights (a tiny learning rate
+    leaves them almost unchanged), reads with its subword models, and records its architecture."""
+    from safetensors.torch import load_file
+
+    assert main(["train", "translate", "--init-from", str(run), "--runs", str(tmp_path), "--data-dir", str(data),
+                 "--device", "cpu", "--no-progress", "--max-steps", "1", "--lr", "1e-9", "--hidden", "999",
+                 "--dropout", "0.2", "--logger", "none"]) == 0
+    (tuned,) = tmp_path.iterdir()
+    before, after = load_file(run / "best" / "model.safetensors"), load_file(tuned / "best" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert all(torch.allclose(before[k], after[k], atol=1e-6) for k in before)
+    for name in ("source.spm", "target.spm"):
+        assert (tuned / "best" / name).read_bytes() == (run / "best" / name).read_bytes()
+    args = json.loads((tuned / "task.json").read_text())["args"]
+    assert args["hidden"] == 16 and args["dropout"] == 0.2 and args["init_from"] == str(run)
+    assert json.loads((tuned / "best" / "config.json").read_text())["config"]["dropout"] == 0.2
+    assert main(["train", "translate", "--init-from", str(tmp_path / "nowhere"), "--runs", str(tmp_path / "x"),
+                 "--data-dir", str(data), "--no-progress"]) == 2

@@ -27,6 +27,7 @@ against that pair's one reference (``bleu_single``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 from typing import Any
@@ -78,6 +79,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher-forcing", type=fraction, default=1.0,
                    help="probability of feeding the gold previous word in training (below 1: scheduled sampling "
                         "at a fixed rate, decoded step by step)")
+    p.add_argument("--init-from", metavar="RUN", default=None,
+                   help="fine-tune: start from this translation run's best weights and subword models (its "
+                        "architecture and vocabulary replace --vocab-size ... --tie-embeddings; --dropout and "
+                        "--label-smoothing are this run's)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sentence pairs per batch")
     p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam's learning rate")
     add_beam_arguments(p)
@@ -116,24 +121,48 @@ def subset_defaults(args: argparse.Namespace) -> dict[str, Any]:
     return DEFAULTS[args.subset]
 
 
+def fine_tuned(args: argparse.Namespace) -> tuple[Seq2Seq, SubwordTokenizer, SubwordTokenizer]:
+    """--init-from's model (with this run's dropout and label smoothing) and subword models; the
+    architecture options of ``args`` become the model's, so that task.json says what was trained."""
+    try:
+        start = Translator.load(args.init_from)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"--init-from: {e}") from None
+    c = start.model.config
+    config = dataclasses.replace(c, dropout=args.dropout, label_smoothing=args.label_smoothing,
+                                 encoder={**c.encoder, "dropout": args.dropout})
+    model = Seq2Seq(config)
+    model.load_state_dict(start.model.state_dict())
+    args.vocab_size = None  # the subword models are --init-from's
+    args.embedding, args.hidden, args.layers = c.embedding_size, c.encoder["hidden_size"], c.decoder_layers
+    args.decoder_hidden, args.attention, args.input_feeding = c.decoder_hidden, c.attention, c.input_feeding
+    args.tie_embeddings = c.tie_embeddings
+    return model, start.source, start.target
+
+
 def train(args: argparse.Namespace) -> RunDir:
     settle_defaults(args, subset_defaults(args))
     torch.manual_seed(args.seed)
     data = pairs(args.subset, args.data_dir)
-    source = SubwordTokenizer.train([s for s, _ in data["train"]], args.vocab_size)
-    target = SubwordTokenizer.train([t for _, t in data["train"]], args.vocab_size)
-    model = Seq2Seq(Seq2SeqConfig(
-        src_vocab=len(source), tgt_vocab=len(target), bos=BOS, eos=EOS, embedding_size=args.embedding,
-        encoder={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": True, "num_layers": args.layers,
-                 "dropout": args.dropout},
-        decoder_hidden=args.decoder_hidden, decoder_layers=args.layers, attention=args.attention,
-        input_feeding=args.input_feeding, dropout=args.dropout, label_smoothing=args.label_smoothing,
-        tie_embeddings=args.tie_embeddings))
+    if args.init_from is not None:
+        model, source, target = fine_tuned(args)
+    else:
+        source = SubwordTokenizer.train([s for s, _ in data["train"]], args.vocab_size)
+        target = SubwordTokenizer.train([t for _, t in data["train"]], args.vocab_size)
+        model = Seq2Seq(Seq2SeqConfig(
+            src_vocab=len(source), tgt_vocab=len(target), bos=BOS, eos=EOS, embedding_size=args.embedding,
+            encoder={"cell": "lstm", "hidden_size": args.hidden, "bidirectional": True, "num_layers": args.layers,
+                     "dropout": args.dropout},
+            decoder_hidden=args.decoder_hidden, decoder_layers=args.layers, attention=args.attention,
+            input_feeding=args.input_feeding, dropout=args.dropout, label_smoothing=args.label_smoothing,
+            tie_embeddings=args.tie_embeddings))
     run = run_dir(NAME, args)
     if is_main_process():
         print(f"translate ({args.subset}): {len(data['train']):,} training pairs, {len(data['valid']):,} dev; "
               f"{len(source):,} English and {len(target):,} French subwords; "
-              f"{sum(p.numel() for p in model.parameters()):,} parameters; run directory {run.path}", file=sys.stderr)
+              f"{sum(p.numel() for p in model.parameters()):,} parameters"
+              f"{f', fine-tuned from {args.init_from}' if args.init_from else ''}; run directory {run.path}",
+              file=sys.stderr)
     train_batches = batches(data["train"], source, target, args.batch_size)
     every = min(args.eval_every, len(train_batches))
     stopping = StoppingConfig(epochs=args.epochs, max_steps=args.max_steps, minutes=args.minutes,
