@@ -31,3 +31,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/seq2seq_training.py
 	$(PY) benchmarks/tree_batching.py
 	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/generation.py

@@ -190,3 +190,41 @@ def test_bad_input(call, message):
     model, state, start = _fixed([0.0, 1.0, 2.0], 2)
     with pytest.raises(ValueError, match=message):
         call(model, state, start)
+
+
+def test_one_step_in_inference_takes_the_loop_at_small_batches():
+    """rnnkit.dispatch.single_step_path: a generation step at batch <= 16 on the CPU runs the
+    cell's own ops (measured faster than torch's op or the fused engine there); the tokens and
+    their log-probabilities are those of the path it replaces."""
+    from rnnkit.dispatch import PathChoice, single_step_path
+    from rnnkit.models import LanguageModel, LanguageModelConfig
+
+    native = PathChoice("native", "torch's LSTM op")
+    assert single_step_path(native, "cpu", 1).path == "loop"
+    assert single_step_path(native, "cpu", 17) is native
+    assert single_step_path(native, "cuda", 1) is native
+    assert single_step_path(native, "cpu", 1, implementation="native") is native
+    for cell, other in (("lstm", "native"), ("gru", "fused")):
+        torch.manual_seed(0)
+        model = LanguageModel(LanguageModelConfig(vocab_size=12, embedding_size=8,
+                                                  rnn={"cell": cell, "hidden_size": 16, "num_layers": 2})).eval()
+        prompt = torch.randint(0, 12, (3, 5))
+        auto = model.generate(prompt, 30, greedy=True)
+        model.rnn.implementation = other
+        forced = model.generate(prompt, 30, greedy=True)
+        assert [h.ids for h in auto] == [h.ids for h in forced]
+        assert [h.score for h in auto] == pytest.approx([h.score for h in forced], abs=1e-4)
+
+
+def test_generation_steps_run_on_the_loop_and_training_does_not(monkeypatch):
+    import rnnkit.recurrent as recurrent
+    from rnnkit.models import LanguageModel, LanguageModelConfig
+
+    calls = []
+    real = recurrent.loop_scan
+    monkeypatch.setattr(recurrent, "loop_scan", lambda *a: calls.append(1) or real(*a))
+    model = LanguageModel(LanguageModelConfig(vocab_size=12, embedding_size=8, rnn={"cell": "lstm", "hidden_size": 16}))
+    model.train()(torch.randint(0, 12, (2, 1)))  # training, one step: torch's op
+    assert not calls
+    model.eval().generate(torch.randint(0, 12, (1, 4)), 5)  # the prompt on torch's op, then 5 single steps
+    assert len(calls) == 5

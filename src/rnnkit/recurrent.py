@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
-from rnnkit.dispatch import IMPLEMENTATIONS, PathChoice, choose_path
+from rnnkit.dispatch import IMPLEMENTATIONS, PathChoice, choose_path, single_step_path
 from rnnkit.precision import autocast_enabled
 from rnnkit.nested import detach
 from rnnkit.unroll import PackedLayout, fused_scan, loop_scan, native_scan
@@ -283,7 +283,10 @@ class Recurrent(nn.Module):
         data = layout.pack(x)  # (N, F)
         finals: list[State] = []
         D = self.num_directions
-        for i, (layer, choice) in enumerate(zip(self.layers, self.paths(x.device))):
+        choices = self.paths(x.device)
+        if T == 1 and not self.training:  # a generation step (rnnkit.dispatch.single_step_path)
+            choices = tuple(single_step_path(c, x.device.type, B, self.implementation) for c in choices)
+        for i, (layer, choice) in enumerate(zip(self.layers, choices)):
             if i > 0 and self.dropout > 0:
                 data = F.dropout(data, self.dropout, self.training)
             if self.input_dropout > 0 and self.training:

@@ -1,0 +1,82 @@
+"""Token-by-token generation speed at batch 1, against a bare torch.nn.LSTM step loop, same run.
+
+A character LM of the main job's shape (embeddings 64, 2 x 256 LSTM units, 100 symbols)
+samples ``--tokens`` tokens at temperature 0.8 from one start token:
+
+    torch loop        the peer: embedding, torch.nn.LSTM on one step with its state carried,
+                      linear, softmax, torch.multinomial: what a hand-written sampler does
+    rnnkit            LanguageModel.generate: each step takes the path rnnkit.dispatch
+                      chooses for one step in inference (the cell's own ops at batch <= 16)
+    rnnkit, native    the same with implementation="native": torch's LSTM op every step
+
+Rounds run back to back; the ratio is the median of the rounds' ratios (the machine is
+shared). Speeds in tokens/s (higher is faster).
+
+    python benchmarks/generation.py [--rounds 5] [--tokens 300]
+
+Writes benchmarks/results/generation-cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from rnnkit.models import LanguageModel, LanguageModelConfig
+from rounds import report
+
+V, E, H, LAYERS = 100, 64, 256, 2
+
+
+def torch_loop(tokens: int) -> None:
+    """The peer's sampler, on its own modules of the same sizes."""
+    x, state, g = torch.tensor([[1]]), None, torch.Generator().manual_seed(0)
+    for _ in range(tokens):
+        out, state = LSTM(EMBEDDING(x), state)
+        x = torch.multinomial(torch.softmax(OUTPUT(out[:, -1]) / 0.8, -1), 1, generator=g)
+
+
+def rnnkit_generate(model: LanguageModel, tokens: int) -> None:
+    model.generate(torch.tensor([[1]]), tokens, temperature=0.8, generator=torch.Generator().manual_seed(0))
+
+
+def tokens_per_second(run, tokens: int) -> float:
+    with torch.no_grad():
+        run(10)  # warm-up
+        t0 = time.perf_counter()
+        run(tokens)
+        return tokens / (time.perf_counter() - t0)
+
+
+torch.manual_seed(0)
+EMBEDDING, LSTM, OUTPUT = torch.nn.Embedding(V, E), torch.nn.LSTM(E, H, LAYERS, batch_first=True), torch.nn.Linear(H, V)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--tokens", type=int, default=300)
+    ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "generation-cpu.json")
+    args = ap.parse_args()
+    auto = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
+                                             rnn={"cell": "lstm", "hidden_size": H, "num_layers": LAYERS})).eval()
+    native = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
+                                               rnn={"cell": "lstm", "hidden_size": H, "num_layers": LAYERS,
+                                                    "implementation": "native"})).eval()
+    runs = {"torch loop": torch_loop, "rnnkit": lambda n: rnnkit_generate(auto, n),
+            "rnnkit, native": lambda n: rnnkit_generate(native, n)}
+    speeds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            speeds[name].append(tokens_per_second(run, args.tokens))
+    report(speeds, "torch loop", "tokens/s",
+           f"generation at batch 1: {LAYERS} x {H} LSTM, embeddings {E}, {V} symbols, {args.tokens} tokens; "
+           f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.rounds} rounds",
+           args.json, {"rounds": args.rounds, "tokens": args.tokens, "threads": torch.get_num_threads()})
+
+
+if __name__ == "__main__":
+    main()
