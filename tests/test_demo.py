@@ -64,6 +64,17 @@ def test_a_run_the_demo_cannot_show_is_one_clear_error(tmp_path, capsys):
     assert "holds a SequenceRegressor; the demo shows language models" in capsys.readouterr().err
 
 
+def test_a_port_in_use_is_one_clear_error(lm_run, capsys):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", str(lm_run), "--port", str(port)]) == 2
+    assert f"--port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- in a real browser
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import json
 import queue
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -270,6 +271,11 @@ def serve(paths: list[str], host: str = "127.0.0.1", port: int = 7860, device: s
         import uvicorn
     except ImportError:
         raise ImportError(f"rnnkit demo needs Starlette and uvicorn: {EXTRA}") from None
+    with socket.socket() as probe:  # a clear error now rather than uvicorn's log line after loading the runs
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise OSError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); choose another --port") from None
     runs = [load_run(p, device) for p in paths]
     app = build_app(runs)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
