@@ -192,19 +192,23 @@ def test_bad_input(call, message):
         call(model, state, start)
 
 
-def test_one_step_in_inference_takes_the_loop_at_small_batches():
-    """rnnkit.dispatch.single_step_path: a generation step at batch <= 16 on the CPU runs the
-    cell's own ops (measured faster than torch's op or the fused engine there); the tokens and
-    their log-probabilities are those of the path it replaces."""
+def test_one_step_in_inference_takes_the_compiled_step_at_small_batches():
+    """rnnkit.dispatch.single_step_path: a generation step at batch <= 16 on the CPU runs in one
+    compiled call (rnnkit.inference_step) for cells equal to torch's ops, on the loop when a
+    gradient is recorded or for other cells; the tokens and their log-probabilities are those
+    of the path it replaces."""
+    from rnnkit import LSTMCell
     from rnnkit.dispatch import PathChoice, single_step_path
     from rnnkit.models import LanguageModel, LanguageModelConfig
 
-    native = PathChoice("native", "torch's LSTM op")
-    assert single_step_path(native, "cpu", 1).path == "loop"
-    assert single_step_path(native, "cpu", 17) is native
-    assert single_step_path(native, "cuda", 1) is native
-    assert single_step_path(native, "cpu", 1, implementation="native") is native
-    for cell, other in (("lstm", "native"), ("gru", "fused")):
+    native, lstm, ln = PathChoice("native", "torch's LSTM op"), [LSTMCell(3, 4)], [LSTMCell(3, 4, layer_norm=True)]
+    assert single_step_path(native, lstm, "cpu", 1).path == "compiled"
+    assert single_step_path(native, lstm, "cpu", 1, compilable=False).path == "loop"
+    assert single_step_path(PathChoice("fused", "fused"), ln, "cpu", 1).path == "loop"
+    assert single_step_path(native, lstm, "cpu", 17) is native
+    assert single_step_path(native, lstm, "cuda", 1) is native
+    assert single_step_path(native, lstm, "cpu", 1, implementation="native") is native
+    for cell, other in (("lstm", "native"), ("gru", "fused"), ("rnn", "fused")):
         torch.manual_seed(0)
         model = LanguageModel(LanguageModelConfig(vocab_size=12, embedding_size=8,
                                                   rnn={"cell": cell, "hidden_size": 16, "num_layers": 2})).eval()
@@ -216,15 +220,42 @@ def test_one_step_in_inference_takes_the_loop_at_small_batches():
         assert [h.score for h in auto] == pytest.approx([h.score for h in forced], abs=1e-4)
 
 
-def test_generation_steps_run_on_the_loop_and_training_does_not(monkeypatch):
+@pytest.mark.parametrize("cell, kwargs", [("lstm", {}), ("gru", {}), ("rnn", {}), ("rnn", {"activation": "relu"}),
+                                          ("lstm", {"bias": False, "forget_bias": None}), ("gru", {"bidirectional": True})])
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
+def test_the_compiled_step_equals_torchs_op(cell, kwargs, dtype, tol):
+    """rnnkit.inference_step against torch's own op on the same parameters: one step, batches
+    1 and 16, a carried state."""
+    import rnnkit
+
+    torch.manual_seed(0)
+    layer = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[cell](5, 7, num_layers=2, **kwargs)
+    layer = layer.to(dtype).eval()
+    for B in (1, 16):
+        x = torch.randn(B, 1, 5, dtype=dtype)
+        _, state = layer(torch.randn(B, 3, 5, dtype=dtype))
+        with torch.no_grad():
+            assert layer.paths("cpu")[0].path != "compiled"
+            compiled = layer(x, state=state)
+            layer.implementation = "native"
+            reference = layer(x, state=state)
+            layer.implementation = "auto"
+        torch.testing.assert_close(compiled[0], reference[0], atol=tol, rtol=0)
+        for a, b in zip(compiled[1], reference[1]):
+            for s, t in zip(a, b):
+                torch.testing.assert_close(s, t, atol=tol, rtol=0)
+
+
+def test_generation_steps_run_compiled_and_training_does_not(monkeypatch):
     import rnnkit.recurrent as recurrent
     from rnnkit.models import LanguageModel, LanguageModelConfig
 
     calls = []
-    real = recurrent.loop_scan
-    monkeypatch.setattr(recurrent, "loop_scan", lambda *a: calls.append(1) or real(*a))
+    real = recurrent.compiled_step
+    monkeypatch.setattr(recurrent, "compiled_step", lambda *a: calls.append(1) or real(*a))
     model = LanguageModel(LanguageModelConfig(vocab_size=12, embedding_size=8, rnn={"cell": "lstm", "hidden_size": 16}))
     model.train()(torch.randint(0, 12, (2, 1)))  # training, one step: torch's op
+    model.eval()(torch.randint(0, 12, (2, 1)))  # inference with gradients recorded: the loop
     assert not calls
     model.eval().generate(torch.randint(0, 12, (1, 4)), 5)  # the prompt on torch's op, then 5 single steps
     assert len(calls) == 5

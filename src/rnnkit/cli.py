@@ -69,8 +69,8 @@ def _info(args: argparse.Namespace) -> int:
     from rnnkit.dispatch import SINGLE_STEP_LOOP_BATCH
 
     for device, batch in SINGLE_STEP_LOOP_BATCH.items():
-        print(f"one step in inference (generation) on {device} at batch <= {batch}: the loop, whatever the above "
-              "(rnnkit.dispatch.single_step_path)")
+        print(f"one step in inference (generation) on {device} at batch <= {batch}, no gradient recorded: plain "
+              "LSTM/GRU/Elman cells in one compiled call, other cells on the loop (rnnkit.dispatch.single_step_path)")
     return 0
 
 

@@ -159,11 +159,20 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
     return PathChoice("fused", f"rnnkit's fused BPTT, faster than torch's {mode} op on {device_type}")
 
 
-def single_step_path(choice: PathChoice, device_type: str, batch: int, implementation: str = "auto") -> PathChoice:
-    """The path of a layer for one time step in inference at ``batch`` rows: the loop where
-    :data:`SINGLE_STEP_LOOP_BATCH` says it is cheaper, else ``choice`` (and always a path the
-    user forced)."""
-    if implementation != "auto" or choice.path == "loop" or batch > SINGLE_STEP_LOOP_BATCH.get(device_type, 0):
+def single_step_path(choice: PathChoice, cells: Sequence[Cell], device_type: str, batch: int,
+                     implementation: str = "auto", compilable: bool = True) -> PathChoice:
+    """The path of a layer for one time step in inference at ``batch`` rows, where
+    :data:`SINGLE_STEP_LOOP_BATCH` says calling costs more than computing: "compiled"
+    (:mod:`rnnkit.inference_step`) for cells equal to torch's ops when ``compilable`` (no
+    gradient recorded, no autocast, float32/64 on the CPU), else the loop; otherwise
+    ``choice`` (and always a path the user forced)."""
+    if implementation != "auto" or batch > SINGLE_STEP_LOOP_BATCH.get(device_type, 0):
         return choice
-    return PathChoice("loop", f"one step in inference at batch {batch} <= {SINGLE_STEP_LOOP_BATCH[device_type]}: "
+    engines = [c.engine() for c in cells]
+    if compilable and device_type == "cpu" and all(e is not None and e.native is not None for e in engines):
+        return PathChoice("compiled", f"one step in inference at batch <= {SINGLE_STEP_LOOP_BATCH[device_type]}: "
+                                      "torch's op's maths in one compiled call (rnnkit.inference_step)")
+    if choice.path == "loop":
+        return choice
+    return PathChoice("loop", f"one step in inference at batch <= {SINGLE_STEP_LOOP_BATCH[device_type]}: "
                               f"the cell's own ops cost less to call than the {choice.path} path")

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
-from rnnkit.dispatch import IMPLEMENTATIONS, PathChoice, choose_path, single_step_path
+from rnnkit.dispatch import IMPLEMENTATIONS, SINGLE_STEP_LOOP_BATCH, PathChoice, choose_path, single_step_path
+from rnnkit.inference_step import compiled_step
 from rnnkit.precision import autocast_enabled
 from rnnkit.nested import detach
 from rnnkit.unroll import PackedLayout, fused_scan, loop_scan, native_scan
@@ -107,7 +108,7 @@ class Recurrent(nn.Module):
         if len(self.layers) == 0:
             raise ValueError("cells must hold at least one cell. Received: an empty sequence")
         self._check_sizes()
-        self._paths: dict[tuple[str, bool, str], tuple[PathChoice, ...]] = {}
+        self._paths: dict[tuple, tuple[PathChoice, ...]] = {}  # by (device type, mode, implementation), and steps
         self.paths("cpu", training=False)  # a forced implementation the cells cannot run fails here
         if learn_initial_state:
             self.initial_states = nn.ParameterList(
@@ -181,6 +182,21 @@ class Recurrent(nn.Module):
         if choices is None:
             choices = self._paths[key] = tuple(choose_path(list(layer), *key, layer=i)
                                                for i, layer in enumerate(self.layers))
+        return choices
+
+    def step_paths(self, x: Tensor, batch: int) -> tuple[PathChoice, ...]:
+        """Each layer's path for one time step of ``x`` in inference
+        (:func:`rnnkit.dispatch.single_step_path`); decided once per case, like :meth:`paths`."""
+        device = x.device.type
+        compilable = not torch.is_grad_enabled() and not autocast_enabled(device) and x.dtype in (torch.float32,
+                                                                                                   torch.float64)
+        small = batch <= SINGLE_STEP_LOOP_BATCH.get(device, 0)
+        key = ("step", device, self.implementation, compilable, small)
+        choices = self._paths.get(key)
+        if choices is None:
+            full = self.paths(x.device, training=False)
+            choices = self._paths[key] = tuple(single_step_path(c, layer, device, batch, self.implementation,
+                                                                compilable) for c, layer in zip(full, self.layers))
         return choices
 
     def layer_path(self, index: int, device: torch.device | str) -> str:
@@ -283,18 +299,19 @@ class Recurrent(nn.Module):
         data = layout.pack(x)  # (N, F)
         finals: list[State] = []
         D = self.num_directions
-        choices = self.paths(x.device)
-        if T == 1 and not self.training:  # a generation step (rnnkit.dispatch.single_step_path)
-            choices = tuple(single_step_path(c, x.device.type, B, self.implementation) for c in choices)
+        choices = self.step_paths(x, B) if T == 1 and not self.training else self.paths(x.device)
         for i, (layer, choice) in enumerate(zip(self.layers, choices)):
             if i > 0 and self.dropout > 0:
                 data = F.dropout(data, self.dropout, self.training)
             if self.input_dropout > 0 and self.training:
                 data = data * layout.per_row(_variational_mask(data, B, self.input_dropout))
             layer_states = state[i * D : (i + 1) * D]
-            if choice.path == "native":
+            if choice.path in ("native", "compiled"):
                 natives = [c.engine().native for c in layer]
-                out, layer_finals = native_scan(natives, layout, data, layer_states, self.training)
+                if choice.path == "compiled":
+                    out, layer_finals = compiled_step(natives, data, layer_states)
+                else:
+                    out, layer_finals = native_scan(natives, layout, data, layer_states, self.training)
                 outs = list(out.chunk(D, 1)) if D == 2 else [out]
             else:
                 outs, layer_finals = [], []
