@@ -26,6 +26,7 @@ its last real step and padding costs nothing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -300,21 +301,15 @@ def fused_scan(engine: Engine, layout: PackedLayout, x: Tensor, state0: State,
     fused BPTT engine."""
     kernel = engine.kernel()
     xp = engine.input_projection(x)  # U x_t + b for every row at once   (N, G)
-    if autocast_enabled(x.device.type):  # the recurrence stays in float32 (rnnkit.train.precision)
-        with torch.autocast(x.device.type, enabled=False):
-            return _recurrence(kernel, engine, layout, xp, state0, recurrent_mask)
-    return _recurrence(kernel, engine, layout, xp, state0, recurrent_mask)
-
-
-def _recurrence(kernel: StepKernel, engine: Engine, layout: PackedLayout, xp: Tensor, state0: State,
-                       recurrent_mask: Tensor | None) -> tuple[Tensor, State]:
-    """The recurrence of :func:`fused_scan` from the projected inputs xp, in the parameters'
-    dtype (float32 or float64) whatever dtype xp and the state arrive in."""
-    dtype = engine.weight_hh.dtype
-    inputs = _Inputs(xp.to(dtype), engine.weight_hh, engine.recurrent_bias,
-                     None if recurrent_mask is None else recurrent_mask.to(dtype),
-                     tuple(s.to(dtype) for s in state0), kernel.params())
-    out, *final = _FusedBPTT.apply(kernel, layout, *inputs.flat())
+    # under autocast only the projection above is low precision: the recurrence runs in the
+    # parameters' dtype (rnnkit.precision), whatever dtype xp and the state arrive in
+    low = autocast_enabled(x.device.type)
+    with torch.autocast(x.device.type, enabled=False) if low else contextlib.nullcontext():
+        dtype = engine.weight_hh.dtype
+        inputs = _Inputs(xp.to(dtype), engine.weight_hh, engine.recurrent_bias,
+                         None if recurrent_mask is None else recurrent_mask.to(dtype),
+                         tuple(s.to(dtype) for s in state0), kernel.params())
+        out, *final = _FusedBPTT.apply(kernel, layout, *inputs.flat())
     return out, tuple(final)
 
 
