@@ -66,9 +66,9 @@ def _info(args: argparse.Namespace) -> int:
     for device in devices:
         for name, m in configs.items():
             print(f"  {device}, {name}: {m.paths(device, training=True)[0].reason}")
-    from rnnkit.dispatch import SINGLE_STEP_LOOP_BATCH
+    from rnnkit.dispatch import SINGLE_STEP_BATCH
 
-    for device, batch in SINGLE_STEP_LOOP_BATCH.items():
+    for device, batch in SINGLE_STEP_BATCH.items():
         print(f"one step in inference (generation) on {device} at batch <= {batch}, no gradient recorded: plain "
               "LSTM/GRU/Elman cells in one compiled call, other cells on the loop (rnnkit.dispatch.single_step_path)")
     return 0

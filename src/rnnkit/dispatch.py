@@ -8,6 +8,10 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
   hand-derived step kernel (:mod:`rnnkit.kernels`);
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
 
+and, for one time step in inference at a small batch (token-by-token generation), also
+``"compiled"``: the step of a cell equal to torch's op in one numba call
+(:mod:`rnnkit.inference_step`); :func:`single_step_path` decides.
+
 A cell only *declares* what it can run on, with :meth:`rnnkit.Cell.engine` (an
 :class:`Engine`, or None); :func:`choose_path` decides, from the cells, the device, the
 training mode and the implementation asked for, and says why (``rnnkit info`` prints it).
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
     from rnnkit.kernels import StepKernel
 
 __all__ = ["Engine", "NativeOp", "PathChoice", "choose_path", "single_step_path", "IMPLEMENTATIONS",
-           "NATIVE_PREFERRED", "SINGLE_STEP_LOOP_BATCH"]
+           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH"]
 
 #: What ``Recurrent(implementation=...)`` accepts: "auto" lets :func:`choose_path` decide.
 IMPLEMENTATIONS = ("auto", "native", "fused", "loop")
@@ -40,12 +44,13 @@ NATIVE_PREFERRED = {
 }
 
 
-#: One time step in inference (token-by-token generation) at most this many rows runs the
-#: cell's own dozen ops rather than torch's RNN op or the fused engine, per device type:
-#: calling either costs more than the step's arithmetic (measured with
-#: benchmarks/generation.py: a 2x256 LSTM step at batch 1 takes 0.33 ms on the loop, 0.54-1.2
-#: ms on torch's op, 0.57 ms fused; at batch 32 they are even, beyond it torch's op wins).
-SINGLE_STEP_LOOP_BATCH = {"cpu": 16}
+#: One time step in inference (token-by-token generation) of at most this many rows, per
+#: device type, runs in one compiled call (rnnkit.inference_step) or on the cell's own ops
+#: rather than torch's RNN op or the fused engine, whose calling costs more than the step's
+#: arithmetic (measured with benchmarks/generation.py: a 2x256 LSTM step at batch 1 took
+#: 0.33 ms on the loop, 0.54-1.2 ms on torch's op, 0.57 ms fused, ~0.12 ms compiled; at
+#: batch 32 the loop and torch's op were even, beyond it torch's op won).
+SINGLE_STEP_BATCH = {"cpu": 16}
 
 
 @dataclass(frozen=True)
@@ -162,17 +167,17 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
 def single_step_path(choice: PathChoice, cells: Sequence[Cell], device_type: str, batch: int,
                      implementation: str = "auto", compilable: bool = True) -> PathChoice:
     """The path of a layer for one time step in inference at ``batch`` rows, where
-    :data:`SINGLE_STEP_LOOP_BATCH` says calling costs more than computing: "compiled"
+    :data:`SINGLE_STEP_BATCH` says calling costs more than computing: "compiled"
     (:mod:`rnnkit.inference_step`) for cells equal to torch's ops when ``compilable`` (no
     gradient recorded, no autocast, float32/64 on the CPU), else the loop; otherwise
     ``choice`` (and always a path the user forced)."""
-    if implementation != "auto" or batch > SINGLE_STEP_LOOP_BATCH.get(device_type, 0):
+    if implementation != "auto" or batch > SINGLE_STEP_BATCH.get(device_type, 0):
         return choice
     engines = [c.engine() for c in cells]
     if compilable and device_type == "cpu" and all(e is not None and e.native is not None for e in engines):
-        return PathChoice("compiled", f"one step in inference at batch <= {SINGLE_STEP_LOOP_BATCH[device_type]}: "
+        return PathChoice("compiled", f"one step in inference at batch <= {SINGLE_STEP_BATCH[device_type]}: "
                                       "torch's op's maths in one compiled call (rnnkit.inference_step)")
     if choice.path == "loop":
         return choice
-    return PathChoice("loop", f"one step in inference at batch <= {SINGLE_STEP_LOOP_BATCH[device_type]}: "
+    return PathChoice("loop", f"one step in inference at batch <= {SINGLE_STEP_BATCH[device_type]}: "
                               f"the cell's own ops cost less to call than the {choice.path} path")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
-from rnnkit.dispatch import IMPLEMENTATIONS, SINGLE_STEP_LOOP_BATCH, PathChoice, choose_path, single_step_path
+from rnnkit.dispatch import IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice, choose_path, single_step_path
 from rnnkit.inference_step import compiled_step
 from rnnkit.precision import autocast_enabled
 from rnnkit.nested import detach
@@ -190,7 +190,7 @@ class Recurrent(nn.Module):
         device = x.device.type
         compilable = not torch.is_grad_enabled() and not autocast_enabled(device) and x.dtype in (torch.float32,
                                                                                                    torch.float64)
-        small = batch <= SINGLE_STEP_LOOP_BATCH.get(device, 0)
+        small = batch <= SINGLE_STEP_BATCH.get(device, 0)
         key = ("step", device, self.implementation, compilable, small)
         choices = self._paths.get(key)
         if choices is None:
