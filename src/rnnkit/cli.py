@@ -518,9 +518,12 @@ def _one_line_warnings() -> Iterator[None]:
 def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
     """``rnnkit train``'s arguments: the task's defaults, then --config FILE, then key=value
     overrides, then the options written out (rnnkit.configuration); a resumed run's are its own
-    (rnnkit.tasks.common.resume_arguments)."""
+    (rnnkit.tasks.common.resume_arguments). Either way the defaults that depend on another
+    option (the task's ``dependent_defaults``) are settled last, so the task trains with, and
+    task.json and --print-config show, the values used."""
     from rnnkit.configuration import apply_settings, parse_overrides, read_config
-    from rnnkit.tasks.common import resume_arguments
+    from rnnkit.tasks import TASKS
+    from rnnkit.tasks.common import resume_arguments, settle_defaults
 
     args, extras = parser.parse_known_args(argv)
     overrides = parse_overrides(extras)
@@ -529,29 +532,19 @@ def _train_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argpar
         if args.config is not None or overrides:
             raise ValueError("--resume continues a run with its own settings: --config and key=value start a new run "
                              "(to change a resumed run's option on purpose, give it with --allow-changes)")
-        return resume_arguments(args.task, args, given)
-    sub = parser.task_parsers[args.task]
-    if args.config is not None:
-        apply_settings(sub, read_config(args.config, args.task), f"--config {args.config}")
-    converted = apply_settings(sub, overrides)
-    args = parser.parse_known_args(argv)[0]
-    clashes = [f"{k}={overrides_value} and --{k.replace('_', '-')} {getattr(args, k)}"
-               for k, overrides_value in converted.items() if k in given and getattr(args, k) != overrides_value]
-    if clashes:
-        raise ValueError(f"given twice with different values: {'; '.join(clashes)}")
-    return args
-
-
-def _print_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from rnnkit.configuration import printable
-    from rnnkit.tasks import TASKS
-    from rnnkit.tasks.common import settle_defaults
-
+        args = resume_arguments(args.task, args, given)
+    else:
+        sub = parser.task_parsers[args.task]
+        if args.config is not None:
+            apply_settings(sub, read_config(args.config, args.task), f"--config {args.config}")
+        converted = apply_settings(sub, overrides)
+        args = parser.parse_known_args(argv)[0]
+        clashes = [f"{k}={value} and --{k.replace('_', '-')} {getattr(args, k)}"
+                   for k, value in converted.items() if k in given and getattr(args, k) != value]
+        if clashes:
+            raise ValueError(f"given twice with different values: {'; '.join(clashes)}")
     task = TASKS[args.task]
-    if task.dependent_defaults is not None:
-        settle_defaults(args, task.dependent_defaults(args))
-    print(printable(args, parser.task_parsers[args.task]))
-    return 0
+    return args if task.dependent_defaults is None else settle_defaults(args, task.dependent_defaults(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -572,7 +565,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if verb == "train":
                 args = _train_arguments(parser, argv)
                 if args.print_config:
-                    return _print_config(args, parser)
+                    from rnnkit.configuration import printable
+
+                    print(printable(args, parser.task_parsers[args.task]))
+                    return 0
             return args.func(args)
         except KeyboardInterrupt as e:
             run_dir = getattr(e, "run_dir", None)

@@ -15,7 +15,8 @@ names no task itself. A task is
                                           gives (``rnnkit evaluate RUN --conllu FILE``)
     dependent_defaults(args) -> dict      optional: the defaults that depend on another option
                                           (a model's sizes), for the options left unset (None);
-                                          train settles them itself, --print-config shows them
+                                          the command line settles them before train and
+                                          --print-config (rnnkit.cli._train_arguments)
 """
 
 from __future__ import annotations

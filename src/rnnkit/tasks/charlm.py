@@ -32,8 +32,8 @@ from rnnkit.files import write_text_atomic
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import (add_common_arguments, device, progress, read_text, run_dir, settle_defaults,
-                                 stream_nll, stream_sample, task_trainer)
+from rnnkit.tasks.common import (add_common_arguments, device, progress, read_text, run_dir, stream_nll,
+                                 stream_sample, task_trainer)
 from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 
@@ -81,7 +81,6 @@ def step_bound(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train(args: argparse.Namespace) -> RunDir:
-    settle_defaults(args, step_bound(args))
     torch.manual_seed(args.seed)
     vocab, train_ids, valid_ids = char_corpus(corpus(args))
     model = LanguageModel(LanguageModelConfig(

@@ -18,8 +18,9 @@ from rnnkit.precision import PRECISIONS
 from rnnkit.train.loggers import LOGGERS
 
 #: options a resumed run may take from the new command line; every other one comes from the run
-RESUMABLE = frozenset({"resume", "allow_changes", "config", "print_config", "logger", "runs", "minutes", "epochs", "max_steps", "device", "data_dir", "no_progress",
-                       "samples", "length", "temperature", "top_k", "top_p", "greedy", "func", "verb", "task"})
+RESUMABLE = frozenset({"resume", "allow_changes", "config", "print_config", "logger", "runs", "minutes", "epochs",
+                       "max_steps", "device", "data_dir", "no_progress", "samples", "length", "temperature", "top_k",
+                       "top_p", "greedy", "func", "verb", "task"})
 #: options added after rnnkit 0.1, with the value that continues an older run as it was started
 #: (no step bound, every dev batch); other new options take their defaults
 ADDED_AFTER_0_1 = {"max_steps": None, "eval_batches": None}

@@ -42,8 +42,7 @@ from rnnkit.models import SequenceClassifier, SequenceClassifierConfig, TreeClas
 from rnnkit.models.recursive import COMPOSITIONS
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import (add_common_arguments, device, fit_and_score, run_dir, settle_defaults,
-                                 task_trainer)
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, run_dir, task_trainer
 from rnnkit.train import OptimizerConfig, ScheduleConfig
 from rnnkit.train.distributed import is_main_process
 from rnnkit.train.trainer import MONITORS
@@ -157,7 +156,6 @@ def build_model(args: argparse.Namespace, vocab: Vocabulary) -> SequenceClassifi
 
 
 def train(args: argparse.Namespace) -> RunDir:
-    settle_defaults(args, model_defaults(args))
     torch.manual_seed(args.seed)
     trees = treebank("train", args.data_dir)
     vocab = Vocabulary.from_sentences(tree.words() for tree in trees)

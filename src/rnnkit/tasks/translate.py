@@ -43,8 +43,7 @@ from rnnkit.models import Seq2Seq, Seq2SeqConfig
 from rnnkit.models.attention import SCORES
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import (add_common_arguments, device, fit_and_score, progress, run_dir, settle_defaults,
-                                 task_trainer)
+from rnnkit.tasks.common import add_common_arguments, device, fit_and_score, progress, run_dir, task_trainer
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig
 from rnnkit.train.distributed import is_main_process
 from rnnkit.translation import SOURCE_MODEL, TARGET_MODEL, Translator
@@ -141,7 +140,6 @@ def fine_tuned(args: argparse.Namespace) -> tuple[Seq2Seq, SubwordTokenizer, Sub
 
 
 def train(args: argparse.Namespace) -> RunDir:
-    settle_defaults(args, subset_defaults(args))
     torch.manual_seed(args.seed)
     data = pairs(args.subset, args.data_dir)
     if args.init_from is not None:

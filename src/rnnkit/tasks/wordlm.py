@@ -23,8 +23,7 @@ from rnnkit.data.text import ptb
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.tasks.base import Task, register
-from rnnkit.tasks.common import (add_common_arguments, device, progress, run_dir, settle_defaults, stream_nll,
-                                 task_trainer)
+from rnnkit.tasks.common import add_common_arguments, device, progress, run_dir, stream_nll, task_trainer
 from rnnkit.train import OptimizerConfig, ScheduleConfig, StoppingConfig
 from rnnkit.train.distributed import is_main_process
 
@@ -54,7 +53,6 @@ def preset_epochs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train(args: argparse.Namespace) -> RunDir:
-    settle_defaults(args, preset_epochs(args))
     cfg = PRESETS[args.preset]
     torch.manual_seed(args.seed)
     vocab, splits = ptb(args.data_dir)
