@@ -32,7 +32,7 @@ _OVERRIDE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)=(.*)$", re.S)
 
 def read_config(path: str | Path, task: str) -> dict[str, Any]:
     """The settings in ``path`` (see the module docstring) for the task named ``task``."""
-    from rnnkit.tasks.common import read_task
+    from rnnkit.tasks.common import checked_task
 
     path = Path(path)
     if path.is_dir():
@@ -60,7 +60,7 @@ def read_config(path: str | Path, task: str) -> dict[str, Any]:
     if {"model", "train"} <= set(values) and (path.parent / "task.json").is_file():
         return read_config(path.parent, task)  # a run's config.json (the Trainer's): its task.json has the options
     if isinstance(values.get("args"), dict) and isinstance(values.get("task"), str):
-        saved = read_task(path)
+        saved = checked_task(values, path)
         if saved["task"] != task:
             raise ValueError(f"--config {path}: those are the settings of a {saved['task']} run, not {task}")
         values = saved["args"]

@@ -138,8 +138,13 @@ def fit_and_score(trainer: Any, run: RunDir, score: Callable[[Checkpoint], dict[
 
 
 def read_task(path: Path) -> dict[str, Any]:
-    """A task.json: {"task": name, "args": {...}}, checked."""
-    task = read_json(path, "the task and its arguments")
+    """A task.json: {"task": name, "args": {...}}, checked (:func:`checked_task`)."""
+    return checked_task(read_json(path, "the task and its arguments"), path)
+
+
+def checked_task(task: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The contents of the task.json at ``path``, checked, with options renamed since (:data:`RENAMED`)
+    under their new names."""
     if not isinstance(task.get("task"), str) or not isinstance(task.get("args"), dict):
         raise ValueError(f"{path}: expected {{\"task\": NAME, \"args\": {{...}}}}")
     for old, new in RENAMED.get(task["task"], {}).items():
