@@ -5,9 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections import defaultdict
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -52,22 +50,13 @@ def test_greedy_lengths_text_and_words():
 
 # ----------------------------------------------------------------------------- beam search vs brute force
 
-def _label_sequence_probabilities(lp: np.ndarray, blank: int) -> dict[tuple[int, ...], float]:
-    """P(l) = sum over every alignment collapsing to l, by enumerating all C^T paths."""
-    T, C = lp.shape
-    probs: dict[tuple[int, ...], float] = defaultdict(float)
-    for path in itertools.product(range(C), repeat=T):
-        probs[tuple(ref.collapse(path, blank))] += math.exp(sum(lp[t, c] for t, c in enumerate(path)))
-    return probs
-
-
 @settings(max_examples=40, deadline=None)
 @given(T=st.integers(1, 6), C=st.integers(2, 3), seed=st.integers(0, 2**31 - 1), blank=st.integers(0, 2))
 def test_wide_beam_finds_the_most_probable_label_sequence(T, C, seed, blank):
     blank = blank % C
     g = torch.Generator().manual_seed(seed)
     lp = (torch.randn(1, T, C, generator=g, dtype=torch.float64) * 2).log_softmax(-1)
-    probs = _label_sequence_probabilities(lp[0].numpy(), blank)
+    probs = ref.label_sequence_probabilities(lp[0].numpy(), blank)
     ranked = sorted(probs.items(), key=lambda kv: -kv[1])
     hyps = ctc_beam_search(lp, beam_width=200, blank=blank, nbest=3, **EXACT)[0]
     assert tuple(hyps[0].ids) == ranked[0][0] or math.isclose(probs[tuple(hyps[0].ids)], ranked[0][1], rel_tol=1e-9)
@@ -374,7 +363,7 @@ def test_lexicon_search_equals_a_brute_force_over_word_strings(seed, penalty):
         unknown = sum(1 for w in "".join(tokens[i] for i in ids).split(" ") if w and w not in words)
         return 0.0 if unknown == 0 else (-math.inf if penalty is None else penalty * unknown)
 
-    probs = _label_sequence_probabilities(lp[0].numpy(), 0)
+    probs = ref.label_sequence_probabilities(lp[0].numpy(), 0)
     scored = {ids: math.log(p) + oracle(ids) for ids, p in probs.items() if p > 0}
     best = max(scored.values())
     hyps = ctc_beam_search(lp, beam_width=400, nbest=4, tokens=tokens, word_delimiter=1, lexicon=lex, **EXACT)[0]

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -190,6 +191,18 @@ def _max_id(targets: IntsLike) -> int:
 # ----------------------------------------------------------------------------- lattice backends
 
 
+def match_torch_threads() -> None:
+    """Run numba's next parallel kernel on torch's thread count, and leave torch's alone.
+
+    numba's OpenMP threading layer sets OpenMP's thread count, which torch shares, to every
+    core when it starts: without this, a CTC loss after ``torch.set_num_threads(1)`` left
+    torch on every core."""
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # starts numba's pool once
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def _lattice_cpu(lp: Tensor, batch: _Batch, blank: int, want_grad: bool, want_gamma: bool):
     """Run the compiled forward-backward: (loss (B,) f64, grad (B,T,C) or None, gamma, status)."""
     x = lp.detach().contiguous().numpy()
@@ -199,6 +212,7 @@ def _lattice_cpu(lp: Tensor, batch: _Batch, blank: int, want_grad: bool, want_ga
     status = np.empty(B, dtype=np.int8)
     grad = np.zeros((B, T, C), dtype=x.dtype) if want_grad else np.zeros((1, 1, 1), dtype=x.dtype)
     gamma = np.zeros((B, T, S_)) if want_gamma else np.zeros((1, 1, 1))
+    match_torch_threads()
     ctc_kernels.forward_backward(x, batch.targets, batch.input_lengths, batch.target_lengths, blank,
                                  want_grad, want_gamma, loss, grad, gamma, status)
     return loss, grad if want_grad else None, gamma if want_gamma else None, status
@@ -404,6 +418,7 @@ def _viterbi(log_probs: Tensor, batch: _Batch, blank: int) -> tuple[np.ndarray, 
     positions = np.full((B, T), -1, dtype=np.int64)
     score = np.empty(B)
     status = np.empty(B, dtype=np.int8)
+    match_torch_threads()
     ctc_kernels.viterbi(x, batch.targets, batch.input_lengths, batch.target_lengths, blank, positions, score, status)
     symbols = np.where(positions % 2 == 1, np.take_along_axis(batch.targets, np.maximum(positions - 1, 0) // 2, 1), blank)
     symbols[positions < 0] = -1

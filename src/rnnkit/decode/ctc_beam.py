@@ -10,22 +10,27 @@ ranking score of a prefix is
 Where the work happens:
 
 * compiled, per frame and prefix: the CTC recursion, the lexicon (a hard lexicon never
-  creates a prefix that leaves it) and the word bonus;
+  creates a prefix that leaves it), the word bonus, and a word n-gram model
+  (:class:`NGramLM` with a word delimiter) with its look-ahead through the lexicon trie
+  (:mod:`rnnkit.decode.word_lm`);
 * Python, once per *new* prefix and batched: token-level scorers (an RNN language model,
   hotwords, a character n-gram model, your own :class:`Scorer`);
-* Python, once per new prefix that *ends a word*: a word-level language model
-  (:class:`NGramLM` with a word delimiter), given the word read back from the prefix trie.
+* Python, once per new prefix that *ends a word*: a word-level :class:`TextLM` of your own,
+  given the word read back from the prefix trie.
 
-Without Python scorers the whole search is one compiled call. A :class:`CTCBeamDecoder` is
-built once (options, lexicon tables, scorers) and called per batch; :func:`ctc_beam_search`
-is its one-line form.
+Without Python scorers the search of an utterance is one compiled call, and a batch's
+utterances are searched apart, on as many threads as torch uses (``torch.get_num_threads()``):
+a batch is never slower per utterance than one at a time. With Python scorers the batch
+moves frame by frame together, so that each frame calls a scorer once for all utterances.
+A :class:`CTCBeamDecoder` is built once (options, lexicon tables, scorers) and called per
+batch; :func:`ctc_beam_search` is its one-line form.
 """
 
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,12 +39,14 @@ import torch
 from torch import Tensor
 
 from rnnkit import ctc_kernels
-from rnnkit.ctc import ctc_loss
+from rnnkit.ctc import match_torch_threads
 from rnnkit.checks import is_int
 from rnnkit.decode import ctc_beam_kernels as K
 from rnnkit.decode.hypothesis import Hypothesis, describe
 from rnnkit.decode.inputs import check_ctc_decoder_inputs
+from rnnkit.decode.lm_scorer import NGramLM
 from rnnkit.decode.scorers import Hotwords, Lexicon, Scorer, TextLM, TokenTextScorer
+from rnnkit.decode import word_lm as WL
 
 #: Prefixes the trie may gain beyond twice its live size before dead ones are dropped.
 COMPACTION_SLACK = 65536
@@ -55,6 +62,16 @@ class BeamSearchOptions:
     log-probability in a frame are not tried (the frame's best always is); -inf tries every
     token. beam_prune_logp: drop prefixes scoring below the frame's best plus this (<= 0).
     hotword_weight: bonus per matched hotword token (when hotwords are given as phrases).
+    lm_lookahead: how a word n-gram model (:class:`NGramLM` with a word delimiter) scores a
+    word before it ends, to guide pruning: "max" (the best unigram below the prefix's
+    lexicon node), "logadd" (their total probability) or "none" (see
+    :mod:`rnnkit.decode.word_lm`). It never changes a finished hypothesis' score.
+    recombine: with a compiled word n-gram model, of two prefixes in a frame that end in the
+    same LM state, lexicon node and token, drop one when the other's p_b and p_nb (with
+    their scores) are both at least as high: every continuation then scores at least as
+    high from the other, so the best hypothesis is kept and the beam holds more distinct
+    futures (as decoders that merge by LM state do). The n-best list below the first may
+    lose such dominated variants.
     """
 
     beam_width: int = 16
@@ -65,6 +82,8 @@ class BeamSearchOptions:
     token_min_logp: float = -5.0
     beam_prune_logp: float = -10.0
     hotword_weight: float = 2.0
+    lm_lookahead: str = "max"
+    recombine: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.beam_width, int) or self.beam_width < 1:
@@ -81,6 +100,10 @@ class BeamSearchOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or math.isnan(value) or value == math.inf:
                 raise ValueError(f"{name} must be a number or -inf. Received: {value!r}")
+        if not isinstance(self.recombine, bool):
+            raise ValueError(f"recombine must be True or False. Received: {self.recombine!r}")
+        if self.lm_lookahead not in WL.LOOKAHEAD_MODES:
+            raise ValueError(f"lm_lookahead must be one of {WL.LOOKAHEAD_MODES}. Received: {self.lm_lookahead!r}")
         if self.beam_prune_logp > 0:
             raise ValueError(f"beam_prune_logp must be <= 0 (a log-probability margin). Received: {self.beam_prune_logp}")
 
@@ -98,9 +121,12 @@ class CTCBeamDecoder:
         lexicon: a :class:`Lexicon`: only dictionary words (or an unknown-word penalty).
         lm: a language model: a :class:`TextLM` such as :class:`NGramLM` (scored per word
             with a word delimiter, per token string without), :class:`RNNLMScorer`, or any
-            :class:`Scorer`; weighted by ``options.lm_weight``.
+            :class:`Scorer`; weighted by ``options.lm_weight``. An :class:`NGramLM` with a
+            word delimiter is compiled into the search (its tables built once, here).
         hotwords: phrases to boost (strings or token-id sequences), ``options.hotword_weight``
             per matched token; or a prepared :class:`Hotwords`.
+        threads: utterances searched at once when no Python scorer is used (default:
+            ``torch.get_num_threads()``); the results do not depend on it.
 
     Call arguments:
         log_probs: (B, T, C) log-probabilities. lengths: (B,) frames per row (default T).
@@ -120,8 +146,11 @@ class CTCBeamDecoder:
 
     def __init__(self, options: BeamSearchOptions | None = None, tokens: Sequence[str] | None = None,
                  word_delimiter: int | None = None, lexicon: Lexicon | None = None, lm: Any = None,
-                 hotwords: Hotwords | Iterable[str] | None = None) -> None:
+                 hotwords: Hotwords | Iterable[str] | None = None, threads: int | None = None) -> None:
         self.options = o = options or BeamSearchOptions()
+        if threads is not None and (not is_int(threads) or threads < 1):
+            raise ValueError(f"threads must be an integer >= 1 or None. Received: {threads!r}")
+        self.threads = threads
         self.tokens = None if tokens is None else list(tokens)
         self.word_delimiter = word_delimiter
         if o.word_score != 0 and word_delimiter is None:
@@ -135,7 +164,9 @@ class CTCBeamDecoder:
             if self.tokens is not None:
                 lexicon.tables(len(self.tokens))  # the trie as arrays, once
         self.lexicon = lexicon
-        self.word_lm = None
+        self.word_lm = None  # a TextLM scored in Python per word
+        self.compiled_lm = WL.unused_rules()
+        self.word_trie = lexicon  # the trie the compiled word LM reads words from
         self.token_scorers: list[tuple[bool, Scorer, float]] = []  # (is the LM, scorer, weight)
         if hotwords is not None:
             if not isinstance(hotwords, Hotwords):
@@ -145,7 +176,13 @@ class CTCBeamDecoder:
             if isinstance(lm, TextLM):
                 if self.tokens is None:
                     raise ValueError("a text language model (e.g. NGramLM) needs tokens= to spell the output")
-                if word_delimiter is not None:
+                if word_delimiter is not None and isinstance(lm, NGramLM):
+                    tables, word_id = lm.compiled()
+                    if lexicon is None:
+                        self.word_trie = WL.vocabulary_lexicon(list(word_id), self.tokens, word_delimiter)
+                    self.compiled_lm = WL.word_lm_rules(tables, word_id, self.word_trie, self.tokens, o.lm_weight,
+                                                        o.lm_lookahead)
+                elif word_delimiter is not None:
                     self.word_lm = lm  # scored once per completed word
                 else:
                     self.token_scorers.append((True, TokenTextScorer(lm, self.tokens), float(o.lm_weight)))
@@ -154,9 +191,22 @@ class CTCBeamDecoder:
 
     def __call__(self, log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None) -> list[list[Hypothesis]]:
         x, lens = check_ctc_decoder_inputs(log_probs, lengths, self.options.blank, self.tokens, self.word_delimiter)
-        search = _Search(self, x, lens)
-        search.run()
-        return [search.finish(b, self.options.nbest) for b in range(x.shape[0])]
+        nbest = self.options.nbest
+        if self.token_scorers or self.word_lm is not None:  # Python scorers: the batch frame by frame, together
+            search = _Search(self, x, lens)
+            search.run()
+            return [search.finish(b, nbest) for b in range(x.shape[0])]
+
+        def one(b: int) -> list[Hypothesis]:
+            search = _Search(self, x[b : b + 1], lens[b : b + 1])
+            search.run()
+            return search.finish(0, nbest)
+
+        workers = min(self.threads or torch.get_num_threads(), x.shape[0])
+        if workers <= 1:
+            return [one(b) for b in range(x.shape[0])]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, range(x.shape[0])))
 
 
 def ctc_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = None, beam_width: int = 16,
@@ -164,7 +214,8 @@ def ctc_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = 
                     word_score: float = 0.0, token_min_logp: float = -5.0, beam_prune_logp: float = -10.0,
                     nbest: int = 1, tokens: Sequence[str] | None = None, word_delimiter: int | None = None,
                     hotwords: Hotwords | Iterable[str] | None = None,
-                    hotword_weight: float = 2.0) -> list[list[Hypothesis]]:
+                    hotword_weight: float = 2.0, lm_lookahead: str = "max", recombine: bool = True,
+                    threads: int | None = None) -> list[list[Hypothesis]]:
     """Prefix beam search in one call: ``CTCBeamDecoder(BeamSearchOptions(...), ...)(log_probs, lengths)``.
 
     Arguments as :class:`BeamSearchOptions` and :class:`CTCBeamDecoder`. Build the decoder
@@ -176,9 +227,10 @@ def ctc_beam_search(log_probs: Tensor, lengths: Tensor | Sequence[int] | None = 
     """
     options = BeamSearchOptions(beam_width=beam_width, nbest=nbest, blank=blank, lm_weight=lm_weight,
                                 word_score=word_score, token_min_logp=token_min_logp,
-                                beam_prune_logp=beam_prune_logp, hotword_weight=hotword_weight)
+                                beam_prune_logp=beam_prune_logp, hotword_weight=hotword_weight,
+                                lm_lookahead=lm_lookahead, recombine=recombine)
     return CTCBeamDecoder(options, tokens=tokens, word_delimiter=word_delimiter, lexicon=lexicon, lm=lm,
-                          hotwords=hotwords)(log_probs, lengths)
+                          hotwords=hotwords, threads=threads)(log_probs, lengths)
 
 
 class _Search:
@@ -193,7 +245,7 @@ class _Search:
         """The trie, and views of its link fields for Python to read (one view per field and
         table, not per read: building a structured-array field view costs a microsecond)."""
         self._prefixes = prefixes
-        self.parent, self.token, self.lex, self.boundary = (prefixes.nodes[f] for f in K.NODE.names)
+        self.parent, self.token, self.lex, self.boundary, self.lm_state = (prefixes.nodes[f] for f in K.NODE.names)
 
     def __init__(self, decoder: CTCBeamDecoder, x: np.ndarray, lens: np.ndarray) -> None:
         B, T, C = x.shape
@@ -201,17 +253,18 @@ class _Search:
         self.x, self.lens, self.blank = x, lens, o.blank
         self.token_min_logp, self.beam_prune_logp = o.token_min_logp, o.beam_prune_logp
         self.tokens, self.delimiter = decoder.tokens, decoder.word_delimiter
-        self.lexicon = decoder.lexicon
-        if self.lexicon is not None:
-            nxt, is_word = self.lexicon.tables(C)
-            penalty = -np.inf if self.lexicon.unknown_penalty is None else float(self.lexicon.unknown_penalty)
+        trie = decoder.word_trie
+        if trie is not None:
+            nxt, is_word = trie.tables(C)
+            penalty = -np.inf if trie.unknown_penalty is None else float(trie.unknown_penalty)
         else:
             nxt, is_word, penalty = np.zeros((1, C), dtype=np.int64), np.zeros(1, dtype=np.bool_), 0.0
-        self.rules = K.LexiconRules(nxt, is_word, self.lexicon is not None, penalty,
+        self.rules = K.LexiconRules(nxt, is_word, trie is not None, penalty,
                                     -1 if self.delimiter is None else self.delimiter, float(o.word_score))
-        self.word_score = float(o.word_score)
+        self.compiled_lm = decoder.compiled_lm
+        self.recombine = o.recombine
         self.token_scorers, self.word_lm, self.word_lm_weight = decoder.token_scorers, decoder.word_lm, float(o.lm_weight)
-        self.prefixes = K.new_prefixes(max(1024, 4 * B * o.beam_width), B)
+        self.prefixes = K.new_prefixes(max(1024, 4 * B * o.beam_width), B, self.compiled_lm.lm.start)
         self.children = K.new_children()
         self.n_nodes = B
         self.beams = K.new_beams(B, o.beam_width)
@@ -223,7 +276,8 @@ class _Search:
         if not self.token_scorers and self.word_lm is None:
             self.prefixes, self.children, self.n_nodes = K.decode(
                 self.x, self.lens, self.blank, self.token_min_logp, self.beam_prune_logp, self.beams, self.prefixes,
-                self.children, self.n_nodes, self.rules, COMPACTION_SLACK)
+                self.children, self.n_nodes, self.rules, self.compiled_lm, COMPACTION_SLACK,
+                self.rules.next.shape[0] if self.compiled_lm.used and self.recombine else 0)
             self.lm_total = np.zeros(self.prefixes.slot.shape[0])  # no language model: 0 for every prefix
             return
         after_compaction = self.n_nodes
@@ -239,14 +293,18 @@ class _Search:
             need = K.capacity_needed(self.n_nodes, self.beams, C)
             if need > self.prefixes.slot.shape[0]:
                 self.prefixes = K.grow(self.prefixes, need)
-            self.n_nodes, n_new = K.extend(self.x[:, t], active, self.blank, self.token_min_logp, self.beams,
-                                           self.prefixes, self.children, self.n_nodes, self.rules, candidates, new)
+            if 2 * need > self.children.keys.shape[0]:
+                self.children = K.children_with_room(self.children, need)
+            # -inf: no prefix is left out before the scorers (a hotword may lift it above the floor)
+            self.n_nodes, n_new = K.extend(self.x[:, t], active, self.blank, self.token_min_logp, -np.inf, self.beams,
+                                           self.prefixes, self.children, self.n_nodes, self.rules, self.compiled_lm,
+                                           candidates, new)
             grown = self.prefixes.slot.shape[0] - self.lm_total.shape[0]
             if grown > 0:
                 self.lm_total = np.concatenate([self.lm_total, np.zeros(grown)])
             if n_new:
                 self._score(new[:n_new])
-            K.select(active, self.prefixes.non_acoustic, self.beam_prune_logp, candidates, self.beams)
+            K.select(active, self.prefixes, self.beam_prune_logp, candidates, self.beams, 0, C)
             self._keep_states()
 
     def _compact(self) -> None:
@@ -329,19 +387,15 @@ class _Search:
 
     # -- results ------------------------------------------------------------------------------
 
-    def _final(self, n: int) -> tuple[float, float]:
-        """(weighted end-of-output score, its LM part) of prefix n."""
-        end, lm_end = 0.0, 0.0
-        last = int(self.token[n])
-        if self.lexicon is not None:
-            end += self.lexicon.final(int(self.lex[n]))
-        if last >= 0 and last != self.delimiter:
-            end += self.word_score
+    def _final(self, n: int, end: float, lm_end: float) -> tuple[float, float]:
+        """(weighted end-of-output score, its LM part) of prefix n, given the compiled part
+        (:func:`~rnnkit.decode.ctc_beam_kernels.ends`): the Python scorers' ends added."""
         for (is_lm, scorer, weight), st in zip(self.token_scorers, self.states):
             delta = scorer.final(st[n])
             end += weight * delta
             lm_end += delta if is_lm else 0.0
         if self.word_lm is not None and end > -np.inf:
+            last = int(self.token[n])
             delta, state = self._score_word(n) if last != self.delimiter else (0.0, self.word_states[n])
             delta += self.word_lm.final(state)
             end += self.word_lm_weight * delta
@@ -354,6 +408,7 @@ class _Search:
             return [], []
         T_b = int(self.lens[b])
         positions = np.full((1, T_b), -1, dtype=np.int64)
+        match_torch_threads()
         ctc_kernels.viterbi(self.x[b : b + 1, :T_b], np.array([ids], dtype=np.int64), np.array([T_b]),
                             np.array([len(ids)]), self.blank, positions, np.empty(1), np.empty(1, dtype=np.int8))
         pos = positions[0]
@@ -364,23 +419,28 @@ class _Search:
 
     def _exact_acoustic(self, b: int, ids: list[int]) -> float:
         """The CTC log-probability of ``ids`` over every alignment (the search's own sum misses the
-        alignments through tokens it pruned)."""
+        alignments through tokens it pruned): the lattice's forward pass, called directly."""
         T_b = int(self.lens[b])
-        x = torch.from_numpy(np.ascontiguousarray(self.x[b : b + 1, :T_b]))
-        return -float(ctc_loss(x, [ids] if ids else torch.zeros(1, 0, dtype=torch.long), [T_b], [len(ids)],
-                               self.blank, reduction="none"))
+        loss, status, unused = np.empty(1), np.empty(1, dtype=np.int8), np.zeros((1, 1, 1))
+        targets = np.array([ids] if ids else [[0]], dtype=np.int64)
+        match_torch_threads()
+        ctc_kernels.forward_backward(self.x[b : b + 1, :T_b], targets, np.array([T_b]), np.array([len(ids)]),
+                                     self.blank, False, False, loss, unused.astype(self.x.dtype), unused, status)
+        return -float(loss[0])
 
     def finish(self, b: int, nbest: int) -> list[Hypothesis]:
         """Rank row b's final prefixes; spell out (ids, frames, text) the best ``nbest`` only."""
         ranked = []
         beams = self.beams
+        compiled_end, compiled_lm_end = K.ends(beams.node[b, : beams.size[b]], self.prefixes, self.rules,
+                                               self.compiled_lm)
         for k in range(beams.size[b]):
             n = int(beams.node[b, k])
             acoustic = float(np.logaddexp(beams.p_blank[b, k], beams.p_token[b, k]))
-            end, lm_end = self._final(n)
+            end, lm_end = self._final(n, float(compiled_end[k]), float(compiled_lm_end[k]))
             score = acoustic + float(self.prefixes.non_acoustic[n]) + end
             if score > -np.inf:
-                ranked.append((score, acoustic, float(self.lm_total[n]) + lm_end, n))
+                ranked.append((score, acoustic, float(self.lm_total[n] + self.prefixes.lm_score[n]) + lm_end, n))
         ranked.sort(key=lambda r: -r[0])
         results = []
         for score, acoustic, lm_score, n in ranked[:nbest]:

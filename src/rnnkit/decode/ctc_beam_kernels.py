@@ -6,16 +6,19 @@ Prefixes are nodes of a trie shared by the whole batch, held in :class:`Prefixes
     nodes[n].lex              the lexicon-trie node its current word has reached
     nodes[n].boundary         the nearest ancestor ending in the word delimiter (or the root):
                               the words of a prefix are read back through ``parent`` from there
-    non_acoustic[n]           the total of its non-acoustic scores (lexicon, word bonus, and
-                              what the caller's scorers add)
+    nodes[n].lm               the compiled word LM's state after its finished words
+    non_acoustic[n]           the total of its non-acoustic scores (lexicon, word bonus, the
+                              compiled word LM with its look-ahead, and what the caller's
+                              scorers add)
+    lm_score[n]               the compiled word LM's ln-probability of its finished words
     slot[n]                   scratch: its candidate slot in the frame being extended, or -1
 
-and beside it ``children``, a typed dict parent * C + token -> child, so an extension that
-reaches an existing prefix finds it and the two merge. (The layout is chosen for speed: a
-node's four links share a cache line, the scores and slots stay dense, and the dict is not
-put inside the tuple, where numba unboxes it about 30 times slower, once per frame. The
+and beside it ``children``, a hash table parent * C + token -> child (:mod:`rnnkit.decode.int_hash`),
+so an extension that reaches an existing prefix finds it and the two merge. (The layout is
+chosen for speed: a node's links share a cache line, the scores and slots stay dense. The
 loops read the tuples' arrays through local names, and the slot lookup is written out
-twice rather than called: each of the alternatives measured 5-30% slower.)
+twice rather than called: each of the alternatives measured 5-30% slower. The child
+links were a numba typed dict, which made a search 1.6x slower.)
 
 Per frame, for every prefix n in the beam, with log-probabilities p_b (ending in blank) and
 p_nb (ending in a token), total = logaddexp(p_b, p_nb), last token l and frame
@@ -37,7 +40,9 @@ extension of its parent, and then no other node stands for it, so nothing merges
 
 The lexicon (:class:`LexiconRules`) is a table ``next[u, c]`` (the trie node after token c
 from node u, -1 if none; the last row is the "unknown word" state) with ``is_word[u]``
-marking word ends; a hard lexicon never creates a prefix that leaves it.
+marking word ends; a hard lexicon never creates a prefix that leaves it. A word n-gram LM
+(:class:`rnnkit.decode.word_lm.WordLMRules`) is scored here too, with its look-ahead, when a
+prefix's word grows or ends.
 """
 
 from __future__ import annotations
@@ -47,13 +52,15 @@ from typing import NamedTuple
 
 import numpy as np
 from numba import njit
-from numba.core import types
-from numba.typed import Dict
+
+from rnnkit.decode import int_hash
+from rnnkit.decode.word_lm import score as word_lm_score
 
 NEG_INF = -np.inf
 
 #: the links of one prefix (see the module docstring)
-NODE = np.dtype([("parent", np.int64), ("token", np.int64), ("lex", np.int64), ("boundary", np.int64)])
+NODE = np.dtype([("parent", np.int64), ("token", np.int64), ("lex", np.int64), ("boundary", np.int64),
+                 ("lm", np.int64)])
 
 
 class Prefixes(NamedTuple):
@@ -62,6 +69,7 @@ class Prefixes(NamedTuple):
     nodes: np.ndarray  # (N,) NODE records
     non_acoustic: np.ndarray  # (N,) float64
     slot: np.ndarray  # (N,) int64
+    lm_score: np.ndarray  # (N,) float64
 
 
 class Beams(NamedTuple):
@@ -84,15 +92,31 @@ class LexiconRules(NamedTuple):
     word_score: float
 
 
-def new_children() -> Dict:
-    return Dict.empty(key_type=types.int64, value_type=types.int64)
+class Children(NamedTuple):
+    """The trie's child links: parent * C + token -> child, an :mod:`rnnkit.decode.int_hash` table."""
+
+    keys: np.ndarray
+    values: np.ndarray
 
 
-def new_prefixes(capacity: int, roots: int) -> Prefixes:
-    """A trie with ``roots`` empty prefixes (one per utterance) at ids 0..roots-1."""
+def new_children(capacity: int = 4096) -> Children:
+    return Children(*int_hash.new(capacity))
+
+
+@njit(cache=True)
+def children_with_room(children, entries):
+    """``children`` able to hold ``entries`` links (see :func:`capacity_needed`)."""
+    keys, values = int_hash.with_room(children.keys, children.values, entries)
+    return Children(keys, values)
+
+
+def new_prefixes(capacity: int, roots: int, lm_start: int = 0) -> Prefixes:
+    """A trie with ``roots`` empty prefixes (one per utterance) at ids 0..roots-1, in the word
+    LM's state ``lm_start``."""
     prefixes = _empty(capacity)
     prefixes.nodes["lex"][:roots] = 0
     prefixes.nodes["boundary"][:roots] = np.arange(roots)
+    prefixes.nodes["lm"][:roots] = lm_start
     return prefixes
 
 
@@ -114,7 +138,8 @@ def _empty(capacity):
         node.token = -1
         node.lex = -1
         node.boundary = -1
-    return Prefixes(nodes, np.zeros(capacity), np.full(capacity, -1, dtype=np.int64))
+        node.lm = -1
+    return Prefixes(nodes, np.zeros(capacity), np.full(capacity, -1, dtype=np.int64), np.zeros(capacity))
 
 
 @njit(cache=True, inline="always")
@@ -150,25 +175,27 @@ def grow(prefixes, need):
     grown.nodes[:n] = prefixes.nodes
     grown.non_acoustic[:n] = prefixes.non_acoustic
     grown.slot[:n] = prefixes.slot
+    grown.lm_score[:n] = prefixes.lm_score
     return grown
 
 
 @njit(cache=True)
-def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes, rules, cand, new_nodes):
+def extend(lp, active, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm, cand,
+           new_nodes):
     """Extend every active utterance's beam by one frame of log-probabilities lp (B, C).
 
-    ``prefixes`` must have room for :func:`capacity_needed` nodes (:func:`grow`); ``cand``
+    ``prefixes`` and ``children`` must have room for :func:`capacity_needed` nodes
+    (:func:`grow`, :func:`children_with_room`); ``cand``
     and ``new_nodes`` are the caller's buffers (:func:`frame_buffers`), filled here:
     ``cand`` with every prefix reached (not yet cut to the beam width), ``new_nodes[:n_new]``
     with the prefixes created. A new node's non-acoustic score is its parent's plus the
-    lexicon and word-bonus terms; the caller adds its own scorers'. (The caller owns the
+    lexicon, word-bonus and compiled word-LM terms; the caller adds its own scorers'. (The caller owns the
     buffers so that a call from Python returns two integers: boxing arrays and tuples on
     every frame cost 10% of the search.)
 
     Returns (n_nodes, n_new).
     """
     B, C = lp.shape
-    W = beams.node.shape[1]
     unknown = rules.next.shape[0] - 1
     tokens = np.empty((B, C), dtype=np.int64)
     n_tok = np.zeros(B, dtype=np.int64)
@@ -184,15 +211,19 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes
                 tokens[b, n_tok[b]] = c
                 n_tok[b] += 1
     # locals, not tuple fields, in the loops below: numba then keeps them in registers
-    nodes, non_acoustic, slot_of = prefixes
+    nodes, non_acoustic, slot_of, lm_score = prefixes
+    child_keys, child_values = children
     beam_node, beam_pb, beam_pnb, beam_n = beams
     cand_node, cand_pb, cand_pnb, cand_n = cand
     lex_next, lex_word, use_lexicon, unknown_penalty, delimiter, word_score = rules
+    lm, word_of, lookahead, lm_weight, use_lm = word_lm
+    hard_lexicon = use_lexicon and unknown_penalty == NEG_INF
     n_new = 0
     for b in range(B):
         if not active[b]:
             continue
         m = 0
+        floor = NEG_INF  # a candidate's score so far, plus beam_prune_logp: below the frame's true floor
         for k in range(beam_n[b]):
             n = beam_node[b, k]
             pb = beam_pb[b, k]
@@ -211,17 +242,20 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes
             cand_pb[b, s] = _logaddexp(cand_pb[b, s], total + lp[b, blank])
             if last >= 0:
                 cand_pnb[b, s] = _logaddexp(cand_pnb[b, s], pnb + lp[b, last])
+            floor = max(floor, _logaddexp(cand_pb[b, s], cand_pnb[b, s]) + non_acoustic[n] + beam_prune_logp)
             # move to n + c
+            u = nodes[n].lex
             for j in range(n_tok[b]):
                 c = tokens[b, j]
+                if hard_lexicon and (lex_next[u, c] < 0 if c != delimiter else not (u == 0 or lex_word[u])):
+                    continue  # leaves the dictionary: never exists (checked before the trie's lookup)
                 key = n * C + c
-                if key in children:
-                    child = children[key]
-                else:
+                child = int_hash.find(child_keys, child_values, key)
+                if child < 0:
                     bonus = 0.0
                     lex = 0
+                    ends_word = c == delimiter and last >= 0 and last != delimiter
                     if use_lexicon:
-                        u = nodes[n].lex
                         if c == delimiter:  # the word so far must be a word
                             if not (u == 0 or u == unknown or lex_word[u]):
                                 bonus += unknown_penalty
@@ -230,19 +264,31 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes
                             if lex < 0:  # leaves the dictionary
                                 bonus += unknown_penalty
                                 lex = unknown
-                        if bonus == NEG_INF:
-                            continue  # a hard lexicon: this prefix never exists
-                    if c == delimiter and last >= 0 and last != delimiter:
+                    lm_state = nodes[n].lm
+                    word_lp = 0.0
+                    if use_lm and bonus > NEG_INF:
+                        if ends_word:  # the look-ahead of the word's node gives way to its true score
+                            word_lp, lm_state = word_lm_score(lm, lm_state, word_of[u])
+                            bonus += lm_weight * (word_lp - lookahead[u])
+                        elif c != delimiter:
+                            bonus += lm_weight * (lookahead[lex] - lookahead[u])
+                    if bonus == NEG_INF:
+                        continue  # a hard lexicon, or a word the LM cannot have: never exists
+                    if ends_word:
                         bonus += word_score
+                    if (pb if c == last else total) + lp[b, c] + non_acoustic[n] + bonus < floor:
+                        continue  # select would prune it: its one way in this frame is this one
                     child = n_nodes
                     n_nodes += 1
-                    children[key] = child
+                    int_hash.insert(child_keys, child_values, key, child)
                     node = nodes[child]
                     node.parent = n
                     node.token = c
                     node.lex = lex
                     node.boundary = child if c == delimiter else nodes[n].boundary
+                    node.lm = lm_state
                     non_acoustic[child] = non_acoustic[n] + bonus
+                    lm_score[child] = lm_score[n] + word_lp
                     slot_of[child] = -1
                     new_nodes[n_new] = child
                     n_new += 1
@@ -262,8 +308,39 @@ def extend(lp, active, blank, token_min_logp, beams, prefixes, children, n_nodes
 
 
 @njit(cache=True)
-def select(active, non_acoustic, beam_prune_logp, cand, beams):
-    """Keep each active utterance's best W candidates by logaddexp(p_b, p_nb) + non_acoustic."""
+def _best_first(score, W, floor):
+    """The indices of the at most W highest scores that are >= floor (and > -inf), best first:
+    a partial selection, then a sort of the few kept (a full argsort of every candidate was a
+    third of the search's time)."""
+    m = score.shape[0]
+    if m > W:
+        floor = max(floor, np.partition(-score, W - 1)[W - 1] * -1.0)
+    keep = np.empty(min(W, m), dtype=np.int64)
+    n = 0
+    for k in range(m):  # above the W-th best first, then ties with it, in candidate order
+        if score[k] > floor and score[k] > NEG_INF:
+            keep[n] = k
+            n += 1
+    for k in range(m):
+        if n == keep.shape[0]:
+            break
+        if score[k] == floor and score[k] > NEG_INF:
+            keep[n] = k
+            n += 1
+    keep = keep[:n]
+    return keep[np.argsort(-score[keep], kind="mergesort")]
+
+
+@njit(cache=True)
+def select(active, prefixes, beam_prune_logp, cand, beams, recombine_rows, num_tokens):
+    """Keep each active utterance's best W candidates by logaddexp(p_b, p_nb) + non_acoustic.
+
+    With ``recombine_rows`` (the lexicon table's rows; 0: off), candidates with the same word-LM
+    state, lexicon node and last token are compared first, and one whose p_b and p_nb (plus
+    its non-acoustic score) are both at most another's is dropped (see BeamSearchOptions).
+    """
+    non_acoustic = prefixes.non_acoustic
+    nodes = prefixes.nodes
     cand_node, cand_pb, cand_pnb, cand_n = cand
     beam_node, beam_pb, beam_pnb, beam_n = beams
     B, W = beam_node.shape
@@ -277,16 +354,62 @@ def select(active, non_acoustic, beam_prune_logp, cand, beams):
             score[k] = _logaddexp(cand_pb[b, k], cand_pnb[b, k]) + non_acoustic[cand_node[b, k]]
             if score[k] > best:
                 best = score[k]
-        order = np.argsort(-score)
+        if recombine_rows > 0:
+            keys, values = int_hash.new(4 * m + 4)
+            for k in range(m):
+                n = cand_node[b, k]
+                key = (nodes[n].lm * recombine_rows + nodes[n].lex) * (num_tokens + 1) + nodes[n].token + 1
+                other = int_hash.find(keys, values, key)
+                if other < 0:
+                    int_hash.insert(keys, values, key, k)
+                    continue
+                no = non_acoustic[cand_node[b, other]]
+                nk = non_acoustic[n]
+                if cand_pb[b, k] + nk >= cand_pb[b, other] + no and cand_pnb[b, k] + nk >= cand_pnb[b, other] + no:
+                    score[other] = NEG_INF
+                    int_hash.insert(keys, values, key, k)
+                elif cand_pb[b, other] + no >= cand_pb[b, k] + nk and cand_pnb[b, other] + no >= cand_pnb[b, k] + nk:
+                    score[k] = NEG_INF
+        order = _best_first(score, W, best + beam_prune_logp)
         n = 0
-        for k in order[: min(W, m)]:
-            if score[k] == NEG_INF or score[k] < best + beam_prune_logp:
-                break
+        for k in order:
             beam_node[b, n] = cand_node[b, k]
             beam_pb[b, n] = cand_pb[b, k]
             beam_pnb[b, n] = cand_pnb[b, k]
             n += 1
         beam_n[b] = n
+
+
+@njit(cache=True)
+def ends(node_ids, prefixes, rules, word_lm):
+    """What the end of the output adds to each prefix in ``node_ids``: (weighted score, its word-LM
+    part). A last word without a delimiter after it ends here: the lexicon's verdict on it, the
+    word bonus, and the word LM's score in place of its look-ahead; then the LM's </s>."""
+    nodes = prefixes.nodes
+    lex_next, lex_word, use_lexicon, unknown_penalty, delimiter, word_score = rules
+    lm, word_of, lookahead, lm_weight, use_lm = word_lm
+    unknown = lex_next.shape[0] - 1
+    end = np.zeros(node_ids.shape[0])
+    lm_end = np.zeros(node_ids.shape[0])
+    for i in range(node_ids.shape[0]):
+        n = node_ids[i]
+        u = nodes[n].lex
+        last = nodes[n].token
+        open_word = last >= 0 and last != delimiter
+        if use_lexicon and open_word and not (u == unknown or lex_word[u]):
+            end[i] += unknown_penalty
+        if open_word:
+            end[i] += word_score
+        if use_lm and end[i] > NEG_INF:
+            state = nodes[n].lm
+            if open_word:
+                word_lp, state = word_lm_score(lm, state, word_of[u])
+                end[i] += lm_weight * (word_lp - lookahead[u])
+                lm_end[i] += word_lp
+            sentence_end = word_lm_score(lm, state, lm.end)[0]
+            end[i] += lm_weight * sentence_end
+            lm_end[i] += sentence_end
+    return end, lm_end
 
 
 @njit(cache=True)
@@ -313,7 +436,7 @@ def compact(prefixes, n_nodes, beams, num_tokens):
             old_to_new[n] = m
             m += 1
     kept = _empty(max(2 * m, 1024))
-    children = Dict.empty(key_type=types.int64, value_type=types.int64)
+    children = Children(*int_hash.new(max(4 * m, 4096)))
     for n in range(n_nodes):
         k = old_to_new[n]
         if k < 0:
@@ -321,11 +444,13 @@ def compact(prefixes, n_nodes, beams, num_tokens):
         node = kept.nodes[k]
         node.token = nodes[n].token
         node.lex = nodes[n].lex
+        node.lm = nodes[n].lm
         kept.non_acoustic[k] = prefixes.non_acoustic[n]
+        kept.lm_score[k] = prefixes.lm_score[n]
         p = nodes[n].parent
         if p >= 0:
             node.parent = old_to_new[p]
-            children[old_to_new[p] * num_tokens + nodes[n].token] = k
+            int_hash.insert(children.keys, children.values, old_to_new[p] * num_tokens + nodes[n].token, k)
         node.boundary = old_to_new[nodes[n].boundary]
     for b in range(beams.node.shape[0]):
         for k in range(beams.size[b]):
@@ -333,9 +458,9 @@ def compact(prefixes, n_nodes, beams, num_tokens):
     return kept, children, m, old_to_new
 
 
-@njit(cache=True)
-def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes, rules,
-           compaction_slack):
+@njit(cache=True, nogil=True)
+def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm,
+           compaction_slack, recombine_rows):
     """All frames of a batch when no scorer needs Python: lp (B, T, C). The trie is compacted
     whenever it has more than twice its size after the last compaction plus the slack.
 
@@ -355,7 +480,8 @@ def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes,
             prefixes, children, n_nodes, _ = compact(prefixes, n_nodes, beams, C)
             after_compaction = n_nodes
         prefixes = grow(prefixes, n_nodes + beams.size.sum() * C)
-        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, beams, prefixes, children, n_nodes, rules, cand,
-                            new_nodes)
-        select(active, prefixes.non_acoustic, beam_prune_logp, cand, beams)
+        children = children_with_room(children, n_nodes + beams.size.sum() * C)
+        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes,
+                            rules, word_lm, cand, new_nodes)
+        select(active, prefixes, beam_prune_logp, cand, beams, recombine_rows, C)
     return prefixes, children, n_nodes

@@ -22,8 +22,8 @@ from torch import Tensor
 
 from rnnkit import nested
 from rnnkit.decode.scorers import Scorer, TextLM
+from rnnkit.decode.word_lm import LN10, NGramTables, compile_ngram
 
-LN10 = math.log(10.0)
 
 
 class NGramLM(TextLM):
@@ -50,6 +50,7 @@ class NGramLM(TextLM):
         if not self.path.is_file():
             raise FileNotFoundError(f"ARPA language model not found: {self.path}")
         self._kenlm = None
+        self._compiled: tuple[NGramTables, dict[str, int]] | None = None
         if backend in ("auto", "kenlm"):
             try:
                 import kenlm
@@ -129,6 +130,15 @@ class NGramLM(TextLM):
             if seen.get(n, 0) != c:
                 raise ValueError(f"{path}: \\data\\ announces {c} {n}-grams but the file has {seen.get(n, 0)}")
         return max(counts)
+
+    def compiled(self) -> tuple[NGramTables, dict[str, int]]:
+        """(tables, word -> id): the model as arrays for the compiled beam search
+        (:mod:`rnnkit.decode.word_lm`), built on first use (a kenlm-backed model reads its ARPA
+        file once more with this reader)."""
+        if self._compiled is None:
+            source = self if self.backend == "python" else NGramLM(self.path, backend="python")
+            self._compiled = compile_ngram(source.logp, source.backoff, source.order)
+        return self._compiled
 
     # -- scores ---------------------------------------------------------------------------
 

@@ -91,6 +91,7 @@ class Lexicon:
                  word_delimiter: int | None = None, unknown_penalty: float | None = None) -> None:
         self.children: list[dict[int, int]] = [{}]
         self.is_word: list[bool] = [False]
+        self.spellings: dict[int, tuple[int, ...]] = {}  # trie node -> the token ids of the word ending there
         self.word_delimiter = word_delimiter
         self.unknown_penalty = unknown_penalty
         by_string = {t: i for i, t in enumerate(tokens)} if tokens is not None else {}
@@ -111,6 +112,7 @@ class Lexicon:
                     self.children[node][i] = nxt
                 node = nxt
             self.is_word[node] = True
+            self.spellings[node] = tuple(ids)
             count += 1
         if count == 0:
             raise ValueError("Lexicon needs at least one word. Received: none")

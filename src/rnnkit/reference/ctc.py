@@ -230,3 +230,14 @@ def brute_force(lp: Array, target: list[int], blank: int) -> tuple[float, Array,
     if total == 0.0:
         return np.inf, np.zeros_like(lp), -np.inf, None
     return -np.log(total), -grad_mass / total, best, best_path
+
+
+def label_sequence_probabilities(lp: Array, blank: int) -> dict[tuple[int, ...], float]:
+    """P(l) for every label sequence l with a path: the sum of exp(sum_t lp_t(pi_t)) over all
+    C^T paths pi that collapse to l (tiny cases only): the oracle of beam searches."""
+    T, C = lp.shape
+    probs: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(C), repeat=T):
+        label = tuple(collapse(path, blank))
+        probs[label] = probs.get(label, 0.0) + float(np.exp(sum(lp[t, c] for t, c in enumerate(path))))
+    return probs
