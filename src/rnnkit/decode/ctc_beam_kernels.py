@@ -180,9 +180,14 @@ def grow(prefixes, need):
 
 
 @njit(cache=True)
-def extend(lp, active, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm, cand,
+def extend(lp, active, blank, token_min_logp, early_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm, cand,
            new_nodes):
     """Extend every active utterance's beam by one frame of log-probabilities lp (B, C).
+
+    A new prefix whose score (exact at creation: this frame reaches it one way only) is below
+    the score of a candidate already seen plus ``early_prune_logp`` is not created: with
+    ``early_prune_logp`` = beam_prune_logp, :func:`select` would prune it anyway (-inf when
+    scorers added later may raise it).
 
     ``prefixes`` and ``children`` must have room for :func:`capacity_needed` nodes
     (:func:`grow`, :func:`children_with_room`); ``cand``
@@ -223,7 +228,7 @@ def extend(lp, active, blank, token_min_logp, beam_prune_logp, beams, prefixes, 
         if not active[b]:
             continue
         m = 0
-        floor = NEG_INF  # a candidate's score so far, plus beam_prune_logp: below the frame's true floor
+        floor = NEG_INF  # a candidate's score so far + early_prune_logp: at most the frame's pruning floor
         for k in range(beam_n[b]):
             n = beam_node[b, k]
             pb = beam_pb[b, k]
@@ -242,7 +247,7 @@ def extend(lp, active, blank, token_min_logp, beam_prune_logp, beams, prefixes, 
             cand_pb[b, s] = _logaddexp(cand_pb[b, s], total + lp[b, blank])
             if last >= 0:
                 cand_pnb[b, s] = _logaddexp(cand_pnb[b, s], pnb + lp[b, last])
-            floor = max(floor, _logaddexp(cand_pb[b, s], cand_pnb[b, s]) + non_acoustic[n] + beam_prune_logp)
+            floor = max(floor, _logaddexp(cand_pb[b, s], cand_pnb[b, s]) + non_acoustic[n] + early_prune_logp)
             # move to n + c
             u = nodes[n].lex
             for j in range(n_tok[b]):
@@ -459,8 +464,8 @@ def compact(prefixes, n_nodes, beams, num_tokens):
 
 
 @njit(cache=True, nogil=True)
-def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm,
-           compaction_slack, recombine_rows):
+def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, early_prune_logp, beams, prefixes, children, n_nodes,
+           rules, word_lm, compaction_slack, recombine_rows):
     """All frames of a batch when no scorer needs Python: lp (B, T, C). The trie is compacted
     whenever it has more than twice its size after the last compaction plus the slack.
 
@@ -481,7 +486,7 @@ def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes,
             after_compaction = n_nodes
         prefixes = grow(prefixes, n_nodes + beams.size.sum() * C)
         children = children_with_room(children, n_nodes + beams.size.sum() * C)
-        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes,
+        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, early_prune_logp, beams, prefixes, children, n_nodes,
                             rules, word_lm, cand, new_nodes)
         select(active, prefixes, beam_prune_logp, cand, beams, recombine_rows, C)
     return prefixes, children, n_nodes
