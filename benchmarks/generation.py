@@ -1,4 +1,4 @@
-"""Token-by-token generation speed at batch 1, against a bare torch.nn.LSTM step loop, same run.
+"""Token-by-token generation speed, against bare torch.nn.LSTM step loops, same run.
 
 A character LM of the main job's shape (embeddings 64, 2 x 256 LSTM units, 100 symbols)
 samples ``--tokens`` tokens at temperature 0.8 from one start token:
@@ -9,12 +9,18 @@ samples ``--tokens`` tokens at temperature 0.8 from one start token:
                       chooses for one step in inference (the cell's own ops at batch <= 16)
     rnnkit, native    the same with implementation="native": torch's LSTM op every step
 
+Then beam search with 32 beams from one start token for ``--tokens`` steps (no end token):
+
+    torch beam loop   the peer: the same modules on the 32 beams, log_softmax, top-32 of the
+                      32 x 100 extensions, the state and the token history reordered
+    rnnkit            rnnkit.decode.beam_search over LanguageModel.step
+
 Rounds run back to back; the ratio is the median of the rounds' ratios (the machine is
-shared). Speeds in tokens/s (higher is faster).
+shared). Speeds in tokens/s (higher is faster; a beam step counts as one token).
 
     python benchmarks/generation.py [--rounds 5] [--tokens 300]
 
-Writes benchmarks/results/generation-cpu.json.
+Writes benchmarks/results/generation-cpu.json and generation-beam-cpu.json.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from rnnkit.decode import beam_search
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rounds import report
 
@@ -37,6 +44,24 @@ def torch_loop(tokens: int) -> None:
     for _ in range(tokens):
         out, state = LSTM(EMBEDDING(x), state)
         x = torch.multinomial(torch.softmax(OUTPUT(out[:, -1]) / 0.8, -1), 1, generator=g)
+
+
+def torch_beam_loop(tokens: int, width: int = 32) -> None:
+    """The peer's beam search, on its own modules."""
+    x, state, history = torch.ones(width, 1, dtype=torch.long), None, torch.zeros(width, 0, dtype=torch.long)
+    scores = torch.full((width,), -torch.inf)
+    scores[0] = 0.0
+    for _ in range(tokens):
+        out, state = LSTM(EMBEDDING(x), state)
+        scores, best = (scores[:, None] + torch.log_softmax(OUTPUT(out[:, -1]), -1)).reshape(-1).topk(width)
+        beam, token = best // V, best % V
+        state = tuple(s[:, beam] for s in state)
+        history = torch.cat([history[beam], token[:, None]], 1)
+        x = token[:, None]
+
+
+def rnnkit_beam(model: LanguageModel, tokens: int, width: int = 32) -> None:
+    beam_search(model.step, model.initial_state(1), torch.tensor([1]), width, tokens)
 
 
 def rnnkit_generate(model: LanguageModel, tokens: int) -> None:
@@ -76,6 +101,16 @@ def main() -> None:
            f"generation at batch 1: {LAYERS} x {H} LSTM, embeddings {E}, {V} symbols, {args.tokens} tokens; "
            f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.rounds} rounds",
            args.json, {"rounds": args.rounds, "tokens": args.tokens, "threads": torch.get_num_threads()})
+    runs = {"torch beam loop": torch_beam_loop, "rnnkit": lambda n: rnnkit_beam(auto, n)}
+    speeds = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            speeds[name].append(tokens_per_second(run, args.tokens))
+    print()
+    report(speeds, "torch beam loop", "tokens/s",
+           f"beam search, 32 beams, batch 1, the same LM, {args.tokens} steps; medians of {args.rounds} rounds",
+           args.json.with_name(args.json.name.replace("generation", "generation-beam")),
+           {"rounds": args.rounds, "tokens": args.tokens, "beams": 32, "threads": torch.get_num_threads()})
 
 
 if __name__ == "__main__":

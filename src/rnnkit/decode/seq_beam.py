@@ -53,7 +53,7 @@ def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_leng
     tokens = start.repeat_interleave(W)
     scores = torch.full((B, W), -torch.inf, dtype=torch.float64, device=dev)
     scores[:, 0] = 0.0  # one live prefix per row at the start
-    prefixes: list[list[int]] = [[] for _ in range(B * W)]
+    history = torch.zeros(B * W, 0, dtype=torch.long, device=dev)  # each live prefix's tokens
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     for i in range(max_length):
         log_probs, state = step(tokens, state)  # (B*W, C)
@@ -68,25 +68,22 @@ def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_leng
         else:
             stops = torch.zeros_like(top, dtype=torch.bool)
         ends = stops | (i == max_length - 1)
+        valid = top_scores > -torch.inf  # sorted: the -inf ones come last
+        for b, j in (ends & valid).nonzero().tolist():  # finished hypotheses, best first per row
+            s, tok, parent = float(top_scores[b, j]), int(token_of[b, j]), int(src[b, j])
+            keep_token = not bool(stops[b, j]) or policy.emit_stop_token
+            ids = history[parent].tolist() + ([tok] if keep_token else [])
+            finished[b].append(Hypothesis(ids=ids, acoustic_score=s,
+                                          score=_rank(s, len(ids), length_normalization, length_penalty)))
+        live = ~ends & valid
+        rank = live.cumsum(1) - 1  # the survivors: the first W live extensions of each row, in order
+        row, col = (live & (rank < W)).nonzero(as_tuple=True)
         new_scores = torch.full((B, W), -torch.inf, dtype=torch.float64, device=dev)
         new_src = torch.zeros(B, W, dtype=torch.long, device=dev)
         new_tok = torch.zeros(B, W, dtype=torch.long, device=dev)
-        for b in range(B):
-            n = 0
-            for j in range(top.shape[1]):
-                s = float(top_scores[b, j])
-                if s == -torch.inf:
-                    break
-                tok, parent = int(token_of[b, j]), int(src[b, j])
-                if bool(ends[b, j]):
-                    keep_token = not bool(stops[b, j]) or policy.emit_stop_token
-                    ids = prefixes[parent] + ([tok] if keep_token else [])
-                    finished[b].append(Hypothesis(ids=ids, acoustic_score=s,
-                                                  score=_rank(s, len(ids), length_normalization, length_penalty)))
-                elif n < W:
-                    new_scores[b, n], new_src[b, n], new_tok[b, n] = s, parent, tok
-                    n += 1
-        prefixes = [prefixes[int(p)] + [int(t)] for p, t in zip(new_src.reshape(-1), new_tok.reshape(-1))]
+        slot = rank[row, col]
+        new_scores[row, slot], new_src[row, slot], new_tok[row, slot] = top_scores[row, col], src[row, col], token_of[row, col]
+        history = torch.cat([history[new_src.reshape(-1)], new_tok.reshape(-1, 1)], 1)
         scores = new_scores
         if _all_done(finished, scores, nbest, length_normalization, length_penalty, i + 1, max_length):
             break
