@@ -38,8 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit import ctc_kernels
-from rnnkit.ctc import match_torch_threads
+from rnnkit.ctc import _Batch, _lattice_cpu, _viterbi  # the kernels' wrappers, on inputs checked here
 from rnnkit.checks import is_int
 from rnnkit.decode import ctc_beam_kernels as K
 from rnnkit.decode.hypothesis import Hypothesis, describe
@@ -279,8 +278,7 @@ class _Search:
     def run(self) -> None:
         if not self.token_scorers and self.word_lm is None:
             self.prefixes, self.children, self.n_nodes = K.decode(
-                self.x, self.lens, self.blank, self.token_min_logp, self.beam_prune_logp, self.beam_prune_logp, self.beams,
-                self.prefixes,
+                self.x, self.lens, self.blank, self.token_min_logp, self.beam_prune_logp, self.beams, self.prefixes,
                 self.children, self.n_nodes, self.rules, self.compiled_lm, COMPACTION_SLACK,
                 self.rules.next.shape[0] if self.compiled_lm.used and self.recombine else 0)
             self.lm_total = np.zeros(self.prefixes.slot.shape[0])  # no language model: 0 for every prefix
@@ -407,16 +405,18 @@ class _Search:
             lm_end += delta
         return end, lm_end
 
+    def _lattice_inputs(self, b: int, ids: list[int]) -> tuple[Tensor, _Batch]:
+        """Row b's log-probabilities and ``ids`` as rnnkit.ctc's kernels take them (inputs the
+        search already checked)."""
+        T_b = int(self.lens[b])
+        batch = _Batch(np.array([ids] if ids else [[0]], dtype=np.int64), np.array([T_b]), np.array([len(ids)]))
+        return torch.from_numpy(self.x[b : b + 1, :T_b]), batch
+
     def _emission_frames(self, b: int, ids: list[int]) -> tuple[list[int], list[int]]:
         """Where each token's run starts and ends on the best alignment of ids (Viterbi, as forced_align)."""
         if not ids:
             return [], []
-        T_b = int(self.lens[b])
-        positions = np.full((1, T_b), -1, dtype=np.int64)
-        match_torch_threads()
-        ctc_kernels.viterbi(self.x[b : b + 1, :T_b], np.array([ids], dtype=np.int64), np.array([T_b]),
-                            np.array([len(ids)]), self.blank, positions, np.empty(1), np.empty(1, dtype=np.int8))
-        pos = positions[0]
+        pos = _viterbi(*self._lattice_inputs(b, ids), self.blank)[0][0]
         token = pos % 2 == 1
         starts = np.nonzero(token & (np.diff(pos, prepend=-1) != 0))[0]
         ends = np.nonzero(token & (np.diff(pos, append=-1) != 0))[0]
@@ -424,14 +424,8 @@ class _Search:
 
     def _exact_acoustic(self, b: int, ids: list[int]) -> float:
         """The CTC log-probability of ``ids`` over every alignment (the search's own sum misses the
-        alignments through tokens it pruned): the lattice's forward pass, called directly."""
-        T_b = int(self.lens[b])
-        loss, status, unused = np.empty(1), np.empty(1, dtype=np.int8), np.zeros((1, 1, 1))
-        targets = np.array([ids] if ids else [[0]], dtype=np.int64)
-        match_torch_threads()
-        ctc_kernels.forward_backward(self.x[b : b + 1, :T_b], targets, np.array([T_b]), np.array([len(ids)]),
-                                     self.blank, False, False, loss, unused.astype(self.x.dtype), unused, status)
-        return -float(loss[0])
+        alignments through tokens it pruned): the lattice's forward pass, without autograd."""
+        return -float(_lattice_cpu(*self._lattice_inputs(b, ids), self.blank, False, False)[0][0])
 
     def finish(self, b: int, nbest: int) -> list[Hypothesis]:
         """Rank row b's final prefixes; spell out (ids, frames, text) the best ``nbest`` only."""

@@ -179,6 +179,14 @@ def grow(prefixes, need):
     return grown
 
 
+@njit(cache=True, inline="always")
+def _word_end(word_lm, state, u):
+    """The word that ends at lexicon node u, after LM state ``state``: (ln P(word | state), the next
+    state, the weighted change of score: the node's look-ahead gives way to the true score)."""
+    word_lp, state = word_lm_score(word_lm.lm, state, word_lm.word_of[u])
+    return word_lp, state, word_lm.weight * (word_lp - word_lm.lookahead[u])
+
+
 @njit(cache=True)
 def extend(lp, active, blank, token_min_logp, early_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm, cand,
            new_nodes):
@@ -272,9 +280,9 @@ def extend(lp, active, blank, token_min_logp, early_prune_logp, beams, prefixes,
                     lm_state = nodes[n].lm
                     word_lp = 0.0
                     if use_lm and bonus > NEG_INF:
-                        if ends_word:  # the look-ahead of the word's node gives way to its true score
-                            word_lp, lm_state = word_lm_score(lm, lm_state, word_of[u])
-                            bonus += lm_weight * (word_lp - lookahead[u])
+                        if ends_word:
+                            word_lp, lm_state, delta = _word_end(word_lm, lm_state, u)
+                            bonus += delta
                         elif c != delimiter:
                             bonus += lm_weight * (lookahead[lex] - lookahead[u])
                     if bonus == NEG_INF:
@@ -408,8 +416,8 @@ def ends(node_ids, prefixes, rules, word_lm):
         if use_lm and end[i] > NEG_INF:
             state = nodes[n].lm
             if open_word:
-                word_lp, state = word_lm_score(lm, state, word_of[u])
-                end[i] += lm_weight * (word_lp - lookahead[u])
+                word_lp, state, delta = _word_end(word_lm, state, u)
+                end[i] += delta
                 lm_end[i] += word_lp
             sentence_end = word_lm_score(lm, state, lm.end)[0]
             end[i] += lm_weight * sentence_end
@@ -464,8 +472,8 @@ def compact(prefixes, n_nodes, beams, num_tokens):
 
 
 @njit(cache=True, nogil=True)
-def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, early_prune_logp, beams, prefixes, children, n_nodes,
-           rules, word_lm, compaction_slack, recombine_rows):
+def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes, rules, word_lm,
+           compaction_slack, recombine_rows):
     """All frames of a batch when no scorer needs Python: lp (B, T, C). The trie is compacted
     whenever it has more than twice its size after the last compaction plus the slack.
 
@@ -486,7 +494,7 @@ def decode(lp, lengths, blank, token_min_logp, beam_prune_logp, early_prune_logp
             after_compaction = n_nodes
         prefixes = grow(prefixes, n_nodes + beams.size.sum() * C)
         children = children_with_room(children, n_nodes + beams.size.sum() * C)
-        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, early_prune_logp, beams, prefixes, children, n_nodes,
+        n_nodes, _ = extend(lp[:, t], active, blank, token_min_logp, beam_prune_logp, beams, prefixes, children, n_nodes,
                             rules, word_lm, cand, new_nodes)
         select(active, prefixes, beam_prune_logp, cand, beams, recombine_rows, C)
     return prefixes, children, n_nodes

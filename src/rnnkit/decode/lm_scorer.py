@@ -25,7 +25,6 @@ from rnnkit.decode.scorers import Scorer, TextLM
 from rnnkit.decode.word_lm import LN10, NGramTables, compile_ngram
 
 
-
 class NGramLM(TextLM):
     """Back-off n-gram language model read from an ARPA file (any order).
 

@@ -71,7 +71,7 @@ class Lexicon:
     A hypothesis whose current word leaves the trie is pruned (score -inf), or, with
     ``unknown_penalty``, pays that (negative) penalty once per unknown word and goes on.
     Words end at the delimiter token or at the end of the output. The beam search applies
-    these rules in compiled code from :meth:`tables`, and :meth:`final` at the end.
+    these rules in compiled code from :meth:`tables`, at the end of the output too.
 
     Args:
         words: the dictionary, as strings spelled with ``tokens`` (each token a string;
@@ -157,13 +157,6 @@ class Lexicon:
         nxt[U, :] = U
         self._tables = (nxt, np.array(self.is_word + [False]))
         return self._tables
-
-    def final(self, node: int) -> float:
-        """The penalty at the end of the output for a last word that stopped at trie ``node``
-        (``len(children)`` is the unknown-word state): none if the word is complete or absent."""
-        if node == 0 or node == len(self.children) or self.is_word[node]:
-            return 0.0
-        return NEG_INF if self.unknown_penalty is None else self.unknown_penalty
 
 
 class Hotwords(Scorer):
