@@ -7,6 +7,7 @@ machine hits all of them alike; the table shows the median and the ratio to the 
 
     python benchmarks/recurrent.py            # full: three shapes, 7 repeats
     python benchmarks/recurrent.py --quick    # two shapes, 3 repeats (what `make run` shows)
+    python benchmarks/recurrent.py --batches  # layer-norm LSTM, compiled vs Python time loop, by batch size
 
 Writes JSON to benchmarks/results/recurrent-<device>.json (or --json PATH).
 """
@@ -74,9 +75,14 @@ def variants(I: int, H: int) -> dict[str, tuple[nn.Module, str | None]]:
         "loop torch.nn.GRUCell": (TorchCellLoop(nn.GRUCell(I, H)), "torch.nn.GRU"),
         "torch.nn.RNN": (nn.RNN(I, H, batch_first=True), None),
         "rnnkit.RNN": (rnnkit.RNN(I, H), "torch.nn.RNN"),
+        "rnnkit leaky RNN": (rnnkit.Recurrent(rnnkit.LeakyCell(I, H, alpha=0.5)), "torch.nn.LSTM"),
         "rnnkit.LSTM layer_norm": (rnnkit.LSTM(I, H, layer_norm=True), "torch.nn.LSTM"),
+        "  layer_norm, compiled loop": (rnnkit.LSTM(I, H, layer_norm=True, implementation="compiled"), "torch.nn.LSTM"),
+        "  layer_norm, Python loop": (rnnkit.LSTM(I, H, layer_norm=True, implementation="fused"), "torch.nn.LSTM"),
         "loop LSTMCell layer_norm": (NaiveLoop(rnnkit.LSTMCell(I, H, layer_norm=True)), None),
         "rnnkit.LSTM peephole": (rnnkit.LSTM(I, H, peephole=True), "torch.nn.LSTM"),
+        "  peephole, compiled loop": (rnnkit.LSTM(I, H, peephole=True, implementation="compiled"), "torch.nn.LSTM"),
+        "  peephole, Python loop": (rnnkit.LSTM(I, H, peephole=True, implementation="fused"), "torch.nn.LSTM"),
         "loop LSTMCell peephole": (NaiveLoop(rnnkit.LSTMCell(I, H, peephole=True)), None),
     }
 
@@ -100,11 +106,12 @@ def fwd_bwd(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def measure(shape: tuple[int, int, int, int], repeats: int, device: torch.device) -> dict[str, float]:
+def measure(shape: tuple[int, int, int, int], repeats: int, device: torch.device,
+            only: list[str] | None = None) -> dict[str, float]:
     B, T, I, H = shape
     torch.manual_seed(0)
     x = torch.randn(B, T, I, device=device)
-    mods = {name: m.to(device) for name, (m, _) in variants(I, H).items()}
+    mods = {name: m.to(device) for name, (m, _) in variants(I, H).items() if only is None or name in only}
     steps = {name: fwd_bwd(m, x) for name, m in mods.items()}
     for step in steps.values():  # warm-up
         step()
@@ -117,9 +124,9 @@ def measure(shape: tuple[int, int, int, int], repeats: int, device: torch.device
     return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
 
 
-TARGETS = """targets (CPU): rnnkit.LSTM <= 1.05x torch.nn.LSTM everywhere; rnnkit.GRU <= 0.9x torch.nn.GRU
-at (32,100) and (1,500); layer_norm / peephole <= 1.5x torch.nn.LSTM at (32,100) and (64,50),
-<= 5x at (1,500), and faster than their own naive loop (>= 1.2x large shapes, >= 3x at batch 1)"""
+TARGETS = """targets (CPU, issue 16): every built-in cell (Elman, leaky, GRU, LSTM with peepholes and/or
+layer norm) <= 1.2x torch.nn.LSTM at (32,100,128,256) and <= 1.5x at (1,500,64,128); rnnkit.GRU and
+rnnkit.RNN faster than torch.nn.GRU / RNN"""
 
 
 def main() -> None:
@@ -128,17 +135,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="repeats per variant (default 7, quick 3)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="where to write the results")
+    ap.add_argument("--batches", action="store_true",
+                    help="only the layer-norm LSTM's two time loops against torch.nn.LSTM, at T=100, I=128, H=256 "
+                         "and batch sizes 1-32 (the measurement behind rnnkit.dispatch.COMPILED_LOOP_BATCH)")
     args = ap.parse_args()
     device = torch.device(args.device)
     repeats = args.repeats or (3 if args.quick else 7)
     shapes = QUICK_SHAPES if args.quick else SHAPES
     peers = {name: peer for name, (_, peer) in variants(1, 1).items()}
+    only = None
+    if args.batches:
+        shapes = [(B, 100, 128, 256) for B in (1, 2, 4, 8, 12, 16, 32)]
+        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop"]
 
     print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, median of {repeats}, forward+backward, float32")
     results = []
     for shape in shapes:
-        ms = measure(shape, repeats, device)
+        ms = measure(shape, repeats, device, only)
         print(f"\n(B, T, I, H) = {shape}")
         print(f"  {'variant':<26}{'ms':>9}  {'vs peer':<20}{'vs own loop':>14}")
         for name, t in ms.items():
@@ -153,7 +167,8 @@ def main() -> None:
                             "ms": t, "peer": peer, "ratio_to_peer": ratio,
                             "own_loop": loop, "speedup_vs_own_loop": speedup})
     print("\n" + TARGETS)
-    out = args.json or Path(__file__).parent / "results" / f"recurrent-{device.type}{'-quick' if args.quick else ''}.json"
+    kind = "-batches" if args.batches else "-quick" if args.quick else ""
+    out = args.json or Path(__file__).parent / "results" / f"recurrent-{device.type}{kind}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "torch": torch.__version__, "rnnkit": rnnkit.__version__, "device": str(device),

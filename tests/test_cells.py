@@ -64,8 +64,8 @@ def test_cell_step_gradcheck(name):
 RECURRENT_CASES = [
     (name, impl)
     for name in CELLS
-    for impl in ("loop", "fused")
-    if not (impl == "fused" and name.startswith("skip"))
+    for impl in ("loop", "fused", "compiled")
+    if impl == "loop" or (impl == "fused" and not name.startswith("skip")) or name.startswith("lstm")
 ]
 
 
@@ -103,9 +103,10 @@ def test_native_path_gradcheck():
     assert gradcheck(f, (x, *params))
 
 
-def test_recurrent_dropout_fused_gradcheck():
+@pytest.mark.parametrize("cls,impl", [(rnnkit.GRU, "fused"), (rnnkit.LSTM, "compiled")])
+def test_recurrent_dropout_fused_gradcheck(cls, impl):
     """The mask enters the hand-derived backward too (same mask drawn under the same seed)."""
-    rnn = rnnkit.GRU(2, 3, recurrent_dropout=0.4, implementation="fused").double()
+    rnn = cls(2, 3, recurrent_dropout=0.4, implementation=impl).double()
     x = torch.randn(2, 4, 2, dtype=torch.double, requires_grad=True)
 
     def run(call, x):

@@ -34,7 +34,7 @@ def test_info_reports_the_path_each_layer_takes(capsys):
     assert main(["info"]) == 0
     lines = capsys.readouterr().out.splitlines()
     table = {line[:20].strip(): line.split()[-1] for line in lines[2:]}
-    assert table["LSTM"] == "native" and table["LSTM layer_norm"] == "fused" and table["LSTM skip_delay=2"] == "loop"
+    assert table["LSTM"] == "native" and table["LSTM layer_norm"] == "compiled" and table["LSTM skip_delay=2"] == "loop"
     assert "  cpu, LSTM skip_delay=2: TemporalSkip has no fused kernel: autograd through the cell" in lines
 
 

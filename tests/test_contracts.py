@@ -38,9 +38,11 @@ FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"
     ([GRUCell(3, 4)], "cuda", True, "native", "torch's GRU op"),
     ([ElmanCell(3, 4, activation="sigmoid")], "cuda", True, "fused", "torch has no op equal to ElmanCell"),
     ([LeakyCell(3, 4)], "cpu", False, "fused", "torch has no op equal to LeakyCell"),
-    ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cpu", True, "fused", "recurrent dropout in training"),
+    ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cpu", True, "compiled", "recurrent dropout in training"),
+    ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cuda", True, "fused", "recurrent dropout in training"),
     ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cpu", False, "native", "torch's LSTM op"),
-    ([LSTMCell(3, 4), LSTMCell(3, 4, bias=False, forget_bias=None)], "cpu", True, "fused", "directions differ"),
+    ([LSTMCell(3, 4, layer_norm=True)], "cpu", True, "compiled", "time loop compiled for batches of at most"),
+    ([LSTMCell(3, 4), LSTMCell(3, 4, bias=False, forget_bias=None)], "cpu", True, "compiled", "directions differ"),
     ([TemporalSkip(LSTMCell(7, 4), 2)], "cpu", True, "loop", "TemporalSkip has no fused kernel"),
 ])
 def test_choose_path_decides_and_says_why(cells, device, training, path, says):

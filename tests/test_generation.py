@@ -202,7 +202,7 @@ def test_one_step_in_inference_takes_the_compiled_step_at_small_batches():
     from rnnkit.models import LanguageModel, LanguageModelConfig
 
     native, lstm, ln = PathChoice("native", "torch's LSTM op"), [LSTMCell(3, 4)], [LSTMCell(3, 4, layer_norm=True)]
-    assert single_step_path(native, lstm, "cpu", 1).path == "compiled"
+    assert single_step_path(native, lstm, "cpu", 1).path == "compiled-step"
     assert single_step_path(native, lstm, "cpu", 1, compilable=False).path == "loop"
     assert single_step_path(PathChoice("fused", "fused"), ln, "cpu", 1).path == "loop"
     assert single_step_path(native, lstm, "cpu", 17) is native
@@ -235,7 +235,7 @@ def test_the_compiled_step_equals_torchs_op(cell, kwargs, dtype, tol):
         x = torch.randn(B, 1, 5, dtype=dtype)
         _, state = layer(torch.randn(B, 3, 5, dtype=dtype))
         with torch.no_grad():
-            assert layer.paths("cpu")[0].path != "compiled"
+            assert layer.paths("cpu")[0].path != "compiled-step"
             compiled = layer(x, state=state)
             layer.implementation = "native"
             reference = layer(x, state=state)

@@ -32,6 +32,8 @@ def _paths(name: str) -> list[str]:
         paths.append("fused")
     if name in ("lstm", "gru", "rnn-relu"):
         paths.append("native")
+    if name.startswith("lstm"):
+        paths.append("compiled")
     return paths
 
 
@@ -39,7 +41,7 @@ def _paths(name: str) -> list[str]:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_paths_agree(name):
-    """native == fused == autograd loop in float64: outputs, final states and every gradient."""
+    """native == compiled == fused == autograd loop in float64: outputs, final states and every gradient."""
     m = CONFIGS[name](4, 5, num_layers=2, bidirectional=True).double()
     x = torch.randn(4, 7, 4, dtype=torch.double)
     lengths = torch.tensor([7, 3, 5, 1])
@@ -72,12 +74,36 @@ def test_auto_dispatch_table_on_cpu():
     assert rnnkit.LSTM(2, 3).layer_path(0, "cpu") == "native"
     assert rnnkit.GRU(2, 3).layer_path(0, "cpu") == "fused"
     assert rnnkit.RNN(2, 3).layer_path(0, "cpu") == "fused"
-    assert rnnkit.LSTM(2, 3, layer_norm=True).layer_path(0, "cpu") == "fused"
+    assert rnnkit.LSTM(2, 3, layer_norm=True).layer_path(0, "cpu") == "compiled"
+    assert rnnkit.LSTM(2, 3, peephole=True).layer_path(0, "cuda") == "fused"
     assert rnnkit.LSTM(2, 3, skip_delay=2).layer_path(0, "cpu") == "loop"
     assert rnnkit.GRU(2, 3).layer_path(0, "cuda") == "native"
     m = rnnkit.LSTM(2, 3, recurrent_dropout=0.3)
-    assert m.layer_path(0, "cpu") == "fused"  # training: the mask needs our engine
+    assert m.layer_path(0, "cpu") == "compiled"  # training: the mask needs our engine
     assert m.eval().layer_path(0, "cpu") == "native"  # no dropout in eval: torch's kernel
+
+
+def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_forced(monkeypatch):
+    """The compiled time loop runs on one thread: "auto" gives it batches of at most
+    COMPILED_LOOP_BATCH sequences and larger ones to the Python loop; "compiled" forces it."""
+    from rnnkit import kernels
+    from rnnkit.dispatch import COMPILED_LOOP_BATCH
+
+    calls = []
+    original = kernels.LSTMKernel.scan_forward
+    monkeypatch.setattr(kernels.LSTMKernel, "scan_forward", lambda self, *a: calls.append(1) or original(self, *a))
+    m = rnnkit.LSTM(2, 3, layer_norm=True)
+    for B, impl, compiled in [(1, "auto", True), (COMPILED_LOOP_BATCH, "auto", True),
+                              (COMPILED_LOOP_BATCH + 1, "auto", False), (COMPILED_LOOP_BATCH + 1, "compiled", True),
+                              (1, "fused", False)]:
+        calls.clear()
+        m.implementation = impl
+        m(torch.randn(B, 3, 2))
+        assert bool(calls) == compiled, (B, impl)
+    m.implementation = "compiled"
+    assert m.to(torch.bfloat16)(torch.randn(2, 3, 2, dtype=torch.bfloat16))[0].dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="implementation='compiled' needs LSTM cells on the CPU"):
+        rnnkit.GRU(2, 3, implementation="compiled")(torch.randn(1, 2, 2))
 
 
 # ----------------------------------------------------------------------------- lengths
@@ -104,12 +130,14 @@ def test_padded_batch_equals_each_sequence_alone(name):
 @given(
     lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5),
     extra=st.integers(0, 2),
-    impl=st.sampled_from(["fused", "loop", "native"]),
-    kind=st.sampled_from(["lstm", "gru"]),
+    impl=st.sampled_from(["fused", "loop", "native", "compiled"]),
+    kind=st.sampled_from(["lstm", "gru", "lstm-ln-peephole"]),
     bidirectional=st.booleans(),
 )
 def test_property_padding_never_changes_results(lengths, extra, impl, kind, bidirectional):
     """Any lengths, any amount of padding past the longest, any path: each row as if alone."""
+    if impl not in _paths(kind):
+        impl = "fused"
     torch.manual_seed(1)
     m = CONFIGS[kind](2, 3, bidirectional=bidirectional, implementation=impl).double()
     T = max(lengths) + extra
@@ -337,10 +365,11 @@ def test_recurrent_dropout_same_mask_on_every_path(name):
     x = torch.randn(3, 6, 3, dtype=torch.double)
     lengths = torch.tensor([6, 4, 2])
     results = []
-    for impl in ("loop", "fused"):
+    for impl in ("loop", *[p for p in _paths(name) if p in ("fused", "compiled")]):
         torch.manual_seed(7)
         results.append(run_and_grad(m, x, lengths, impl=impl))
-    assert_same(*results, atol=1e-10, rtol=1e-10)
+    for r in results[1:]:
+        assert_same(results[0], r, atol=1e-10, rtol=1e-10)
     torch.manual_seed(8)
     other = run_and_grad(m, x, lengths, impl="fused")
     assert not torch.allclose(other[0], results[0][0]), "a different seed draws a different mask"
@@ -388,7 +417,7 @@ def test_fused_scan_does_not_keep_its_tape_alive():
 
 def test_an_lstm_input_unit_other_than_tanh_runs_fused_and_is_not_exported_to_torch():
     m = rnnkit.LSTM(2, 3, candidate_activation="sigmoid")
-    assert m.layer_path(0, "cpu") == "fused" and m.layer_path(0, "cuda") == "fused"
+    assert m.layer_path(0, "cpu") == "compiled" and m.layer_path(0, "cuda") == "fused"
     with pytest.raises(ValueError):
         m.to_torch()
     with pytest.raises(ValueError, match="candidate_activation must be one of"):

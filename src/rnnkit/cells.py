@@ -165,6 +165,9 @@ class _AffineCell(Cell, abc.ABC):
         """Bias that must stay inside the loop, next to W h_{t-1} (only the GRU's b_hh)."""
         return None
 
+    #: whether the kernel has a compiled time loop (:mod:`rnnkit.lstm_loop`)
+    _compiled_loop = False
+
     def engine(self) -> Engine:
         mode = self._native_mode() if self.input_size > 0 else None  # torch's ops need an input
         native = None
@@ -172,7 +175,7 @@ class _AffineCell(Cell, abc.ABC):
             weights = (self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())
             native = NativeOp(mode, weights)
         return Engine(kernel=self._kernel, input_projection=self._input_projection, weight_hh=self.weight_hh,
-                      recurrent_bias=self._recurrent_bias(), native=native)
+                      recurrent_bias=self._recurrent_bias(), native=native, compiled=self._compiled_loop)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -475,6 +478,8 @@ class LSTMCell(_AffineCell):
         c_out = self._layer_norm(c_new, self.ln_gain_c, self.ln_bias_c) if self.layer_norm else c_new
         h_new = o * torch.tanh(c_out)
         return h_new, (h_new, c_new)
+
+    _compiled_loop = True
 
     def _kernel(self) -> kernels.StepKernel:
         return kernels.LSTMKernel(

@@ -4,12 +4,14 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 
 * ``"native"``: torch's own RNN op (cuDNN on CUDA, oneDNN/ATen on the CPU) on the cells'
   parameters, when a cell is exactly torch.nn.LSTM/GRU/RNN and torch's op is the faster one;
+* ``"compiled"``: the fused engine with its whole time loop compiled, forward and backward
+  one call each (:mod:`rnnkit.lstm_loop`): LSTM cells, on the CPU, float32/64;
 * ``"fused"``: rnnkit's fused BPTT engine (:mod:`rnnkit.unroll`), for cells with a
-  hand-derived step kernel (:mod:`rnnkit.kernels`);
+  hand-derived step kernel (:mod:`rnnkit.kernels`), its loop over t in Python;
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
 
 and, for one time step in inference at a small batch (token-by-token generation), also
-``"compiled"``: the step of a cell equal to torch's op in one numba call
+``"compiled-step"``: the step of a cell equal to torch's op in one numba call
 (:mod:`rnnkit.inference_step`); :func:`single_step_path` decides.
 
 A cell only *declares* what it can run on, with :meth:`rnnkit.Cell.engine` (an
@@ -31,10 +33,10 @@ if TYPE_CHECKING:
     from rnnkit.kernels import StepKernel
 
 __all__ = ["Engine", "NativeOp", "PathChoice", "choose_path", "single_step_path", "IMPLEMENTATIONS",
-           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH"]
+           "NATIVE_PREFERRED", "COMPILED_LOOP_BATCH", "SINGLE_STEP_BATCH"]
 
 #: What ``Recurrent(implementation=...)`` accepts: "auto" lets :func:`choose_path` decide.
-IMPLEMENTATIONS = ("auto", "native", "fused", "loop")
+IMPLEMENTATIONS = ("auto", "native", "compiled", "fused", "loop")
 
 #: torch ops that beat rnnkit's fused engine, per device type (measured with
 #: benchmarks/recurrent.py: torch's CPU GRU and RNN ops are per-step loops).
@@ -42,6 +44,13 @@ NATIVE_PREFERRED = {
     "cpu": {"LSTM"},
     "cuda": {"LSTM", "GRU", "RNN_TANH", "RNN_RELU"},
 }
+
+
+#: The compiled time loop runs on one thread: under "auto" it takes batches of at most this
+#: many sequences, and larger ones run the fused engine's Python loop, whose torch ops use
+#: every core (measured with benchmarks/recurrent.py --batches; a path forced with
+#: implementation="compiled" takes every batch).
+COMPILED_LOOP_BATCH = 8
 
 
 #: One time step in inference (token-by-token generation) of at most this many rows, per
@@ -83,6 +92,8 @@ class Engine:
         weight_hh: W, (G, H).
         recurrent_bias: a bias that must stay inside the loop (the GRU's b_hh), or None.
         native: the torch op equal to the cell, or None.
+        compiled: the kernel has a compiled time loop (on the CPU, for float32/64; other
+            dtypes run the Python loop of the same engine).
     """
 
     kernel: Callable[[], StepKernel]
@@ -90,6 +101,7 @@ class Engine:
     weight_hh: Tensor
     recurrent_bias: Tensor | None = None
     native: NativeOp | None = None
+    compiled: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,12 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
                              "training mode. Use implementation='auto'.")
         return PathChoice("native", f"asked for: torch's {mode} op")
     unfusable = next((type(c).__name__ for c, e in zip(cells, engines) if e is None), None)
+    compiled = device_type == "cpu" and all(e is not None and e.compiled for e in engines)
+    if implementation == "compiled":
+        if not compiled:
+            raise ValueError(f"implementation='compiled' needs LSTM cells on the CPU; layer {layer} has "
+                             f"{_describe(cells)} on {device_type}. Use implementation='auto' or 'fused'.")
+        return PathChoice("compiled", "asked for: rnnkit's fused BPTT, its time loop compiled")
     if implementation == "fused":
         if unfusable is not None:
             raise ValueError(f"implementation='fused' needs built-in cells; layer {layer} has "
@@ -155,10 +173,13 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
         return PathChoice("loop", "asked for: autograd through the cell")
     if unfusable is not None:
         return PathChoice("loop", f"{unfusable} has no fused kernel: autograd through the cell")
+    fused = PathChoice("compiled", f"rnnkit's fused BPTT, its time loop compiled for batches of at most "
+                                   f"{COMPILED_LOOP_BATCH}, larger ones on its Python loop (rnnkit.lstm_loop)") if compiled else \
+        PathChoice("fused", "rnnkit's fused BPTT")
     if mode is None:
-        return PathChoice("fused", f"rnnkit's fused BPTT: {why_not_native}")
+        return PathChoice(fused.path, f"{fused.reason}: {why_not_native}")
     if dropout:
-        return PathChoice("fused", "rnnkit's fused BPTT: recurrent dropout in training, which torch's op lacks")
+        return PathChoice(fused.path, f"{fused.reason}: recurrent dropout in training, which torch's op lacks")
     if mode in NATIVE_PREFERRED.get(device_type, ()):
         return PathChoice("native", f"torch's {mode} op, the faster one on {device_type}")
     return PathChoice("fused", f"rnnkit's fused BPTT, faster than torch's {mode} op on {device_type}")
@@ -167,7 +188,7 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
 def single_step_path(choice: PathChoice, cells: Sequence[Cell], device_type: str, batch: int,
                      implementation: str = "auto", compilable: bool = True) -> PathChoice:
     """The path of a layer for one time step in inference at ``batch`` rows, where
-    :data:`SINGLE_STEP_BATCH` says calling costs more than computing: "compiled"
+    :data:`SINGLE_STEP_BATCH` says calling costs more than computing: "compiled-step"
     (:mod:`rnnkit.inference_step`) for cells equal to torch's ops when ``compilable`` (no
     gradient recorded, no autocast, float32/64 on the CPU), else the loop; otherwise
     ``choice`` (and always a path the user forced)."""
@@ -175,7 +196,7 @@ def single_step_path(choice: PathChoice, cells: Sequence[Cell], device_type: str
         return choice
     engines = [c.engine() for c in cells]
     if compilable and device_type == "cpu" and all(e is not None and e.native is not None for e in engines):
-        return PathChoice("compiled", f"one step in inference at batch <= {SINGLE_STEP_BATCH[device_type]}: "
+        return PathChoice("compiled-step", f"one step in inference at batch <= {SINGLE_STEP_BATCH[device_type]}: "
                                       "torch's op's maths in one compiled call (rnnkit.inference_step)")
     if choice.path == "loop":
         return choice

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import abc
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit import lstm_loop
 from rnnkit.workspace import Tape
 
 _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
@@ -70,6 +72,24 @@ class StepKernel(abc.ABC):
     """
 
     input_in_rec: bool = False
+    #: set by the engine when :meth:`scan_forward` / :meth:`scan_backward` replace the
+    #: per-step calls (a kernel with a compiled time loop, on the CPU)
+    compiled: bool = False
+
+    def can_compile(self, xp: Tensor) -> bool:
+        """Whether this kernel has a compiled time loop for inputs like ``xp``."""
+        return False
+
+    def scan_forward(self, batch_sizes: np.ndarray, xp: Tensor, weight_hh: Tensor, mask: Tensor | None,
+                     state0: tuple[Tensor, ...], states: list[Tensor]) -> None:
+        """The whole forward loop in one call: fill ``states`` (N, width each) and the tape."""
+        raise NotImplementedError
+
+    def scan_backward(self, d_out: Tensor | None, d_state: list[Tensor], weight_hh: Tensor,
+                      states: list[Tensor]) -> None:
+        """The whole backward loop in one call: ``d_state`` (B, width each) holds dL/dstate_final
+        on entry and dL/dstate0 on return; fills the gradient buffers."""
+        raise NotImplementedError
 
     def params(self) -> tuple[Tensor, ...]:
         """The kernel's own parameters (gradients come from :meth:`param_grads`)."""
@@ -277,10 +297,10 @@ class LSTMKernel(StepKernel):
 
     def allocate(self, tape, H, xp):
         self.H = H
-        gates, self.a_steps = tape.buffer(4 * H)  # pre-activations, then i, f, g, o in place
-        self.i, self.f, self.g, self.o = tape.columns(gates, H, 4)
-        self.if_, _ = tape.columns(gates, 2 * H, 2)
-        _, self.tanh_c_steps = tape.buffer(H)  # tanh(N_c(c_t))
+        self.gates, self.a_steps = tape.buffer(4 * H)  # pre-activations, then i, f, g, o in place
+        self.i, self.f, self.g, self.o = tape.columns(self.gates, H, 4)
+        self.if_, _ = tape.columns(self.gates, 2 * H, 2)
+        self.tanh_c, self.tanh_c_steps = tape.buffer(H)  # tanh(N_c(c_t))
         self.xp_steps = tape.rows(xp)
         if self.layer_norm:
             self.rec, self.rec_steps = tape.buffer(4 * H)  # W h_{t-1}, input of N_h
@@ -317,13 +337,51 @@ class LSTMKernel(StepKernel):
             self.stats_c.append((mean, rstd))
         torch.mul(o, torch.tanh(c, out=self.tanh_c_steps[t]), out=new[0])
 
+    def can_compile(self, xp):
+        return xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
+
+    def scan_forward(self, batch_sizes, xp, weight_hh, mask, state0, states):
+        H, N = self.H, xp.shape[0]
+
+        def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
+            return (xp.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+
+        # shared with scan_backward: the parameters, and the (2, N) mean and 1/std of N_h and N_c per row
+        self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]), "mask": array(mask, 0, H),
+                       "peephole": array(self.peephole, 0, H), "gain_hh": array(self.ln_gain_hh, 0),
+                       "gain_c": array(self.ln_gain_c, 0), "rec": array(self.rec if self.layer_norm else None, 0, 4 * H)}
+        self.arrays["moments_h"], self.arrays["moments_c"] = (np.empty((2, N if self.layer_norm else 0), a.dtype)
+                                                              for a in [self.arrays["w"]] * 2)
+        a = self.arrays
+        h_in = np.empty((0 if mask is None else state0[0].shape[0], H), a["w"].dtype)  # h_{t-1} ⊙ m
+        lstm_loop.forward(array(xp), a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"],
+                          a["gain_hh"], a["gain_c"], array(self.ln_bias_c, 0), self.eps,
+                          lstm_loop.ACTIVATIONS[self.candidate_activation], states[0].numpy(), states[1].numpy(),
+                          self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"], a["moments_c"], h_in)
+
+    def scan_backward(self, d_out, d_state, weight_hh, states):
+        H, a = self.H, self.arrays
+        d_out = weight_hh.new_empty(0, H) if d_out is None else d_out.contiguous()
+        d_rec = self._d_rec if self.layer_norm else weight_hh.new_empty(0, 4 * H)
+        # the kernel's own parameters' gradients, summed over the rows in the loop
+        self.d_params = [torch.zeros(p.shape, dtype=torch.float64) for p in self.params()]
+        empty = {2: torch.empty(0, H, dtype=torch.float64), 1: torch.empty(0, dtype=torch.float64)}
+        d_peephole, d_gain_hh, d_gain_c, d_bias_c = (self.d_params[:1] if self.peephole is not None else [empty[2]]) + (
+            self.d_params[-3:] if self.layer_norm else [empty[1]] * 3)
+        lstm_loop.backward(d_out.numpy(), d_state[0].numpy(), d_state[1].numpy(), a["w"], a["bs"], a["c0"], a["mask"],
+                           a["peephole"], a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
+                           states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
+                           a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
+                           d_gain_c.numpy(), d_bias_c.numpy())
+
     def allocate_grads(self, tape, H):
         self._d_xp, self.d_xp_steps = tape.buffer(4 * H, escapes=True)
         self.d_i, self.d_f, self.d_g, self.d_o = tape.columns(self._d_xp, H, 4)
         self.d_if, _ = tape.columns(self._d_xp, 2 * H, 2)
         if self.layer_norm:
             self._d_rec, self.d_rec_steps = tape.buffer(4 * H)
-            self.d_cn, self.d_cn_steps = tape.buffer(H)  # dL/dN_c(c_t), for N_c's gain and shift
+            if not self.compiled:
+                self.d_cn, self.d_cn_steps = tape.buffer(H)  # dL/dN_c(c_t), for N_c's gain and shift
 
     def backward(self, t, d_state, prev, cur):
         dh, dc = d_state
@@ -365,6 +423,8 @@ class LSTMKernel(StepKernel):
         return self._d_rec if self.layer_norm else self._d_xp
 
     def param_grads(self, prev_all, states, needs):
+        if self.compiled:  # summed in the loop (scan_backward)
+            return tuple(d.to(p.dtype) if need else None for d, p, need in zip(self.d_params, self.params(), needs))
         grads: list[Tensor | None] = []
         c = states[1]
         H = self.H

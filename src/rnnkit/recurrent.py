@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
-from rnnkit.dispatch import IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice, choose_path, single_step_path
+from rnnkit.dispatch import (COMPILED_LOOP_BATCH, IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice, choose_path,
+                             single_step_path)
 from rnnkit.inference_step import compiled_step
 from rnnkit.precision import autocast_enabled
 from rnnkit.nested import detach
@@ -200,7 +201,7 @@ class Recurrent(nn.Module):
         return choices
 
     def layer_path(self, index: int, device: torch.device | str) -> str:
-        """Which path layer ``index`` takes on ``device``: "native", "fused" or "loop"."""
+        """Which path layer ``index`` takes on ``device``: "native", "compiled", "fused" or "loop"."""
         return self.paths(device)[index].path
 
     # ------------------------------------------------------------------ state
@@ -306,9 +307,9 @@ class Recurrent(nn.Module):
             if self.input_dropout > 0 and self.training:
                 data = data * layout.per_row(_variational_mask(data, B, self.input_dropout))
             layer_states = state[i * D : (i + 1) * D]
-            if choice.path in ("native", "compiled"):
+            if choice.path in ("native", "compiled-step"):
                 natives = [c.engine().native for c in layer]
-                if choice.path == "compiled":
+                if choice.path == "compiled-step":
                     out, layer_finals = compiled_step(natives, data, layer_states)
                 else:
                     out, layer_finals = native_scan(natives, layout, data, layer_states, self.training)
@@ -320,8 +321,10 @@ class Recurrent(nn.Module):
                     if cell.recurrent_dropout > 0 and self.training:
                         mask = _variational_mask(data, B, cell.recurrent_dropout, cell.hidden_size)
                     xd = layout.reverse(data) if d == 1 else data
-                    if choice.path == "fused":
-                        out, final = fused_scan(cell.engine(), layout, xd, s0, mask)
+                    if choice.path in ("compiled", "fused"):
+                        compiled = choice.path == "compiled" and (self.implementation == "compiled"
+                                                                  or B <= COMPILED_LOOP_BATCH)
+                        out, final = fused_scan(cell.engine(), layout, xd, s0, mask, compiled)
                     else:
                         out, final = loop_scan(cell, layout, xd, s0, mask)
                     outs.append(layout.reverse(out) if d == 1 else out)

@@ -1,4 +1,4 @@
-"""Unrolling one recurrent layer (one direction) over time: the only loops over time in rnnkit.
+"""Unrolling one recurrent layer (one direction) over time: rnnkit's loops over time (with rnnkit.lstm_loop).
 
 Three ways to run the same recurrence, chosen per layer by :func:`rnnkit.dispatch.choose_path`:
 
@@ -8,7 +8,9 @@ Three ways to run the same recurrence, chosen per layer by :func:`rnnkit.dispatc
   one matmul for all steps (done by autograd before the loop); the loop does W h_{t-1} and
   the cell's step kernel; backward runs the textbook recursion
       dL/dh_{t-1} = W^T dL/drec_t + (direct terms),   dL/dW = sum_t dL/drec_t^T h_{t-1}
-  with the sum over t done as a single matmul after the loop.
+  with the sum over t done as a single matmul after the loop. The loop over t runs in Python
+  (a few torch ops a step) or, for LSTM cells on the CPU, compiled whole
+  (:mod:`rnnkit.lstm_loop`, the "compiled" path), writing the same buffers.
 * ``loop_scan``: plain autograd through ``cell(x_t, state)``, for any cell (yours included).
 
 Layout. Sequences are sorted longest first and stored as a packed batch (torch's
@@ -200,27 +202,16 @@ class _FusedBPTT(torch.autograd.Function):
         n_state = len(state0_and_params) - len(kernel.params())
         state0 = state0_and_params[:n_state]
         bs = [b for _, b in layout.steps]
-        tape = Tape(bs, xp)
+        tape = Tape(bs, xp, views=not kernel.compiled)
         H = weight_hh.shape[1]
         # state_t of every row; h is the output, so it escapes the workspace
         states = [tape.buffer(w, escapes=(k == 0)) for k, w in enumerate(kernel.state_widths(H))]
         history = [steps for _, steps in states]
         kernel.allocate(tape, H, xp)
-        xp_steps = tape.rows(xp)
-        masks = None if mask is None else {b: mask[:b] for b in set(bs)}
-        w_t = weight_hh.t()
-        for t, b in enumerate(bs):
-            prev = _previous(t, b, bs, state0, history)
-            new = [steps[t] for steps in history]
-            h_in = prev[0] if masks is None else prev[0] * masks[b]
-            rec = kernel.rec_target(t, new)
-            if kernel.input_in_rec:
-                torch.addmm(xp_steps[t], h_in, w_t, out=rec)  # xp_t + W h_{t-1}
-            elif bias_hh is not None:
-                torch.addmm(bias_hh, h_in, w_t, out=rec)  # W h_{t-1} + b_hh
-            else:
-                torch.mm(h_in, w_t, out=rec)  # W h_{t-1}
-            kernel.forward(t, prev, new)
+        if kernel.compiled:
+            kernel.scan_forward(layout.batch_sizes.numpy(), xp, weight_hh, mask, state0, [full for full, _ in states])
+        else:
+            _forward_steps(kernel, tape, xp, weight_hh, bias_hh, mask, state0, history)
         h = states[0][0]  # (N, H): the outputs
         final = tuple(layout.last(full) for full, _ in states)
         ctx.kernel, ctx.layout, ctx.tape = kernel, layout, tape
@@ -233,10 +224,8 @@ class _FusedBPTT(torch.autograd.Function):
     def backward(ctx, d_out: Tensor | None, *d_final: Tensor | None):
         weight_hh, mask, h, *state0 = ctx.saved_tensors
         kernel, layout, tape = ctx.kernel, ctx.layout, ctx.tape
-        bs = tape.batch_sizes
         kernel.allocate_grads(tape, weight_hh.shape[1])
         states = [h, *ctx.other_states]
-        history = [tape.rows(full) for full in states]
         # running dL/dstate_t of every sequence (sorted order). A sequence that is not yet
         # running (in reverse time) keeps dL/dfinal until its last real step comes.
         d_state = [
@@ -244,26 +233,11 @@ class _FusedBPTT(torch.autograd.Function):
             else d.clone(memory_format=torch.contiguous_format)
             for d, s in zip(d_final, state0)
         ]
-        d_views = {b: [d[:b] for d in d_state] for b in set(bs)}
-        masks = None if mask is None else {b: mask[:b] for b in set(bs)}
-        d_out_steps = None if d_out is None else tape.rows(d_out)
-        for t in range(len(bs) - 1, -1, -1):
-            b = bs[t]
-            ds = d_views[b]
-            if d_out_steps is not None:
-                ds[0].add_(d_out_steps[t])  # dL/dh_t = dL/dy_t + (from step t+1)
-            cur = [steps[t] for steps in history]
-            direct, d_rec = kernel.backward(t, ds, _previous(t, b, bs, state0, history), cur)
-            # dL/dh_{t-1} = W^T dL/drec_t (masked) + direct terms
-            if masks is None and direct is None:
-                torch.mm(d_rec, weight_hh, out=ds[0])
-            elif masks is None:
-                torch.addmm(direct, d_rec, weight_hh, out=ds[0])
-            else:
-                torch.mm(d_rec, weight_hh, out=ds[0]).mul_(masks[b])
-                if direct is not None:
-                    ds[0].add_(direct)
-
+        if kernel.compiled:
+            kernel.scan_backward(d_out, d_state, weight_hh, states)
+        else:
+            _backward_steps(kernel, tape, d_out, d_state, weight_hh, mask, state0,
+                            [tape.rows(full) for full in states])
         needs = _Inputs.split(ctx.needs_input_grad[2:], len(state0))
         need_bias = ctx.has_bias and needs.bias_hh
         d_w = d_b = None
@@ -286,6 +260,54 @@ class _FusedBPTT(torch.autograd.Function):
         return (None, None, *grads.flat())
 
 
+def _forward_steps(kernel: StepKernel, tape: Tape, xp: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
+                   mask: Tensor | None, state0: tuple[Tensor, ...], history: list[list[Tensor]]) -> None:
+    """The forward loop over t in Python, a few tensor ops a step (:class:`_FusedBPTT`)."""
+    bs = tape.batch_sizes
+    xp_steps = tape.rows(xp)
+    masks = None if mask is None else {b: mask[:b] for b in set(bs)}
+    w_t = weight_hh.t()
+    for t, b in enumerate(bs):
+        prev = _previous(t, b, bs, state0, history)
+        new = [steps[t] for steps in history]
+        h_in = prev[0] if masks is None else prev[0] * masks[b]
+        rec = kernel.rec_target(t, new)
+        if kernel.input_in_rec:
+            torch.addmm(xp_steps[t], h_in, w_t, out=rec)  # xp_t + W h_{t-1}
+        elif bias_hh is not None:
+            torch.addmm(bias_hh, h_in, w_t, out=rec)  # W h_{t-1} + b_hh
+        else:
+            torch.mm(h_in, w_t, out=rec)  # W h_{t-1}
+        kernel.forward(t, prev, new)
+
+
+def _backward_steps(kernel: StepKernel, tape: Tape, d_out: Tensor | None, d_state: list[Tensor],
+                    weight_hh: Tensor, mask: Tensor | None, state0: tuple[Tensor, ...],
+                    history: list[list[Tensor]]) -> None:
+    """The backward loop over t in Python (:class:`_FusedBPTT`): ``d_state`` goes from
+    dL/dstate_final to dL/dstate0 in place."""
+    bs = tape.batch_sizes
+    d_views = {b: [d[:b] for d in d_state] for b in set(bs)}
+    masks = None if mask is None else {b: mask[:b] for b in set(bs)}
+    d_out_steps = None if d_out is None else tape.rows(d_out)
+    for t in range(len(bs) - 1, -1, -1):
+        b = bs[t]
+        ds = d_views[b]
+        if d_out_steps is not None:
+            ds[0].add_(d_out_steps[t])  # dL/dh_t = dL/dy_t + (from step t+1)
+        cur = [steps[t] for steps in history]
+        direct, d_rec = kernel.backward(t, ds, _previous(t, b, bs, state0, history), cur)
+        # dL/dh_{t-1} = W^T dL/drec_t (masked) + direct terms
+        if masks is None and direct is None:
+            torch.mm(d_rec, weight_hh, out=ds[0])
+        elif masks is None:
+            torch.addmm(direct, d_rec, weight_hh, out=ds[0])
+        else:
+            torch.mm(d_rec, weight_hh, out=ds[0]).mul_(masks[b])
+            if direct is not None:
+                ds[0].add_(direct)
+
+
 def _previous(t: int, b: int, bs: list[int], state0, history: list[list[Tensor]]) -> list[Tensor]:
     """state_{t-1} of the b sequences running at step t."""
     if t == 0:
@@ -296,9 +318,10 @@ def _previous(t: int, b: int, bs: list[int], state0, history: list[list[Tensor]]
 
 
 def fused_scan(engine: Engine, layout: PackedLayout, x: Tensor, state0: State,
-               recurrent_mask: Tensor | None) -> tuple[Tensor, State]:
+               recurrent_mask: Tensor | None, compiled: bool = False) -> tuple[Tensor, State]:
     """Run a built-in cell, given by its :class:`Engine`, over packed rows x (N, F) with the
-    fused BPTT engine."""
+    fused BPTT engine; with ``compiled``, on the kernel's compiled time loop where it has one
+    for these inputs (else on the Python loop)."""
     kernel = engine.kernel()
     xp = engine.input_projection(x)  # U x_t + b for every row at once   (N, G)
     # under autocast only the projection above is low precision: the recurrence runs in the
@@ -309,6 +332,7 @@ def fused_scan(engine: Engine, layout: PackedLayout, x: Tensor, state0: State,
         inputs = _Inputs(xp.to(dtype), engine.weight_hh, engine.recurrent_bias,
                          None if recurrent_mask is None else recurrent_mask.to(dtype),
                          tuple(s.to(dtype) for s in state0), kernel.params())
+        kernel.compiled = compiled and kernel.can_compile(inputs.xp)
         out, *final = _FusedBPTT.apply(kernel, layout, *inputs.flat())
     return out, tuple(final)
 

@@ -1,0 +1,317 @@
+"""The LSTM's whole time loop, compiled: forward and hand-derived BPTT in one call each.
+
+The fused engine (:mod:`rnnkit.unroll`) runs a step as a dozen torch ops called from Python,
+2-5 us of dispatch each; with peepholes and layer norm that is ~60 ops a step, which at
+small batch sizes costs far more than the arithmetic. Here the loop over t itself is
+compiled (numba, cached on disk across processes): per step one product ``rec_t = W h_{t-1}``
+(:func:`_product`) and one pass over the rows for the pointwise maths, in the notation of :class:`rnnkit.kernels.LSTMKernel`:
+
+    a = xp_t + N_h(rec_t);  i, f = sigmoid(a_if + p_if ⊙ c_{t-1});  g = act(a_g)
+    c_t = f ⊙ c_{t-1} + i ⊙ g;  o = sigmoid(a_o + p_o ⊙ c_t);  h_t = o ⊙ tanh(N_c(c_t))
+
+and backward, from t = T-1 down, with dh = dL/dh_t (+ dL/dy_t), dc = dL/dc_t:
+
+    da_o = dh ⊙ tanh(N_c(c_t)) ⊙ o(1-o);   dc += N_c'^T (dh ⊙ o ⊙ (1 - tanh^2)) + p_o ⊙ da_o
+    da_i = dc ⊙ g ⊙ i(1-i);  da_f = dc ⊙ c_{t-1} ⊙ f(1-f);  da_g = dc ⊙ i ⊙ act'(a_g)
+    dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f;   dh_{t-1} = W^T N_h'^T da  (⊙ m)
+
+where N'^T is layer norm's input gradient, dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ ⊙ x̂)) with
+dx̂ = gain ⊙ dy. Rows are in the packed layout (step t owns rows o_t : o_t + b_t, longest
+sequences first). Both functions write into buffers the kernel allocated, so the gradients
+of W, the peepholes and the layer-norm gains are formed after the loop exactly as on the
+Python loop, which stays the fallback (CUDA, other dtypes) and the oracle of the tests.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+__all__ = ["ACTIVATIONS", "forward", "backward"]
+
+#: the candidate activations act(a_g) the compiled loop knows, by code
+ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "elu": 3}
+
+
+@numba.njit(cache=True, inline="always")
+def _sigmoid(a):
+    return 1.0 / (1.0 + math.exp(-a))
+
+
+@numba.njit(cache=True, inline="always")
+def _tanh(a):
+    """tanh(a) = 2 sigmoid(2a) - 1: one exp, a third of libm's tanh's time here (within an
+    ulp of 1 absolute, which is what the gradients see)."""
+    return 2.0 / (1.0 + math.exp(-2.0 * a)) - 1.0
+
+
+@numba.njit(cache=True, inline="always")
+def _activation(act, a):
+    if act == 0:
+        return _tanh(a)
+    if act == 1:
+        return 1.0 / (1.0 + math.exp(-a))
+    if act == 2:
+        return a if a > 0.0 else 0.0 * a
+    return a if a > 0.0 else math.expm1(a)
+
+
+@numba.njit(cache=True, inline="always")
+def _activation_derivative(act, y):
+    """act'(a) from y = act(a)."""
+    if act == 0:
+        return 1.0 - y * y
+    if act == 1:
+        return y * (1.0 - y)
+    if act == 2:
+        return 1.0 if y > 0.0 else 0.0
+    return 1.0 if y > 0.0 else y + 1.0
+
+
+@numba.njit(cache=True, fastmath=True)
+def _product_block(a, b, out, r):
+    """out[r:r+4] = a[r:r+4] b^T, two columns of out at a time: 8 independent sums that the
+    compiler vectorises along K, each row of b read once for four rows of a."""
+    n, K = b.shape
+    for k in range(0, n - 1, 2):
+        s0 = a[r, 0] * b[k, 0]
+        s1 = a[r + 1, 0] * b[k, 0]
+        s2 = a[r + 2, 0] * b[k, 0]
+        s3 = a[r + 3, 0] * b[k, 0]
+        t0 = a[r, 0] * b[k + 1, 0]
+        t1 = a[r + 1, 0] * b[k + 1, 0]
+        t2 = a[r + 2, 0] * b[k + 1, 0]
+        t3 = a[r + 3, 0] * b[k + 1, 0]
+        for j in range(1, K):
+            u = b[k, j]
+            v = b[k + 1, j]
+            s0 += a[r, j] * u
+            s1 += a[r + 1, j] * u
+            s2 += a[r + 2, j] * u
+            s3 += a[r + 3, j] * u
+            t0 += a[r, j] * v
+            t1 += a[r + 1, j] * v
+            t2 += a[r + 2, j] * v
+            t3 += a[r + 3, j] * v
+        out[r, k], out[r + 1, k], out[r + 2, k], out[r + 3, k] = s0, s1, s2, s3
+        out[r, k + 1], out[r + 1, k + 1], out[r + 2, k + 1], out[r + 3, k + 1] = t0, t1, t2, t3
+    if n % 2:
+        out[r : r + 4, n - 1] = np.dot(a[r : r + 4], b[n - 1])
+
+
+@numba.njit(cache=True)
+def _product(a, b, out, pad_a, pad_out):
+    """out = a b^T for row-major a (m, K), b (n, K). One row: BLAS (its best case); more:
+    blocks of four rows (:func:`_product_block`), the last partial block through the
+    zero-padded scratch pad_a (4, K), pad_out (4, n). OpenBLAS takes 3-7x longer for
+    2-16 rows here, and torch's mm up to 1.6x (issue 16's measurements)."""
+    m = a.shape[0]
+    if m == 1:
+        np.dot(a, b.T, out)
+        return
+    full = m - m % 4
+    for r in range(0, full, 4):
+        _product_block(a, b, out, r)
+    if full < m:
+        pad_a[:] = 0.0
+        pad_a[: m - full] = a[full:]
+        _product_block(pad_a, b, pad_out, 0)
+        out[full:] = pad_out[: m - full]
+
+
+@numba.njit(cache=True, inline="always")
+def _moments(x, eps):
+    """(mean, 1/sqrt(var + eps)) of a row, summed in float64."""
+    n = x.shape[0]
+    s = 0.0
+    for k in range(n):
+        s += x[k]
+    mean = s / n
+    v = 0.0
+    for k in range(n):
+        d = x[k] - mean
+        v += d * d
+    return mean, 1.0 / math.sqrt(v / n + eps)
+
+
+@numba.njit(cache=True, inline="always")
+def _layer_norm_input_grad(dy, x, gain, mean, rstd, out):
+    """out = N'^T dy for y = gain ⊙ (x - mean) rstd: rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ ⊙ x̂))."""
+    n = x.shape[0]
+    s1 = 0.0
+    s2 = 0.0
+    for k in range(n):
+        dxh = dy[k] * gain[k]
+        s1 += dxh
+        s2 += dxh * (x[k] - mean) * rstd
+    s1 /= n
+    s2 /= n
+    for k in range(n):
+        xh = (x[k] - mean) * rstd
+        out[k] = rstd * (dy[k] * gain[k] - s1 - xh * s2)
+
+
+@numba.njit(cache=True, nogil=True)
+def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
+            h, c, gates, tanh_c, rec, stats_h, stats_c, h_in):
+    """One layer-direction forward over the packed rows.
+
+    Inputs: xp (N, 4H) = U x_t + b; w = W (4H, H); bs (T,) int64; h0, c0 (B, H); mask (B, H)
+    or (0, H) for none; peephole (3, H) or (0, H); gain_hh (4H,), gain_c, bias_c (H,) or empty
+    for no layer norm; act: a code of :data:`ACTIVATIONS`.
+    Outputs (written): h, c (N, H); gates (N, 4H) = i, f, g, o after their activations;
+    tanh_c (N, H) = tanh(N_c(c_t)); with layer norm rec (N, 4H) = W h_{t-1} and stats_h,
+    stats_c (2, N) = mean and 1/std of N_h and N_c per row. h_in (B, H): scratch.
+    """
+    H = w.shape[1]
+    G = 4 * H
+    layer_norm = gain_hh.shape[0] > 0
+    peep = peephole.shape[0] > 0
+    masked = mask.shape[0] > 0
+    a = np.empty(G, dtype=xp.dtype)
+    cn = np.empty(H, dtype=xp.dtype)
+    pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
+    o = 0
+    o_prev = 0
+    for t in range(bs.shape[0]):
+        b = bs[t]
+        if t == 0:
+            hp = h0[:b]
+            cp = c0[:b]
+        else:
+            hp = h[o_prev : o_prev + b]
+            cp = c[o_prev : o_prev + b]
+        if masked:
+            for r in range(b):
+                for j in range(H):
+                    h_in[r, j] = hp[r, j] * mask[r, j]
+            hp = h_in[:b]
+        target = rec[o : o + b] if layer_norm else gates[o : o + b]
+        _product(hp, w, target, pad_h, pad_g)  # W h_{t-1}
+        for r in range(b):
+            row = o + r
+            if layer_norm:
+                mean, rstd = _moments(rec[row], eps)
+                stats_h[0, row] = mean
+                stats_h[1, row] = rstd
+                for k in range(G):
+                    a[k] = xp[row, k] + (rec[row, k] - mean) * rstd * gain_hh[k]
+            else:
+                for k in range(G):
+                    a[k] = xp[row, k] + gates[row, k]
+            for j in range(H):
+                c_prev = cp[r, j]
+                ai = a[j]
+                af = a[H + j]
+                if peep:
+                    ai += peephole[0, j] * c_prev
+                    af += peephole[1, j] * c_prev
+                i = _sigmoid(ai)
+                f = _sigmoid(af)
+                g = _activation(act, a[2 * H + j])
+                cc = f * c_prev + i * g
+                ao = a[3 * H + j]
+                if peep:
+                    ao += peephole[2, j] * cc
+                gates[row, j] = i
+                gates[row, H + j] = f
+                gates[row, 2 * H + j] = g
+                gates[row, 3 * H + j] = _sigmoid(ao)
+                c[row, j] = cc
+            if layer_norm:
+                mean, rstd = _moments(c[row], eps)
+                stats_c[0, row] = mean
+                stats_c[1, row] = rstd
+                for j in range(H):
+                    cn[j] = (c[row, j] - mean) * rstd * gain_c[j] + bias_c[j]
+            else:
+                for j in range(H):
+                    cn[j] = c[row, j]
+            for j in range(H):
+                tc = _tanh(cn[j])
+                tanh_c[row, j] = tc
+                h[row, j] = gates[row, 3 * H + j] * tc
+        o_prev = o
+        o += b
+
+
+@numba.njit(cache=True, nogil=True)
+def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
+             c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c):
+    """BPTT of :func:`forward`, in place: on entry dh, dc (B, H) hold dL/dh_T, dL/dc_T of
+    each sequence's final state, on return dL/dh_0, dL/dc_0. d_out (N, H) = dL/dy_t, or
+    (0, H) for none. Writes d_xp (N, 4H) = dL/da (the gradient of xp) and d_rec (N, 4H) =
+    dL/drec_t (with layer norm; without it rec_t is inside a and d_rec is not touched);
+    adds the gradients of the peepholes (3, H) and of the layer norms' gains and shift
+    (float64 sums over the rows; empty when absent)."""
+    H = w.shape[1]
+    G = 4 * H
+    T = bs.shape[0]
+    layer_norm = gain_hh.shape[0] > 0
+    peep = peephole.shape[0] > 0
+    masked = mask.shape[0] > 0
+    has_out = d_out.shape[0] > 0
+    offsets = np.zeros(T + 1, dtype=np.int64)
+    for t in range(T):
+        offsets[t + 1] = offsets[t] + bs[t]
+    wt = np.ascontiguousarray(w.T)
+    pad_h, pad_g = np.empty((4, H), dtype=dc.dtype), np.empty((4, G), dtype=dc.dtype)
+    d_tanh = np.empty(H, dtype=dc.dtype)
+    d_from_h = np.empty(H, dtype=dc.dtype)
+    for t in range(T - 1, -1, -1):
+        b = bs[t]
+        o = offsets[t]
+        cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+        for r in range(b):
+            row = o + r
+            for j in range(H):
+                dhj = dh[r, j]
+                if has_out:
+                    dhj += d_out[row, j]
+                og = gates[row, 3 * H + j]
+                tc = tanh_c[row, j]
+                dao = dhj * tc * og * (1.0 - og)
+                d_xp[row, 3 * H + j] = dao
+                d_tanh[j] = dhj * og * (1.0 - tc * tc)  # dL/dN_c(c_t)
+                if peep:
+                    d_peephole[2, j] += dao * c[row, j]
+            if layer_norm:
+                mean, rstd = stats_c[0, row], stats_c[1, row]
+                for j in range(H):
+                    d_gain_c[j] += d_tanh[j] * (c[row, j] - mean) * rstd
+                    d_bias_c[j] += d_tanh[j]
+                _layer_norm_input_grad(d_tanh, c[row], gain_c, stats_c[0, row], stats_c[1, row], d_from_h)
+            else:
+                for j in range(H):
+                    d_from_h[j] = d_tanh[j]
+            for j in range(H):
+                dct = dc[r, j] + d_from_h[j]
+                if peep:
+                    dct += peephole[2, j] * d_xp[row, 3 * H + j]
+                i = gates[row, j]
+                f = gates[row, H + j]
+                g = gates[row, 2 * H + j]
+                dai = dct * g * i * (1.0 - i)
+                daf = dct * cp[r, j] * f * (1.0 - f)
+                d_xp[row, j] = dai
+                d_xp[row, H + j] = daf
+                d_xp[row, 2 * H + j] = dct * i * _activation_derivative(act, g)
+                dcp = dct * f
+                if peep:
+                    dcp += peephole[0, j] * dai + peephole[1, j] * daf
+                    d_peephole[0, j] += dai * cp[r, j]
+                    d_peephole[1, j] += daf * cp[r, j]
+                dc[r, j] = dcp
+            if layer_norm:
+                mean, rstd = stats_h[0, row], stats_h[1, row]
+                for k in range(G):
+                    d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
+                _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
+        d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
+        _product(d, wt, dh[:b], pad_g, pad_h)  # dL/dh_{t-1} = W^T dL/drec_t
+        if masked:
+            for r in range(b):
+                for j in range(H):
+                    dh[r, j] *= mask[r, j]
