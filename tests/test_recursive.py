@@ -224,6 +224,7 @@ def test_sentiment_task_trains_a_tree_lstm_and_classifies_trees(tmp_path, monkey
         assert main(["evaluate", str(run), "--split", "test", "--json", *argv]) == 0
         scores = json.loads(capsys.readouterr().out)
         assert 0 <= scores["accuracy"] <= 1 and scores["sentences"] <= 8
+        assert "binary_accuracy" not in scores  # a binary run is scored once
         assert main(["classify", str(run), "(3 (2 a) (3 (3 witty) (2 film)))", "--json"]) == 0
         out = capsys.readouterr()
         assert set(json.loads(out.out)["probabilities"]) == {"negative", "positive"} and "note" not in out.err

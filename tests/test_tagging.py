@@ -10,12 +10,14 @@ import re
 import pytest
 import torch
 
+import rnnkit
+
 from conftest import demo_client, stand_in_dataset
 from rnnkit.cli import main
 from rnnkit.data import SequenceBatches, Vocabulary, by_length
 from rnnkit.data.conllu import fill_upos, parse_conllu
 from rnnkit.data.tokenize import english_sentences
-from rnnkit.data.trees import parse_tree
+from rnnkit.data.trees import parse_tree, read_trees
 from rnnkit.models import SequenceClassifier, SequenceClassifierConfig, Tagger, TaggerConfig
 from rnnkit.models.spelling import SpellingConfig, SpellingEncoder
 
@@ -201,13 +203,13 @@ def conllu_file(sentences: list[tuple[list[str], list[str]]], prefix: str) -> st
     return "\n".join(lines) + "\n"
 
 
-def sst_file(n: int, seed: int) -> str:
+def sst_file(n: int, seed: int, classes: tuple[int, ...] = (0, 1, 3, 4)) -> str:
     rng = random.Random(seed)
-    good, bad = ["great", "fine", "witty"], ["dull", "bad", "flat"]
+    good, bad, plain = ["great", "fine", "witty"], ["dull", "bad", "flat"], ["long", "french"]
     lines = []
     for _ in range(n):
-        k = rng.choice([0, 1, 3, 4])
-        word = rng.choice(good if k > 2 else bad)
+        k = rng.choice(classes)
+        word = rng.choice(plain if k == 2 else good if k > 2 else bad)
         lines.append(f"({k} (2 (2 the) (2 film)) ({k} (2 is) ({k} {word})))")
     return "\n".join(lines) + "\n"
 
@@ -222,7 +224,7 @@ def data(tmp_path_factory):
             "en_ewt-ud-dev.conllu": conllu_file(suffix_sentences(10, 1, stems), "dev"),
             "en_ewt-ud-test.conllu": conllu_file(suffix_sentences(10, 2, ["kor", "lum"]), "test")})
         stand_in_dataset(mp, root, "sst_trees", {"train.txt": sst_file(60, 0), "dev.txt": sst_file(10, 1),
-                                                 "test.txt": sst_file(10, 2)})
+                                                 "test.txt": sst_file(10, 2, classes=(0, 1, 2, 3, 4))})
         yield root
 
 
@@ -277,6 +279,15 @@ def test_sentiment_trains_evaluates_and_classifies(runs, data, capsys):
     assert main(["evaluate", str(run), "--split", "test", "--json", "--data-dir", str(data), "--no-progress"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["sentences"] == 10 and 0 <= scores["accuracy"] <= 1
+    # a fine-grained model scored on the binary task too: neutral sentences dropped, the two
+    # negative and the two positive classes' probabilities summed (checked one sentence at a time)
+    trees = read_trees(data / "sst_trees" / "test.txt")
+    probabilities = rnnkit.load(run / "best").classify([tree.words() for tree in trees])
+    polar = [(p, int(tree.label) > 2) for p, tree in zip(probabilities, trees) if tree.label != "2"]
+    assert 0 < len(polar) < 10 and scores["binary_sentences"] == len(polar)
+    right = [(p["positive"] + p["very positive"] > p["negative"] + p["very negative"]) == positive
+             for p, positive in polar]
+    assert scores["binary_accuracy"] == pytest.approx(sum(right) / len(polar))
     assert main(["classify", str(run), "the film is witty", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["probabilities"]) == {"very negative", "negative", "neutral", "positive", "very positive"}

@@ -87,9 +87,13 @@ class SequenceClassifier(Model):
             return logits[:, -1]
         return logits[torch.arange(len(logits), device=logits.device), lengths.to(logits.device) - 1]
 
+    def final_logits(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """V h_L + c at each sequence's last real step: the sequence's class scores, (B, K)."""
+        return self._last(self(x, lengths), lengths)
+
     def predict(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The class of each sequence, (B,)."""
-        return self._last(self(x, lengths), lengths).argmax(-1)
+        return self.final_logits(x, lengths).argmax(-1)
 
     # -- words in, class probabilities out ----------------------------------------------------
 
@@ -107,6 +111,6 @@ class SequenceClassifier(Model):
         b = self.batch(sentences)
         device = self.output.weight.device
         lengths = b["lengths"].to(device)
-        probabilities = self._last(self(b["input"].to(device), lengths), lengths).softmax(-1).tolist()
+        probabilities = self.final_logits(b["input"].to(device), lengths).softmax(-1).tolist()
         self.train(was_training)
         return [dict(zip(names, row)) for row in probabilities]
