@@ -16,34 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from task_runs import train_and_test
 
 DIVERGENCES = ("final", "every", "every-linear")
 
 
 def one_run(divergence: str, seed: int, runs: Path, extra: list[str]) -> dict:
-    folder = runs / f"{divergence}-seed{seed}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    started = time.time()
-    rnnkit = [sys.executable, "-m", "rnnkit"]
-    subprocess.run([*rnnkit, "train", "sentiment", "--divergence", divergence, "--seed", str(seed), "--runs",
-                    str(folder), "--no-progress", *extra], check=True, env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
-    minutes = (time.time() - started) / 60
-    (run,) = folder.iterdir()
-    valid = json.loads((run / "results.json").read_text())["valid"]
-    test = json.loads(subprocess.run([*rnnkit, "evaluate", str(run), "--split", "test", "--json", "--no-progress"],
-                                     check=True, env=env, capture_output=True, text=True).stdout)
-    print(f"  {divergence:<13} seed {seed}: dev {valid['accuracy']:.2%}, test {test['accuracy']:.2%} "
-          f"({minutes:.1f} min)", flush=True)
-    return {"divergence": divergence, "seed": seed, "run": str(run), "minutes": minutes,
-            "valid_accuracy": valid["accuracy"], "test_accuracy": test["accuracy"]}
+    done = train_and_test("sentiment", ["--divergence", divergence, "--seed", str(seed), *extra],
+                          runs / f"{divergence}-seed{seed}")
+    valid, test = done["valid"]["accuracy"], done["test"]["accuracy"]
+    print(f"  {divergence:<13} seed {seed}: dev {valid:.2%}, test {test:.2%} ({done['minutes']:.1f} min)", flush=True)
+    return {"divergence": divergence, "seed": seed, "run": done["run"], "minutes": done["minutes"],
+            "valid_accuracy": valid, "test_accuracy": test}
 
 
 def main() -> None:
