@@ -59,23 +59,24 @@ def test_pos_reaches_the_readme_upos_accuracy(tmp_path, capsys):
 
 
 def test_sentiment_bidirectional_reaches_the_readme_accuracy(tmp_path, capsys):
-    """The README's best sentiment command (about 16 minutes): fine-grained test accuracy >= 45%
-    (measured: 45.9%; the issue's goal of 46% is not met, see the README)."""
+    """The README's sentiment command (about 12 minutes): fine-grained test accuracy >= 46% and,
+    from the same run, binary >= 85% (the issue's goals; measured: 49.77% and 88.36%)."""
     assert main(["train", "sentiment", "--bidirectional", "--runs", str(tmp_path), "--no-progress"]) == 0
     (run,) = tmp_path.iterdir()
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.45
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["accuracy"] >= 0.46 and scores["binary_accuracy"] >= 0.85
 
 
 def test_sentiment_tree_lstm_reaches_the_readme_accuracy(tmp_path, capsys):
     """The README's tree-net command (about 6 minutes with another job): fine-grained test
-    accuracy >= 46% (measured: 46.74%; the issue's goal of 48% is not met, see the README)."""
+    accuracy >= 48% (the issue's goal; measured: 49.37%)."""
     assert main(["train", "sentiment", "--model", "treelstm", "--runs", str(tmp_path), "--no-progress"]) == 0
     (run,) = tmp_path.iterdir()
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--json", "--no-progress"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.46
+    assert json.loads(capsys.readouterr().out)["accuracy"] >= 0.48
 
 
 @pytest.mark.parametrize("task, trained, beyond", [("copy", 20, 40), ("recall", 6, 12)])
