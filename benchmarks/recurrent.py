@@ -75,7 +75,13 @@ def variants(I: int, H: int) -> dict[str, tuple[nn.Module, str | None]]:
         "loop torch.nn.GRUCell": (TorchCellLoop(nn.GRUCell(I, H)), "torch.nn.GRU"),
         "torch.nn.RNN": (nn.RNN(I, H, batch_first=True), None),
         "rnnkit.RNN": (rnnkit.RNN(I, H), "torch.nn.RNN"),
+        "  RNN, compiled loop": (rnnkit.RNN(I, H, implementation="compiled"), "torch.nn.RNN"),
+        "  RNN, Python loop": (rnnkit.RNN(I, H, implementation="fused"), "torch.nn.RNN"),
         "rnnkit leaky RNN": (rnnkit.Recurrent(rnnkit.LeakyCell(I, H, alpha=0.5)), "torch.nn.LSTM"),
+        "  leaky, compiled loop": (rnnkit.Recurrent(rnnkit.LeakyCell(I, H, alpha=0.5), implementation="compiled"),
+                                   "torch.nn.LSTM"),
+        "  leaky, Python loop": (rnnkit.Recurrent(rnnkit.LeakyCell(I, H, alpha=0.5), implementation="fused"),
+                                 "torch.nn.LSTM"),
         "rnnkit.LSTM layer_norm": (rnnkit.LSTM(I, H, layer_norm=True), "torch.nn.LSTM"),
         "  layer_norm, compiled loop": (rnnkit.LSTM(I, H, layer_norm=True, implementation="compiled"), "torch.nn.LSTM"),
         "  layer_norm, Python loop": (rnnkit.LSTM(I, H, layer_norm=True, implementation="fused"), "torch.nn.LSTM"),
@@ -136,8 +142,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="where to write the results")
     ap.add_argument("--batches", action="store_true",
-                    help="only the layer-norm LSTM's two time loops against torch.nn.LSTM, at T=100, I=128, H=256 "
-                         "and batch sizes 1-32 (the measurement behind rnnkit.dispatch.COMPILED_LOOP_BATCH)")
+                    help="only the two time loops (compiled, Python) of the layer-norm LSTM, the Elman RNN and the "
+                         "leaky RNN, at T=100, I=128, H=256 and batch sizes 1-32 (the measurement behind each cell's "
+                         "_compiled_loop_batch)")
     args = ap.parse_args()
     device = torch.device(args.device)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -146,7 +153,8 @@ def main() -> None:
     only = None
     if args.batches:
         shapes = [(B, 100, 128, 256) for B in (1, 2, 4, 8, 12, 16, 32)]
-        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop"]
+        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop", "torch.nn.RNN",
+                "  RNN, compiled loop", "  RNN, Python loop", "  leaky, compiled loop", "  leaky, Python loop"]
 
     print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, device {device}, "
           f"{torch.get_num_threads()} threads, median of {repeats}, forward+backward, float32")

@@ -37,7 +37,10 @@ FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"
     ([GRUCell(3, 4)], "cpu", True, "fused", "faster than torch's GRU op on cpu"),
     ([GRUCell(3, 4)], "cuda", True, "native", "torch's GRU op"),
     ([ElmanCell(3, 4, activation="sigmoid")], "cuda", True, "fused", "torch has no op equal to ElmanCell"),
-    ([LeakyCell(3, 4)], "cpu", False, "fused", "torch has no op equal to LeakyCell"),
+    ([LeakyCell(3, 4)], "cpu", False, "compiled", "torch has no op equal to LeakyCell"),
+    ([LeakyCell(3, 4)], "cuda", False, "fused", "torch has no op equal to LeakyCell"),
+    ([ElmanCell(3, 4)], "cpu", True, "compiled", "compiled for batches of at most 1, larger ones on its Python loop, "
+                                                  "faster than torch's RNN_TANH op on cpu"),
     ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cpu", True, "compiled", "recurrent dropout in training"),
     ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cuda", True, "fused", "recurrent dropout in training"),
     ([LSTMCell(3, 4, recurrent_dropout=0.3)], "cpu", False, "native", "torch's LSTM op"),

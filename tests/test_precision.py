@@ -25,7 +25,7 @@ def model(rnn: dict) -> LanguageModel:
 
 
 @pytest.mark.parametrize("rnn, path", [({"cell": "lstm"}, "native"), ({"cell": "gru"}, "fused"),
-                                       ({"cell": "rnn"}, "fused"), ({"cell": "lstm", "layer_norm": True}, "compiled"),
+                                       ({"cell": "rnn"}, "compiled"), ({"cell": "lstm", "layer_norm": True}, "compiled"),
                                        ({"cell": "lstm", "skip_delay": 2}, "loop"),
                                        ({"cell": "gru", "bidirectional": True, "num_layers": 2}, "fused")])
 def test_bf16_forward_and_backward_on_every_path(rnn, path):

@@ -32,7 +32,7 @@ def _paths(name: str) -> list[str]:
         paths.append("fused")
     if name in ("lstm", "gru", "rnn-relu"):
         paths.append("native")
-    if name.startswith("lstm"):
+    if name.startswith(("lstm", "rnn", "leaky")):
         paths.append("compiled")
     return paths
 
@@ -73,7 +73,8 @@ def test_paths_float32_error_against_float64(name):
 def test_auto_dispatch_table_on_cpu():
     assert rnnkit.LSTM(2, 3).layer_path(0, "cpu") == "native"
     assert rnnkit.GRU(2, 3).layer_path(0, "cpu") == "fused"
-    assert rnnkit.RNN(2, 3).layer_path(0, "cpu") == "fused"
+    assert rnnkit.RNN(2, 3).layer_path(0, "cpu") == "compiled"
+    assert rnnkit.RNN(2, 3).layer_path(0, "cuda") == "native"
     assert rnnkit.LSTM(2, 3, layer_norm=True).layer_path(0, "cpu") == "compiled"
     assert rnnkit.LSTM(2, 3, peephole=True).layer_path(0, "cuda") == "fused"
     assert rnnkit.LSTM(2, 3, skip_delay=2).layer_path(0, "cpu") == "loop"
@@ -83,18 +84,27 @@ def test_auto_dispatch_table_on_cpu():
     assert m.eval().layer_path(0, "cpu") == "native"  # no dropout in eval: torch's kernel
 
 
-def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_forced(monkeypatch):
-    """The compiled time loop runs on one thread: "auto" gives it batches of at most
-    COMPILED_LOOP_BATCH sequences and larger ones to the Python loop; "compiled" forces it."""
+@pytest.mark.parametrize("make, kernel", [
+    (lambda: rnnkit.LSTM(2, 3, layer_norm=True), "LSTMKernel"),
+    (lambda: rnnkit.RNN(2, 3), "ElmanKernel"),
+    (lambda: rnnkit.Recurrent(rnnkit.LeakyCell(2, 3, alpha=0.5, learn_alpha=True)), "ElmanKernel"),
+])
+def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_forced(monkeypatch, make, kernel):
+    """The compiled time loop runs on one thread: "auto" gives it batches of at most the
+    cell's compiled_batch sequences and larger ones to the Python loop; "compiled" forces it."""
     from rnnkit import kernels
-    from rnnkit.dispatch import COMPILED_LOOP_BATCH
 
     calls = []
-    original = kernels.LSTMKernel.scan_forward
-    monkeypatch.setattr(kernels.LSTMKernel, "scan_forward", lambda self, *a: calls.append(1) or original(self, *a))
-    m = rnnkit.LSTM(2, 3, layer_norm=True)
-    for B, impl, compiled in [(1, "auto", True), (COMPILED_LOOP_BATCH, "auto", True),
-                              (COMPILED_LOOP_BATCH + 1, "auto", False), (COMPILED_LOOP_BATCH + 1, "compiled", True),
+    cls = getattr(kernels, kernel)
+    original = cls.scan_forward
+    monkeypatch.setattr(cls, "scan_forward", lambda self, *a: calls.append(1) or original(self, *a))
+    m = make()
+    (choice,) = m.paths(torch.device("cpu"), training=True)
+    limit = choice.compiled_batch
+    assert choice.path == "compiled" and limit == m.cells[0]._compiled_loop_batch > 0
+    assert f"compiled for batches of at most {limit}" in choice.reason
+    for B, impl, compiled in [(1, "auto", True), (limit, "auto", True),
+                              (limit + 1, "auto", False), (limit + 1, "compiled", True),
                               (1, "fused", False)]:
         calls.clear()
         m.implementation = impl
@@ -102,7 +112,7 @@ def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_force
         assert bool(calls) == compiled, (B, impl)
     m.implementation = "compiled"
     assert m.to(torch.bfloat16)(torch.randn(2, 3, 2, dtype=torch.bfloat16))[0].dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="implementation='compiled' needs LSTM cells on the CPU"):
+    with pytest.raises(ValueError, match="implementation='compiled' needs LSTM, Elman or leaky cells on the CPU"):
         rnnkit.GRU(2, 3, implementation="compiled")(torch.randn(1, 2, 2))
 
 

@@ -165,8 +165,10 @@ class _AffineCell(Cell, abc.ABC):
         """Bias that must stay inside the loop, next to W h_{t-1} (only the GRU's b_hh)."""
         return None
 
-    #: whether the kernel has a compiled time loop (:mod:`rnnkit.lstm_loop`)
-    _compiled_loop = False
+    #: the kernel's compiled time loop (:mod:`rnnkit.lstm_loop`, :mod:`rnnkit.elman_loop`) takes
+    #: batches of at most this many sequences under implementation="auto" (0: it has none); where
+    #: it beats the Python loop, measured with benchmarks/recurrent.py --batches
+    _compiled_loop_batch = 0
 
     def engine(self) -> Engine:
         mode = self._native_mode() if self.input_size > 0 else None  # torch's ops need an input
@@ -175,7 +177,8 @@ class _AffineCell(Cell, abc.ABC):
             weights = (self.weight_ih, self.weight_hh) + ((self.bias_ih, self.bias_hh) if self.bias else ())
             native = NativeOp(mode, weights)
         return Engine(kernel=self._kernel, input_projection=self._input_projection, weight_hh=self.weight_hh,
-                      recurrent_bias=self._recurrent_bias(), native=native, compiled=self._compiled_loop)
+                      recurrent_bias=self._recurrent_bias(), native=native,
+                      compiled_batch=self._compiled_loop_batch)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
@@ -237,6 +240,8 @@ class ElmanCell(_AffineCell):
         (h,) = state
         h_new = ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
         return h_new, (h_new,)
+
+    _compiled_loop_batch = 1  # the compiled loop beats the Python loop (one torch.addmm a step) at 1 row
 
     def _kernel(self) -> kernels.StepKernel:
         return kernels.ElmanKernel(self.activation, alpha=None)
@@ -303,6 +308,8 @@ class LeakyCell(ElmanCell):
         n = ACTIVATIONS[self.activation](self._pre_activation(x_t, h, recurrent_mask))
         h_new = h + self.alpha * (n - h)  # (1 - alpha) h + alpha n
         return h_new, (h_new,)
+
+    _compiled_loop_batch = 4  # (its Python loop has three more ops a step)
 
     def _kernel(self) -> kernels.StepKernel:
         return kernels.ElmanKernel(self.activation, alpha=self.alpha)
@@ -479,7 +486,7 @@ class LSTMCell(_AffineCell):
         h_new = o * torch.tanh(c_out)
         return h_new, (h_new, c_new)
 
-    _compiled_loop = True
+    _compiled_loop_batch = 8  # the layer-norm LSTM's compiled loop beats its Python loop up to 8 rows
 
     def _kernel(self) -> kernels.StepKernel:
         return kernels.LSTMKernel(

@@ -5,7 +5,8 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 * ``"native"``: torch's own RNN op (cuDNN on CUDA, oneDNN/ATen on the CPU) on the cells'
   parameters, when a cell is exactly torch.nn.LSTM/GRU/RNN and torch's op is the faster one;
 * ``"compiled"``: the fused engine with its whole time loop compiled, forward and backward
-  one call each (:mod:`rnnkit.lstm_loop`): LSTM cells, on the CPU, float32/64;
+  one call each (:mod:`rnnkit.lstm_loop`, :mod:`rnnkit.elman_loop`): LSTM, Elman and leaky
+  cells, on the CPU, float32/64;
 * ``"fused"``: rnnkit's fused BPTT engine (:mod:`rnnkit.unroll`), for cells with a
   hand-derived step kernel (:mod:`rnnkit.kernels`), its loop over t in Python;
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from rnnkit.kernels import StepKernel
 
 __all__ = ["Engine", "NativeOp", "PathChoice", "choose_path", "single_step_path", "IMPLEMENTATIONS",
-           "NATIVE_PREFERRED", "COMPILED_LOOP_BATCH", "SINGLE_STEP_BATCH"]
+           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH"]
 
 #: What ``Recurrent(implementation=...)`` accepts: "auto" lets :func:`choose_path` decide.
 IMPLEMENTATIONS = ("auto", "native", "compiled", "fused", "loop")
@@ -46,11 +47,6 @@ NATIVE_PREFERRED = {
 }
 
 
-#: The compiled time loop runs on one thread: under "auto" it takes batches of at most this
-#: many sequences, and larger ones run the fused engine's Python loop, whose torch ops use
-#: every core (measured with benchmarks/recurrent.py --batches; a path forced with
-#: implementation="compiled" takes every batch).
-COMPILED_LOOP_BATCH = 8
 
 
 #: One time step in inference (token-by-token generation) of at most this many rows, per
@@ -92,8 +88,10 @@ class Engine:
         weight_hh: W, (G, H).
         recurrent_bias: a bias that must stay inside the loop (the GRU's b_hh), or None.
         native: the torch op equal to the cell, or None.
-        compiled: the kernel has a compiled time loop (on the CPU, for float32/64; other
-            dtypes run the Python loop of the same engine).
+        compiled_batch: the kernel has a compiled time loop (on the CPU, for float32/64; other
+            dtypes run the Python loop of the same engine), which runs on one thread: under
+            implementation="auto" it takes batches of at most this many sequences, and larger
+            ones the Python loop, whose torch ops use every core (0: no compiled loop).
     """
 
     kernel: Callable[[], StepKernel]
@@ -101,15 +99,18 @@ class Engine:
     weight_hh: Tensor
     recurrent_bias: Tensor | None = None
     native: NativeOp | None = None
-    compiled: bool = False
+    compiled_batch: int = 0
 
 
 @dataclass(frozen=True)
 class PathChoice:
-    """The path of one layer and the reason, in words."""
+    """The path of one layer and the reason, in words; on the "compiled" path under
+    implementation="auto", batches of more than ``compiled_batch`` sequences run the fused
+    engine's Python loop."""
 
     path: str
     reason: str
+    compiled_batch: int = 0
 
 
 def _describe(cells: Sequence[Cell]) -> str:
@@ -158,12 +159,13 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
                              "training mode. Use implementation='auto'.")
         return PathChoice("native", f"asked for: torch's {mode} op")
     unfusable = next((type(c).__name__ for c, e in zip(cells, engines) if e is None), None)
-    compiled = device_type == "cpu" and all(e is not None and e.compiled for e in engines)
+    compiled = device_type == "cpu" and all(e is not None and e.compiled_batch > 0 for e in engines)
+    limit = min(e.compiled_batch for e in engines) if compiled else 0
     if implementation == "compiled":
         if not compiled:
-            raise ValueError(f"implementation='compiled' needs LSTM cells on the CPU; layer {layer} has "
+            raise ValueError(f"implementation='compiled' needs LSTM, Elman or leaky cells on the CPU; layer {layer} has "
                              f"{_describe(cells)} on {device_type}. Use implementation='auto' or 'fused'.")
-        return PathChoice("compiled", "asked for: rnnkit's fused BPTT, its time loop compiled")
+        return PathChoice("compiled", "asked for: rnnkit's fused BPTT, its time loop compiled", 2**62)
     if implementation == "fused":
         if unfusable is not None:
             raise ValueError(f"implementation='fused' needs built-in cells; layer {layer} has "
@@ -173,16 +175,18 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
         return PathChoice("loop", "asked for: autograd through the cell")
     if unfusable is not None:
         return PathChoice("loop", f"{unfusable} has no fused kernel: autograd through the cell")
-    fused = PathChoice("compiled", f"rnnkit's fused BPTT, its time loop compiled for batches of at most "
-                                   f"{COMPILED_LOOP_BATCH}, larger ones on its Python loop (rnnkit.lstm_loop)") if compiled else \
+    fused = PathChoice("compiled", f"rnnkit's fused BPTT, its time loop compiled for batches of at most {limit}, "
+                                   "larger ones on its Python loop", limit) if compiled else \
         PathChoice("fused", "rnnkit's fused BPTT")
     if mode is None:
-        return PathChoice(fused.path, f"{fused.reason}: {why_not_native}")
+        return PathChoice(fused.path, f"{fused.reason}: {why_not_native}", fused.compiled_batch)
     if dropout:
-        return PathChoice(fused.path, f"{fused.reason}: recurrent dropout in training, which torch's op lacks")
+        return PathChoice(fused.path, f"{fused.reason}: recurrent dropout in training, which torch's op lacks",
+                          fused.compiled_batch)
     if mode in NATIVE_PREFERRED.get(device_type, ()):
         return PathChoice("native", f"torch's {mode} op, the faster one on {device_type}")
-    return PathChoice("fused", f"rnnkit's fused BPTT, faster than torch's {mode} op on {device_type}")
+    return PathChoice(fused.path, f"{fused.reason}, faster than torch's {mode} op on {device_type}",
+                      fused.compiled_batch)
 
 
 def single_step_path(choice: PathChoice, cells: Sequence[Cell], device_type: str, batch: int,

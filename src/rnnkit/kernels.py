@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit import lstm_loop
+from rnnkit import elman_loop, lstm_loop
 from rnnkit.workspace import Tape
 
 _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
@@ -174,9 +174,35 @@ class ElmanKernel(StepKernel):
         n = _IN_PLACE[self.activation](self.n_steps[t])
         torch.addcmul(prev[0], self.alpha, n - prev[0], out=new[0])
 
+    def can_compile(self, xp):
+        return (xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
+                and self.activation in elman_loop.ACTIVATIONS)
+
+    def scan_forward(self, batch_sizes, xp, weight_hh, mask, state0, states):
+        H = weight_hh.shape[1]
+
+        def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
+            return (xp.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+
+        # shared with scan_backward
+        self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H),
+                       "alpha": array(self.alpha, 0), "n": array(self.n if self.alpha is not None else None, 0, H)}
+        a = self.arrays
+        elman_loop.forward(array(xp), a["w"], a["bs"], a["h0"], a["mask"], a["alpha"],
+                           elman_loop.ACTIVATIONS[self.activation], states[0].numpy(), a["n"],
+                           np.empty((0 if mask is None else state0[0].shape[0], H), a["w"].dtype))
+
+    def scan_backward(self, d_out, d_state, weight_hh, states):
+        a = self.arrays
+        d_out = weight_hh.new_empty(0, weight_hh.shape[1]) if d_out is None else d_out.contiguous()
+        self.d_alpha = torch.zeros(a["alpha"].shape, dtype=torch.float64)  # summed over the rows in the loop
+        elman_loop.backward(d_out.numpy(), d_state[0].numpy(), a["w"], a["bs"], a["h0"], a["mask"], a["alpha"],
+                            elman_loop.ACTIVATIONS[self.activation], states[0].detach().numpy(), a["n"],
+                            self._d_xp.numpy(), self.d_alpha.numpy())
+
     def allocate_grads(self, tape, H):
         self._d_xp, self.d_xp_steps = tape.buffer(H, escapes=True)
-        if self.alpha is not None:
+        if self.alpha is not None and not self.compiled:
             self.d_h, self.d_h_steps = tape.buffer(H)
 
     def backward(self, t, d_state, prev, cur):
@@ -199,6 +225,8 @@ class ElmanKernel(StepKernel):
             return ()
         if not needs[0]:
             return (None,)
+        if self.compiled:  # summed in the loop (scan_backward)
+            return (self.d_alpha.to(self.alpha.dtype),)
         return (((self.n - prev_all[0]) * self.d_h).sum(0),)
 
 

@@ -4,7 +4,7 @@ The fused engine (:mod:`rnnkit.unroll`) runs a step as a dozen torch ops called 
 2-5 us of dispatch each; with peepholes and layer norm that is ~60 ops a step, which at
 small batch sizes costs far more than the arithmetic. Here the loop over t itself is
 compiled (numba, cached on disk across processes): per step one product ``rec_t = W h_{t-1}``
-(:func:`_product`) and one pass over the rows for the pointwise maths, in the notation of :class:`rnnkit.kernels.LSTMKernel`:
+(:func:`product`) and one pass over the rows for the pointwise maths, in the notation of :class:`rnnkit.kernels.LSTMKernel`:
 
     a = xp_t + N_h(rec_t);  i, f = sigmoid(a_if + p_if ⊙ c_{t-1});  g = act(a_g)
     c_t = f ⊙ c_{t-1} + i ⊙ g;  o = sigmoid(a_o + p_o ⊙ c_t);  h_t = o ⊙ tanh(N_c(c_t))
@@ -29,7 +29,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "forward", "backward"]
+__all__ = ["ACTIVATIONS", "forward", "backward", "product", "activation_into", "activation_derivative"]
 
 #: the candidate activations act(a_g) the compiled loop knows, by code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "elu": 3}
@@ -85,7 +85,7 @@ def _tanh_into(x, out, bits):
 
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _activation_into(act, x, out, bits):
+def activation_into(act, x, out, bits):
     """out = act(x) for a code of :data:`ACTIVATIONS`."""
     if act == 0:
         _tanh_into(x, out, bits)
@@ -100,7 +100,7 @@ def _activation_into(act, x, out, bits):
 
 
 @numba.njit(cache=True, inline="always")
-def _activation_derivative(act, y):
+def activation_derivative(act, y):
     """act'(a) from y = act(a)."""
     if act == 0:
         return 1.0 - y * y
@@ -143,7 +143,7 @@ def _product_block(a, b, out, r):
 
 
 @numba.njit(cache=True)
-def _product(a, b, out, pad_a, pad_out):
+def product(a, b, out, pad_a, pad_out):
     """out = a b^T for row-major a (m, K), b (n, K). One row: BLAS (its best case); more:
     blocks of four rows (:func:`_product_block`), the last partial block through the
     zero-padded scratch pad_a (4, K), pad_out (4, n). OpenBLAS takes 3-7x longer for
@@ -249,7 +249,7 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
                     h_in[r, j] = hp[r, j] * mask[r, j]
             hp = h_in[:b]
         target = rec[o : o + b] if layer_norm else gates[o : o + b]
-        _product(hp, w, target, pad_h, pad_g)  # W h_{t-1}
+        product(hp, w, target, pad_h, pad_g)  # W h_{t-1}
         for r in range(b):
             row = o + r
             g_row, c_row, c_prev = gates[row], c[row], cp[r]
@@ -265,7 +265,7 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
                     a[j] += peephole[0, j] * c_prev[j]
                     a[H + j] += peephole[1, j] * c_prev[j]
             _sigmoid_into(a[: 2 * H], g_row[: 2 * H], bits)  # i, f
-            _activation_into(act, a[2 * H : 3 * H], g_row[2 * H : 3 * H], bits)  # g
+            activation_into(act, a[2 * H : 3 * H], g_row[2 * H : 3 * H], bits)  # g
             for j in range(H):
                 c_row[j] = g_row[H + j] * c_prev[j] + g_row[j] * g_row[2 * H + j]
             if peep:
@@ -347,7 +347,7 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
                 daf = dct * cp[r, j] * f * (1.0 - f)
                 d_xp[row, j] = dai
                 d_xp[row, H + j] = daf
-                d_xp[row, 2 * H + j] = dct * i * _activation_derivative(act, g)
+                d_xp[row, 2 * H + j] = dct * i * activation_derivative(act, g)
                 dcp = dct * f
                 if peep:
                     dcp += peephole[0, j] * dai + peephole[1, j] * daf
@@ -360,7 +360,7 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
                     d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
                 _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
         d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
-        _product(d, wt, dh[:b], pad_g, pad_h)  # dL/dh_{t-1} = W^T dL/drec_t
+        product(d, wt, dh[:b], pad_g, pad_h)  # dL/dh_{t-1} = W^T dL/drec_t
         if masked:
             for r in range(b):
                 for j in range(H):

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
-from rnnkit.dispatch import (COMPILED_LOOP_BATCH, IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice, choose_path,
+from rnnkit.dispatch import (IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice, choose_path,
                              single_step_path)
 from rnnkit.inference_step import compiled_step
 from rnnkit.precision import autocast_enabled
@@ -322,8 +322,7 @@ class Recurrent(nn.Module):
                         mask = _variational_mask(data, B, cell.recurrent_dropout, cell.hidden_size)
                     xd = layout.reverse(data) if d == 1 else data
                     if choice.path in ("compiled", "fused"):
-                        compiled = choice.path == "compiled" and (self.implementation == "compiled"
-                                                                  or B <= COMPILED_LOOP_BATCH)
+                        compiled = choice.path == "compiled" and B <= choice.compiled_batch
                         out, final = fused_scan(cell.engine(), layout, xd, s0, mask, compiled)
                     else:
                         out, final = loop_scan(cell, layout, xd, s0, mask)
