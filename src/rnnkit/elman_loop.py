@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rnnkit.lstm_loop import ACTIVATIONS, activation_derivative, activation_into, product
+from rnnkit.lstm_loop import ACTIVATIONS, activation_derivative, activation_into, product, row_offsets
 
 __all__ = ["ACTIVATIONS", "forward", "backward"]
 
@@ -80,9 +80,7 @@ def backward(d_out, dh, w, bs, h0, mask, alpha, act, h, n, d_xp, d_alpha):
     leaky = alpha.shape[0] > 0
     masked = mask.shape[0] > 0
     has_out = d_out.shape[0] > 0
-    offsets = np.zeros(T + 1, dtype=np.int64)
-    for t in range(T):
-        offsets[t + 1] = offsets[t] + bs[t]
+    offsets = row_offsets(bs)
     wt = np.ascontiguousarray(w.T)
     back = np.empty((h0.shape[0], H), dtype=dh.dtype)
     pad_h, pad_out = np.empty((4, H), dtype=dh.dtype), np.empty((4, H), dtype=dh.dtype)

@@ -29,7 +29,8 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "forward", "backward", "product", "activation_into", "activation_derivative"]
+__all__ = ["ACTIVATIONS", "forward", "backward", "product", "activation_into", "activation_derivative",
+           "row_offsets"]
 
 #: the candidate activations act(a_g) the compiled loop knows, by code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "elu": 3}
@@ -212,6 +213,15 @@ def _layer_norm_input_grad(dy, x, gain, mean, rstd, out):
         out[k] = rstd * (dy[k] * gain[k] - s1 - xh * s2)
 
 
+@numba.njit(cache=True)
+def row_offsets(bs):
+    """o_t of every step of the packed layout (step t owns rows o_t : o_t + bs[t]), and N last: (T + 1,)."""
+    offsets = np.zeros(bs.shape[0] + 1, dtype=np.int64)
+    for t in range(bs.shape[0]):
+        offsets[t + 1] = offsets[t] + bs[t]
+    return offsets
+
+
 @numba.njit(cache=True, nogil=True)
 def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
             h, c, gates, tanh_c, rec, stats_h, stats_c, h_in):
@@ -303,9 +313,7 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
     peep = peephole.shape[0] > 0
     masked = mask.shape[0] > 0
     has_out = d_out.shape[0] > 0
-    offsets = np.zeros(T + 1, dtype=np.int64)
-    for t in range(T):
-        offsets[t + 1] = offsets[t] + bs[t]
+    offsets = row_offsets(bs)
     wt = np.ascontiguousarray(w.T)
     pad_h, pad_g = np.empty((4, H), dtype=dc.dtype), np.empty((4, G), dtype=dc.dtype)
     d_tanh = np.empty(H, dtype=dc.dtype)
