@@ -72,6 +72,8 @@ def variants(I: int, H: int) -> dict[str, tuple[nn.Module, str | None]]:
         "loop torch.nn.LSTMCell": (TorchCellLoop(nn.LSTMCell(I, H)), "torch.nn.LSTM"),
         "torch.nn.GRU": (nn.GRU(I, H, batch_first=True), None),
         "rnnkit.GRU": (rnnkit.GRU(I, H), "torch.nn.GRU"),
+        "  GRU, compiled loop": (rnnkit.GRU(I, H, implementation="compiled"), "torch.nn.GRU"),
+        "  GRU, Python loop": (rnnkit.GRU(I, H, implementation="fused"), "torch.nn.GRU"),
         "loop torch.nn.GRUCell": (TorchCellLoop(nn.GRUCell(I, H)), "torch.nn.GRU"),
         "torch.nn.RNN": (nn.RNN(I, H, batch_first=True), None),
         "rnnkit.RNN": (rnnkit.RNN(I, H), "torch.nn.RNN"),
@@ -142,8 +144,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="where to write the results")
     ap.add_argument("--batches", action="store_true",
-                    help="only the two time loops (compiled, Python) of the layer-norm LSTM, the Elman RNN and the "
-                         "leaky RNN, at T=100, I=128, H=256 and batch sizes 1-32 (the measurement behind each cell's "
+                    help="only the two time loops (compiled, Python) of the layer-norm LSTM, the GRU, the Elman RNN "
+                         "and the leaky RNN, at T=100, I=128, H=256 and batch sizes 1-32 (the measurement behind each cell's "
                          "_compiled_loop_batch)")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -153,7 +155,8 @@ def main() -> None:
     only = None
     if args.batches:
         shapes = [(B, 100, 128, 256) for B in (1, 2, 4, 8, 12, 16, 32)]
-        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop", "torch.nn.RNN",
+        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop", "torch.nn.GRU",
+                "  GRU, compiled loop", "  GRU, Python loop", "torch.nn.RNN",
                 "  RNN, compiled loop", "  RNN, Python loop", "  leaky, compiled loop", "  leaky, Python loop"]
 
     print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, device {device}, "

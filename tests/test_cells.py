@@ -65,7 +65,7 @@ RECURRENT_CASES = [
     (name, impl)
     for name in CELLS
     for impl in ("loop", "fused", "compiled")
-    if impl == "loop" or (impl == "fused" and not name.startswith("skip")) or name.startswith(("lstm", "elman", "leaky"))
+    if impl == "loop" or (impl == "fused" and not name.startswith("skip")) or name.startswith(("lstm", "gru", "elman", "leaky"))
 ]
 
 

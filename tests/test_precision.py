@@ -24,10 +24,10 @@ def model(rnn: dict) -> LanguageModel:
     return LanguageModel(LanguageModelConfig(vocab_size=11, embedding_size=16, rnn={"hidden_size": 16, **rnn}))
 
 
-@pytest.mark.parametrize("rnn, path", [({"cell": "lstm"}, "native"), ({"cell": "gru"}, "fused"),
+@pytest.mark.parametrize("rnn, path", [({"cell": "lstm"}, "native"), ({"cell": "gru"}, "compiled"),
                                        ({"cell": "rnn"}, "compiled"), ({"cell": "lstm", "layer_norm": True}, "compiled"),
                                        ({"cell": "lstm", "skip_delay": 2}, "loop"),
-                                       ({"cell": "gru", "bidirectional": True, "num_layers": 2}, "fused")])
+                                       ({"cell": "gru", "bidirectional": True, "num_layers": 2}, "compiled")])
 def test_bf16_forward_and_backward_on_every_path(rnn, path):
     m = model(rnn)
     assert m.rnn.paths(CPU, training=True)[0].path == path
@@ -48,7 +48,7 @@ def test_the_fused_recurrence_stays_float32_under_autocast():
 
     torch.manual_seed(0)
     layer = GRU(8, 16)
-    assert layer.paths(CPU, training=True)[0].path == "fused"
+    assert layer.paths(CPU, training=True)[0].path == "compiled"
     x = torch.randn(3, 300, 8)
     with autocast("bf16", CPU):
         out, (final,) = layer(x)

@@ -32,7 +32,7 @@ def _paths(name: str) -> list[str]:
         paths.append("fused")
     if name in ("lstm", "gru", "rnn-relu"):
         paths.append("native")
-    if name.startswith(("lstm", "rnn", "leaky")):
+    if name.startswith(("lstm", "gru", "rnn", "leaky")):
         paths.append("compiled")
     return paths
 
@@ -72,7 +72,7 @@ def test_paths_float32_error_against_float64(name):
 
 def test_auto_dispatch_table_on_cpu():
     assert rnnkit.LSTM(2, 3).layer_path(0, "cpu") == "native"
-    assert rnnkit.GRU(2, 3).layer_path(0, "cpu") == "fused"
+    assert rnnkit.GRU(2, 3).layer_path(0, "cpu") == "compiled"
     assert rnnkit.RNN(2, 3).layer_path(0, "cpu") == "compiled"
     assert rnnkit.RNN(2, 3).layer_path(0, "cuda") == "native"
     assert rnnkit.LSTM(2, 3, layer_norm=True).layer_path(0, "cpu") == "compiled"
@@ -87,6 +87,7 @@ def test_auto_dispatch_table_on_cpu():
 @pytest.mark.parametrize("make, kernel", [
     (lambda: rnnkit.LSTM(2, 3, layer_norm=True), "LSTMKernel"),
     (lambda: rnnkit.RNN(2, 3), "ElmanKernel"),
+    (lambda: rnnkit.GRU(2, 3), "GRUKernel"),
     (lambda: rnnkit.Recurrent(rnnkit.LeakyCell(2, 3, alpha=0.5, learn_alpha=True)), "ElmanKernel"),
 ])
 def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_forced(monkeypatch, make, kernel):
@@ -112,8 +113,8 @@ def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_force
         assert bool(calls) == compiled, (B, impl)
     m.implementation = "compiled"
     assert m.to(torch.bfloat16)(torch.randn(2, 3, 2, dtype=torch.bfloat16))[0].dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="implementation='compiled' needs LSTM, Elman or leaky cells on the CPU"):
-        rnnkit.GRU(2, 3, implementation="compiled")(torch.randn(1, 2, 2))
+    with pytest.raises(ValueError, match="implementation='compiled' needs LSTM, GRU, Elman or leaky cells on the CPU"):
+        rnnkit.GRU(2, 3, skip_delay=2, implementation="compiled")(torch.randn(1, 2, 2))
 
 
 # ----------------------------------------------------------------------------- lengths

@@ -5,8 +5,8 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 * ``"native"``: torch's own RNN op (cuDNN on CUDA, oneDNN/ATen on the CPU) on the cells'
   parameters, when a cell is exactly torch.nn.LSTM/GRU/RNN and torch's op is the faster one;
 * ``"compiled"``: the fused engine with its whole time loop compiled, forward and backward
-  one call each (:mod:`rnnkit.lstm_loop`, :mod:`rnnkit.elman_loop`): LSTM, Elman and leaky
-  cells, on the CPU, float32/64;
+  one call each (:mod:`rnnkit.lstm_loop`, :mod:`rnnkit.gru_loop`, :mod:`rnnkit.elman_loop`):
+  LSTM, GRU, Elman and leaky cells, on the CPU, float32/64;
 * ``"fused"``: rnnkit's fused BPTT engine (:mod:`rnnkit.unroll`), for cells with a
   hand-derived step kernel (:mod:`rnnkit.kernels`), its loop over t in Python;
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
@@ -163,7 +163,7 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
     limit = min(e.compiled_batch for e in engines) if compiled else 0
     if implementation == "compiled":
         if not compiled:
-            raise ValueError(f"implementation='compiled' needs LSTM, Elman or leaky cells on the CPU; layer {layer} has "
+            raise ValueError(f"implementation='compiled' needs LSTM, GRU, Elman or leaky cells on the CPU; layer {layer} has "
                              f"{_describe(cells)} on {device_type}. Use implementation='auto' or 'fused'.")
         return PathChoice("compiled", "asked for: rnnkit's fused BPTT, its time loop compiled", 2**62)
     if implementation == "fused":

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rnnkit import elman_loop, lstm_loop
+from rnnkit import elman_loop, gru_loop, lstm_loop
 from rnnkit.workspace import Tape
 
 _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
@@ -80,9 +80,10 @@ class StepKernel(abc.ABC):
         """Whether this kernel has a compiled time loop for inputs like ``xp``."""
         return False
 
-    def scan_forward(self, batch_sizes: np.ndarray, xp: Tensor, weight_hh: Tensor, mask: Tensor | None,
-                     state0: tuple[Tensor, ...], states: list[Tensor]) -> None:
-        """The whole forward loop in one call: fill ``states`` (N, width each) and the tape."""
+    def scan_forward(self, batch_sizes: np.ndarray, xp: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
+                     mask: Tensor | None, state0: tuple[Tensor, ...], states: list[Tensor]) -> None:
+        """The whole forward loop in one call: fill ``states`` (N, width each) and the tape;
+        ``bias_hh`` is the engine's recurrent bias (the GRU's b_hh) or None."""
         raise NotImplementedError
 
     def scan_backward(self, d_out: Tensor | None, d_state: list[Tensor], weight_hh: Tensor,
@@ -178,7 +179,7 @@ class ElmanKernel(StepKernel):
         return (xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
                 and self.activation in elman_loop.ACTIVATIONS)
 
-    def scan_forward(self, batch_sizes, xp, weight_hh, mask, state0, states):
+    def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H = weight_hh.shape[1]
 
         def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
@@ -244,15 +245,38 @@ class GRUKernel(StepKernel):
         return (H,)
 
     def allocate(self, tape, H, xp):
-        rec, self.rec_steps = tape.buffer(3 * H)  # W h_{t-1} + b_hh
-        self.rec_rz, self.rec_n = tape.columns(rec, 2 * H, 2)
-        gates, _ = tape.buffer(3 * H)  # r, z, n
-        self.rz, self.n = tape.columns(gates, 2 * H, 2)
-        self.r, self.z = tape.columns(gates, H, 2)
+        self.rec, self.rec_steps = tape.buffer(3 * H)  # W h_{t-1} + b_hh
+        self.rec_rz, self.rec_n = tape.columns(self.rec, 2 * H, 2)
+        self.gates, _ = tape.buffer(3 * H)  # r, z, n
+        self.rz, self.n = tape.columns(self.gates, 2 * H, 2)
+        self.r, self.z = tape.columns(self.gates, H, 2)
         self.xp_rz, self.xp_n = tape.columns(xp, 2 * H, 2)
 
     def rec_target(self, t, new):
         return self.rec_steps[t]
+
+    def can_compile(self, xp):
+        return xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
+
+    def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
+        H = weight_hh.shape[1]
+
+        def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
+            return (xp.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+
+        # shared with scan_backward
+        self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H)}
+        a = self.arrays
+        gru_loop.forward(array(xp), a["w"], array(bias_hh, 0), a["bs"], a["h0"], a["mask"], states[0].numpy(),
+                         self.gates.numpy(), self.rec.numpy(),
+                         np.empty((0 if mask is None else state0[0].shape[0], H), a["w"].dtype))
+
+    def scan_backward(self, d_out, d_state, weight_hh, states):
+        a = self.arrays
+        d_out = weight_hh.new_empty(0, weight_hh.shape[1]) if d_out is None else d_out.contiguous()
+        gru_loop.backward(d_out.numpy(), d_state[0].numpy(), a["w"], a["bs"], a["h0"], a["mask"],
+                          states[0].detach().numpy(), self.gates.numpy(), self.rec.numpy(), self._d_xp.numpy(),
+                          self._d_rec.numpy())
 
     def forward(self, t, prev, new):
         torch.add(self.xp_rz[t], self.rec_rz[t], out=self.rz[t]).sigmoid_()
@@ -368,7 +392,7 @@ class LSTMKernel(StepKernel):
     def can_compile(self, xp):
         return xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
 
-    def scan_forward(self, batch_sizes, xp, weight_hh, mask, state0, states):
+    def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H, N = self.H, xp.shape[0]
 
         def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent

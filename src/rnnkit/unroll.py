@@ -209,7 +209,8 @@ class _FusedBPTT(torch.autograd.Function):
         history = [steps for _, steps in states]
         kernel.allocate(tape, H, xp)
         if kernel.compiled:
-            kernel.scan_forward(layout.batch_sizes.numpy(), xp, weight_hh, mask, state0, [full for full, _ in states])
+            kernel.scan_forward(layout.batch_sizes.numpy(), xp, weight_hh, bias_hh, mask, state0,
+                                [full for full, _ in states])
         else:
             _forward_steps(kernel, tape, xp, weight_hh, bias_hh, mask, state0, history)
         h = states[0][0]  # (N, H): the outputs
