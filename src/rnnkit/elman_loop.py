@@ -22,7 +22,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rnnkit.lstm_loop import ACTIVATIONS, activation_derivative, activation_into, product, row_offsets
+from rnnkit.lstm_loop import (ACTIVATIONS, activation_derivative, activation_into, backprop_to_state,
+                              recurrent_product, row_offsets)
 
 __all__ = ["ACTIVATIONS", "forward", "backward"]
 
@@ -38,7 +39,6 @@ def forward(xp, w, bs, h0, mask, alpha, act, h, n, h_in):
     """
     H = w.shape[1]
     leaky = alpha.shape[0] > 0
-    masked = mask.shape[0] > 0
     a = np.empty(H, dtype=xp.dtype)
     rec = np.empty((h0.shape[0], H), dtype=xp.dtype)
     pad_h, pad_out = np.empty((4, H), dtype=xp.dtype), np.empty((4, H), dtype=xp.dtype)
@@ -48,13 +48,7 @@ def forward(xp, w, bs, h0, mask, alpha, act, h, n, h_in):
     for t in range(bs.shape[0]):
         b = bs[t]
         hp = h0[:b] if t == 0 else h[o_prev : o_prev + b]
-        hw = hp
-        if masked:
-            for r in range(b):
-                for j in range(H):
-                    h_in[r, j] = hp[r, j] * mask[r, j]
-            hw = h_in[:b]
-        product(hw, w, rec[:b], pad_h, pad_out)  # W h_{t-1}
+        recurrent_product(hp, mask, h_in, w, rec[:b], pad_h, pad_out)  # W (h_{t-1} ⊙ m)
         for r in range(b):
             row = o + r
             for j in range(H):
@@ -78,7 +72,6 @@ def backward(d_out, dh, w, bs, h0, mask, alpha, act, h, n, d_xp, d_alpha):
     H = w.shape[1]
     T = bs.shape[0]
     leaky = alpha.shape[0] > 0
-    masked = mask.shape[0] > 0
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
     wt = np.ascontiguousarray(w.T)
@@ -101,8 +94,4 @@ def backward(d_out, dh, w, bs, h0, mask, alpha, act, h, n, d_xp, d_alpha):
                     dh[r, j] = (1.0 - alpha[j]) * dhj  # the direct part of dL/dh_{t-1}
                 else:
                     d_xp[row, j] = activation_derivative(act, h[row, j]) * dhj
-        product(d_xp[o : o + b], wt, back[:b], pad_h, pad_out)  # W^T dL/da_t
-        for r in range(b):
-            for j in range(H):
-                v = back[r, j] * mask[r, j] if masked else back[r, j]
-                dh[r, j] = dh[r, j] + v if leaky else v
+        backprop_to_state(d_xp[o : o + b], wt, mask, back, dh, leaky, pad_h, pad_out)  # (W^T dL/da_t) ⊙ m (+ direct)

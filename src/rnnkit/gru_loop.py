@@ -21,7 +21,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rnnkit.lstm_loop import ACTIVATIONS, activation_into, product, row_offsets
+from rnnkit.lstm_loop import ACTIVATIONS, activation_into, backprop_to_state, recurrent_product, row_offsets
 
 __all__ = ["forward", "backward"]
 
@@ -39,7 +39,6 @@ def forward(xp, w, b_hh, bs, h0, mask, h, gates, rec, h_in):
     """
     H = w.shape[1]
     G = 3 * H
-    masked = mask.shape[0] > 0
     biased = b_hh.shape[0] > 0
     a = np.empty(G, dtype=xp.dtype)
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
@@ -49,13 +48,7 @@ def forward(xp, w, b_hh, bs, h0, mask, h, gates, rec, h_in):
     for t in range(bs.shape[0]):
         b = bs[t]
         hp = h0[:b] if t == 0 else h[o_prev : o_prev + b]
-        hw = hp
-        if masked:
-            for r in range(b):
-                for j in range(H):
-                    h_in[r, j] = hp[r, j] * mask[r, j]
-            hw = h_in[:b]
-        product(hw, w, rec[o : o + b], pad_h, pad_g)  # W h_{t-1}
+        recurrent_product(hp, mask, h_in, w, rec[o : o + b], pad_h, pad_g)  # W (h_{t-1} ⊙ m)
         for r in range(b):
             row = o + r
             rec_row, g_row = rec[row], gates[row]
@@ -83,7 +76,6 @@ def backward(d_out, dh, w, bs, h0, mask, h, gates, rec, d_xp, d_rec):
     H = w.shape[1]
     G = 3 * H
     T = bs.shape[0]
-    masked = mask.shape[0] > 0
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
     wt = np.ascontiguousarray(w.T)
@@ -112,7 +104,4 @@ def backward(d_out, dh, w, bs, h0, mask, h, gates, rec, d_xp, d_rec):
                 d_rec[row, H + j] = da_z
                 d_rec[row, 2 * H + j] = rg * da_n
                 dh[r, j] = z * dhj  # the direct part of dL/dh_{t-1}
-        product(d_rec[o : o + b], wt, back[:b], pad_g, pad_h)  # W^T dL/drec_t
-        for r in range(b):
-            for j in range(H):
-                dh[r, j] += back[r, j] * mask[r, j] if masked else back[r, j]
+        backprop_to_state(d_rec[o : o + b], wt, mask, back, dh, True, pad_g, pad_h)  # (W^T dL/drec_t) ⊙ m + z ⊙ dh

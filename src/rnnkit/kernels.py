@@ -22,6 +22,7 @@ in place or ``out=``: at small batch sizes the number of ops is what costs.
 from __future__ import annotations
 
 import abc
+import functools
 
 import numpy as np
 import torch
@@ -59,6 +60,12 @@ _IN_PLACE = {
 }
 
 
+def _numpy(like: Tensor, t: Tensor | None, *empty: int) -> np.ndarray:
+    """t as a contiguous array for a compiled loop; None (absent) as an empty array of shape
+    ``empty`` and ``like`` 's dtype."""
+    return (like.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+
+
 class StepKernel(abc.ABC):
     """Interface of a fused step kernel (see the module docstring).
 
@@ -77,20 +84,20 @@ class StepKernel(abc.ABC):
     compiled: bool = False
 
     def can_compile(self, xp: Tensor) -> bool:
-        """Whether this kernel has a compiled time loop for inputs like ``xp``."""
-        return False
+        """Whether this kernel's compiled time loop takes inputs like ``xp`` (on the CPU, float32/64)."""
+        return xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
 
+    @abc.abstractmethod
     def scan_forward(self, batch_sizes: np.ndarray, xp: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
                      mask: Tensor | None, state0: tuple[Tensor, ...], states: list[Tensor]) -> None:
-        """The whole forward loop in one call: fill ``states`` (N, width each) and the tape;
-        ``bias_hh`` is the engine's recurrent bias (the GRU's b_hh) or None."""
-        raise NotImplementedError
+        """The whole forward loop in one compiled call: fill ``states`` (N, width each) and the
+        tape; ``bias_hh`` is the engine's recurrent bias (the GRU's b_hh) or None."""
 
+    @abc.abstractmethod
     def scan_backward(self, d_out: Tensor | None, d_state: list[Tensor], weight_hh: Tensor,
                       states: list[Tensor]) -> None:
-        """The whole backward loop in one call: ``d_state`` (B, width each) holds dL/dstate_final
-        on entry and dL/dstate0 on return; fills the gradient buffers."""
-        raise NotImplementedError
+        """The whole backward loop in one compiled call: ``d_state`` (B, width each) holds
+        dL/dstate_final on entry and dL/dstate0 on return; fills the gradient buffers."""
 
     def params(self) -> tuple[Tensor, ...]:
         """The kernel's own parameters (gradients come from :meth:`param_grads`)."""
@@ -176,14 +183,11 @@ class ElmanKernel(StepKernel):
         torch.addcmul(prev[0], self.alpha, n - prev[0], out=new[0])
 
     def can_compile(self, xp):
-        return (xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
-                and self.activation in elman_loop.ACTIVATIONS)
+        return super().can_compile(xp) and self.activation in elman_loop.ACTIVATIONS
 
     def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H = weight_hh.shape[1]
-
-        def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
-            return (xp.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+        array = functools.partial(_numpy, xp)
 
         # shared with scan_backward
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H),
@@ -255,14 +259,9 @@ class GRUKernel(StepKernel):
     def rec_target(self, t, new):
         return self.rec_steps[t]
 
-    def can_compile(self, xp):
-        return xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
-
     def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H = weight_hh.shape[1]
-
-        def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
-            return (xp.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+        array = functools.partial(_numpy, xp)
 
         # shared with scan_backward
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H)}
@@ -389,14 +388,9 @@ class LSTMKernel(StepKernel):
             self.stats_c.append((mean, rstd))
         torch.mul(o, torch.tanh(c, out=self.tanh_c_steps[t]), out=new[0])
 
-    def can_compile(self, xp):
-        return xp.device.type == "cpu" and xp.dtype in (torch.float32, torch.float64)
-
     def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H, N = self.H, xp.shape[0]
-
-        def array(t: Tensor | None, *empty: int) -> np.ndarray:  # empty: absent
-            return (xp.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
+        array = functools.partial(_numpy, xp)
 
         # shared with scan_backward: the parameters, and the (2, N) mean and 1/std of N_h and N_c per row
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]), "mask": array(mask, 0, H),

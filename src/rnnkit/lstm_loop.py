@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 __all__ = ["ACTIVATIONS", "forward", "backward", "product", "activation_into", "activation_derivative",
-           "row_offsets"]
+           "row_offsets", "recurrent_product", "backprop_to_state"]
 
 #: the candidate activations act(a_g) the compiled loop knows, by code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "elu": 3}
@@ -214,6 +214,35 @@ def _layer_norm_input_grad(dy, x, gain, mean, rstd, out):
 
 
 @numba.njit(cache=True)
+def recurrent_product(hp, mask, h_in, w, out, pad_a, pad_out):
+    """out = W (h_{t-1} ⊙ m) for the rows of hp (B_t, H): mask (B, H), or (0, H) for none;
+    h_in (B, H): scratch for the masked rows."""
+    if mask.shape[0] == 0:
+        product(hp, w, out, pad_a, pad_out)
+        return
+    b = hp.shape[0]
+    for r in range(b):
+        for j in range(hp.shape[1]):
+            h_in[r, j] = hp[r, j] * mask[r, j]
+    product(h_in[:b], w, out, pad_a, pad_out)
+
+
+@numba.njit(cache=True)
+def backprop_to_state(d, wt, mask, back, dh, direct, pad_a, pad_out):
+    """dL/dh_{t-1} for the b rows of d = dL/drec_t (b, G): dh[:b] = (W^T d) ⊙ m, plus what
+    dh[:b] already holds (the cell's direct part) when ``direct``; wt = W^T (H, G) contiguous,
+    mask (B, H) or (0, H) for none; back (B, H), pad_a (4, G), pad_out (4, H): scratch."""
+    b = d.shape[0]
+    H = wt.shape[0]
+    product(d, wt, back[:b], pad_a, pad_out)
+    masked = mask.shape[0] > 0
+    for r in range(b):
+        for j in range(H):
+            v = back[r, j] * mask[r, j] if masked else back[r, j]
+            dh[r, j] = dh[r, j] + v if direct else v
+
+
+@numba.njit(cache=True)
 def row_offsets(bs):
     """o_t of every step of the packed layout (step t owns rows o_t : o_t + bs[t]), and N last: (T + 1,)."""
     offsets = np.zeros(bs.shape[0] + 1, dtype=np.int64)
@@ -238,7 +267,6 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
     G = 4 * H
     layer_norm = gain_hh.shape[0] > 0
     peep = peephole.shape[0] > 0
-    masked = mask.shape[0] > 0
     a = np.empty(G, dtype=xp.dtype)
     cn = np.empty(H, dtype=xp.dtype)
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
@@ -253,13 +281,8 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
         else:
             hp = h[o_prev : o_prev + b]
             cp = c[o_prev : o_prev + b]
-        if masked:
-            for r in range(b):
-                for j in range(H):
-                    h_in[r, j] = hp[r, j] * mask[r, j]
-            hp = h_in[:b]
         target = rec[o : o + b] if layer_norm else gates[o : o + b]
-        product(hp, w, target, pad_h, pad_g)  # W h_{t-1}
+        recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
         for r in range(b):
             row = o + r
             g_row, c_row, c_prev = gates[row], c[row], cp[r]
@@ -311,10 +334,10 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
     T = bs.shape[0]
     layer_norm = gain_hh.shape[0] > 0
     peep = peephole.shape[0] > 0
-    masked = mask.shape[0] > 0
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
     wt = np.ascontiguousarray(w.T)
+    back = np.empty((dh.shape[0], H), dtype=dc.dtype)
     pad_h, pad_g = np.empty((4, H), dtype=dc.dtype), np.empty((4, G), dtype=dc.dtype)
     d_tanh = np.empty(H, dtype=dc.dtype)
     d_from_h = np.empty(H, dtype=dc.dtype)
@@ -368,8 +391,4 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
                     d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
                 _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
         d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
-        product(d, wt, dh[:b], pad_g, pad_h)  # dL/dh_{t-1} = W^T dL/drec_t
-        if masked:
-            for r in range(b):
-                for j in range(H):
-                    dh[r, j] *= mask[r, j]
+        backprop_to_state(d, wt, mask, back, dh, False, pad_g, pad_h)  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m
