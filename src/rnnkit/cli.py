@@ -66,11 +66,11 @@ def _info(args: argparse.Namespace) -> int:
     for device in devices:
         for name, m in configs.items():
             print(f"  {device}, {name}: {m.paths(device, training=True)[0].reason}")
-    from rnnkit.dispatch import SINGLE_STEP_BATCH
+    from rnnkit.dispatch import COMPILED_STEP_BATCH, SINGLE_STEP_BATCH
 
-    for device, batch in SINGLE_STEP_BATCH.items():
-        print(f"one step in inference (generation) on {device} at batch <= {batch}, no gradient recorded: plain "
-              "LSTM/GRU/Elman cells in one compiled call, other cells on the loop (rnnkit.dispatch.single_step_path)")
+    print(f"one step in inference (generation) on cpu, no gradient recorded: plain LSTM/GRU/Elman cells at batch <= "
+          f"{COMPILED_STEP_BATCH['cpu']} as matmuls and one compiled call, other cells at batch <= "
+          f"{SINGLE_STEP_BATCH['cpu']} on the loop (rnnkit.dispatch.single_step_path)")
     return 0
 
 

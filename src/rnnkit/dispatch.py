@@ -12,8 +12,8 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
 
 and, for one time step in inference at a small batch (token-by-token generation), also
-``"compiled-step"``: the step of a cell equal to torch's op in one numba call
-(:mod:`rnnkit.inference_step`); :func:`single_step_path` decides.
+``"compiled-step"``: the step of a cell equal to torch's op as two matmuls and one numba
+call (:mod:`rnnkit.inference_step`); :func:`single_step_path` decides.
 
 A cell only *declares* what it can run on, with :meth:`rnnkit.Cell.engine` (an
 :class:`Engine`, or None); :func:`choose_path` decides, from the cells, the device, the
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from rnnkit.kernels import StepKernel
 
 __all__ = ["Engine", "NativeOp", "PathChoice", "choose_path", "single_step_path", "IMPLEMENTATIONS",
-           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH"]
+           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH", "COMPILED_STEP_BATCH"]
 
 #: What ``Recurrent(implementation=...)`` accepts: "auto" lets :func:`choose_path` decide.
 IMPLEMENTATIONS = ("auto", "native", "compiled", "fused", "loop")
@@ -50,12 +50,16 @@ NATIVE_PREFERRED = {
 
 
 #: One time step in inference (token-by-token generation) of at most this many rows, per
-#: device type, runs in one compiled call (rnnkit.inference_step) or on the cell's own ops
-#: rather than torch's RNN op or the fused engine, whose calling costs more than the step's
-#: arithmetic (measured with benchmarks/generation.py: a 2x256 LSTM step at batch 1 took
-#: 0.33 ms on the loop, 0.54-1.2 ms on torch's op, 0.57 ms fused, ~0.12 ms compiled; at
-#: batch 32 the loop and torch's op were even, beyond it torch's op won).
+#: device type, runs on the cell's own ops (the loop) rather than the fused engine, whose
+#: calling costs more than the step's arithmetic (measured with benchmarks/generation.py: a
+#: 2x256 LSTM step at batch 1 took 0.33 ms on the loop, 0.57 ms fused).
 SINGLE_STEP_BATCH = {"cpu": 16}
+
+#: ... and for cells equal to torch's ops, up to this many rows, in rnnkit.inference_step
+#: (products by torch's matmul, the rest one compiled call): measured on one 256-unit layer
+#: against torch's op (this Xeon, 2 threads), LSTM 0.10x its time at 1 row, 0.68x at 32,
+#: 0.45-0.77x at 64-128, 1.18x at 256; GRU and Elman 0.65-0.93x up to 128, 1.05-1.16x at 256.
+COMPILED_STEP_BATCH = {"cpu": 128}
 
 
 @dataclass(frozen=True)
@@ -191,18 +195,20 @@ def choose_path(cells: Sequence[Cell], device_type: str, training: bool,
 
 def single_step_path(choice: PathChoice, cells: Sequence[Cell], device_type: str, batch: int,
                      implementation: str = "auto", compilable: bool = True) -> PathChoice:
-    """The path of a layer for one time step in inference at ``batch`` rows, where
-    :data:`SINGLE_STEP_BATCH` says calling costs more than computing: "compiled-step"
-    (:mod:`rnnkit.inference_step`) for cells equal to torch's ops when ``compilable`` (no
-    gradient recorded, no autocast, float32/64 on the CPU), else the loop; otherwise
-    ``choice`` (and always a path the user forced)."""
-    if implementation != "auto" or batch > SINGLE_STEP_BATCH.get(device_type, 0):
+    """The path of a layer for one time step in inference at ``batch`` rows, where calling
+    costs more than computing: "compiled-step" (:mod:`rnnkit.inference_step`) up to
+    :data:`COMPILED_STEP_BATCH` rows for cells equal to torch's ops when ``compilable`` (no
+    gradient recorded, no autocast, float32/64 on the CPU); else the loop up to
+    :data:`SINGLE_STEP_BATCH` rows; otherwise ``choice`` (and always a path the user forced)."""
+    if implementation != "auto":
         return choice
     engines = [c.engine() for c in cells]
-    if compilable and device_type == "cpu" and all(e is not None and e.native is not None for e in engines):
-        return PathChoice("compiled-step", f"one step in inference at batch <= {SINGLE_STEP_BATCH[device_type]}: "
-                                      "torch's op's maths in one compiled call (rnnkit.inference_step)")
-    if choice.path == "loop":
+    if (compilable and device_type == "cpu" and batch <= COMPILED_STEP_BATCH["cpu"]
+            and all(e is not None and e.native is not None for e in engines)):
+        return PathChoice("compiled-step", f"one step in inference at batch <= {COMPILED_STEP_BATCH['cpu']}: torch's "
+                                           "op's maths, its products by matmul, the rest in one compiled call "
+                                           "(rnnkit.inference_step)")
+    if batch > SINGLE_STEP_BATCH.get(device_type, 0) or choice.path == "loop":
         return choice
     return PathChoice("loop", f"one step in inference at batch <= {SINGLE_STEP_BATCH[device_type]}: "
                               f"the cell's own ops cost less to call than the {choice.path} path")

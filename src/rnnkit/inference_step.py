@@ -1,16 +1,20 @@
-"""One time step of torch's RNN cells, compiled, for token-by-token generation on the CPU.
+"""One time step of torch's RNN cells for token-by-token generation on the CPU, with the
+cell's pointwise maths compiled.
 
-At batch 1 a generation step is a few hundred thousand multiply-adds, which the CPU does in
-tens of microseconds; calling torch's RNN op for it costs 0.4-1.2 ms here, and even the
-cell's own dozen tensor ops cost ~0.3 ms of dispatch. This module does the whole step of one
-cell in one compiled call (numba, cached on disk across processes), on the parameters of
-the torch op the cell equals (:class:`rnnkit.dispatch.NativeOp`, torch's gate order):
+A generation step at small batches is little arithmetic (a few hundred thousand
+multiply-adds a layer at batch 1), and calling torch's RNN op for it costs 0.3-1 ms here,
+the cell's own dozen tensor ops ~0.3 ms of dispatch. This module runs a cell's step as the
+two products by torch's matmul (BLAS, every core) and everything else in one compiled call
+(numba, cached on disk across processes; its activations vectorised as in
+:mod:`rnnkit.lstm_loop`), on the parameters of the torch op the cell equals
+(:class:`rnnkit.dispatch.NativeOp`, torch's gate order):
 
-    LSTM:  [i f g o] = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+    gi = W_ih x_t + b_ih,   gh = W_hh h_{t-1} + b_hh
+    LSTM:  [i f g o] = gi + gh
            c_t = sigma(f) * c_{t-1} + sigma(i) * tanh(g),   h_t = sigma(o) * tanh(c_t)
-    GRU:   [r z] = sigma(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh) (first 2H rows)
-           n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn)),   h_t = (1 - z) * n + z * h_{t-1}
-    RNN:   h_t = tanh or relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+    GRU:   [r z] = sigma(gi + gh) (first 2H rows)
+           n = tanh(gi_n + r * gh_n),   h_t = (1 - z) * n + z * h_{t-1}
+    RNN:   h_t = tanh or relu(gi + gh)
 
 Only for inference (no autograd) on CPU tensors of float32 or float64; the tests hold it to
 torch's op (float32 1e-5, float64 1e-12). :func:`rnnkit.dispatch.single_step_path` decides
@@ -19,86 +23,108 @@ when it runs.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from rnnkit.cells import State
 from rnnkit.dispatch import NativeOp
+from rnnkit.lstm_loop import ACTIVATIONS, activation_into
 
 __all__ = ["compiled_step", "MODES"]
 
 MODES = {"LSTM": 0, "GRU": 1, "RNN_TANH": 2, "RNN_RELU": 3}
-
-
-@numba.njit(cache=True, fastmath=True)
-def _affine(w: np.ndarray, x: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out[r, i] = b[i] + sum_j w[i, j] x[r, j], summed in the arrays' dtype."""
-    for r in range(x.shape[0]):
-        for i in range(w.shape[0]):
-            acc = b[i]
-            for j in range(w.shape[1]):
-                acc += w[i, j] * x[r, j]
-            out[r, i] = acc
+TANH, SIGMOID, RELU = ACTIVATIONS["tanh"], ACTIVATIONS["sigmoid"], ACTIVATIONS["relu"]
 
 
 @numba.njit(cache=True)
-def _sigmoid(a: float) -> float:
-    return 1.0 / (1.0 + math.exp(-a))
-
-
-@numba.njit(cache=True)
-def _step(mode: int, x: np.ndarray, h: np.ndarray, c: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray,
-          b_ih: np.ndarray, b_hh: np.ndarray, h_out: np.ndarray, c_out: np.ndarray) -> None:
+def _pointwise(mode: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.ndarray,
+               h_out: np.ndarray, c_out: np.ndarray) -> None:
+    """The cell's maths on gi = W_ih x_t + b_ih and gh = W_hh h_{t-1} + b_hh (B, G), a row at a
+    time through the vectorised activations of :mod:`rnnkit.lstm_loop`; gh (0, G): gi holds
+    their sum (the LSTM and Elman cells, see :func:`_joined`)."""
     B, H = h.shape
-    gi = np.empty((B, w_ih.shape[0]), dtype=h.dtype)
-    gh = np.empty((B, w_hh.shape[0]), dtype=h.dtype)
-    _affine(w_ih, x, b_ih, gi)
-    _affine(w_hh, h, b_hh, gh)
+    G = gi.shape[1]
+    a = np.empty(G, dtype=h.dtype)
+    y = np.empty(G, dtype=h.dtype)
+    bits = np.empty(G, dtype=np.int32)
     for r in range(B):
-        for k in range(H):
-            if mode == 0:
-                i = _sigmoid(gi[r, k] + gh[r, k])
-                f = _sigmoid(gi[r, H + k] + gh[r, H + k])
-                g = math.tanh(gi[r, 2 * H + k] + gh[r, 2 * H + k])
-                o = _sigmoid(gi[r, 3 * H + k] + gh[r, 3 * H + k])
-                c_out[r, k] = f * c[r, k] + i * g
-                h_out[r, k] = o * math.tanh(c_out[r, k])
-            elif mode == 1:
-                rr = _sigmoid(gi[r, k] + gh[r, k])
-                z = _sigmoid(gi[r, H + k] + gh[r, H + k])
-                n = math.tanh(gi[r, 2 * H + k] + rr * gh[r, 2 * H + k])
-                h_out[r, k] = (1.0 - z) * n + z * h[r, k]
-            elif mode == 2:
-                h_out[r, k] = math.tanh(gi[r, k] + gh[r, k])
-            else:
-                h_out[r, k] = max(gi[r, k] + gh[r, k], 0.0)
+        if mode == 1:  # GRU: r and z from the sum, n with r inside
+            for k in range(2 * H):
+                a[k] = gi[r, k] + gh[r, k]
+            activation_into(SIGMOID, a[: 2 * H], y[: 2 * H], bits)
+            for k in range(H):
+                a[2 * H + k] = gi[r, 2 * H + k] + y[k] * gh[r, 2 * H + k]
+            activation_into(TANH, a[2 * H :], y[2 * H :], bits)
+            for k in range(H):
+                z = y[H + k]
+                h_out[r, k] = (1.0 - z) * y[2 * H + k] + z * h[r, k]
+            continue
+        for k in range(G):
+            a[k] = gi[r, k] + gh[r, k] if gh.shape[0] > 0 else gi[r, k]
+        if mode == 0:  # LSTM: i, f, o sigmoid, g tanh
+            activation_into(SIGMOID, a[: 2 * H], y[: 2 * H], bits)
+            activation_into(TANH, a[2 * H : 3 * H], y[2 * H : 3 * H], bits)
+            activation_into(SIGMOID, a[3 * H :], y[3 * H :], bits)
+            for k in range(H):
+                c_out[r, k] = y[H + k] * c[r, k] + y[k] * y[2 * H + k]
+            activation_into(TANH, c_out[r], a[:H], bits)
+            for k in range(H):
+                h_out[r, k] = y[3 * H + k] * a[k]
+        elif mode == 2:
+            activation_into(TANH, a, h_out[r], bits)
+        else:
+            activation_into(RELU, a, h_out[r], bits)
 
 
 def _array(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+#: [W_ih W_hh]^T and b_ih + b_hh of an op, by its W_ih: (parameters' storage and version, joined weight, bias)
+_JOINED = WeakIdKeyDictionary()
+
+
+def _joined(native: NativeOp) -> tuple[Tensor, Tensor | None]:
+    """W_ih x_t + b_ih + W_hh h_{t-1} + b_hh as one product [x_t h_{t-1}] [W_ih W_hh]^T + b: the
+    joined weight (F + H, G) and bias, made once and remade when a parameter is written
+    (its version) or replaced (its storage). One product instead of two saves a call
+    (~20-25 us here) and runs closer to the machine's peak."""
+    stamp = tuple((w.data_ptr(), w._version) for w in native.weights)
+    cached = _JOINED.get(native.weights[0])
+    if cached is None or cached[0] != stamp:
+        w_ih, w_hh, *biases = (w.detach() for w in native.weights)
+        bias = biases[0] + biases[1] if biases else None
+        cached = _JOINED[native.weights[0]] = (stamp, torch.cat([w_ih, w_hh], 1).t().contiguous(), bias)
+    return cached[1], cached[2]
+
+
 def compiled_step(natives: list[NativeOp], x: Tensor, states: list[State]) -> tuple[Tensor, list[State]]:
     """One time step of a layer (one NativeOp per direction: a single step reads the same input
     either way) on rows x (B, F): the output (B, D*H) and each direction's new state, as
     :func:`rnnkit.unroll.native_scan` gives them for T = 1."""
-    xs = _array(x)
+    x = x.detach()
     outs, finals = [], []
     for native, state in zip(natives, states):
-        w_ih, w_hh, *biases = (_array(w) for w in native.weights)
-        if not biases:
-            biases = [np.zeros(w_ih.shape[0], xs.dtype), np.zeros(w_hh.shape[0], xs.dtype)]
-        b_ih, b_hh = biases
-        h = _array(state[0])
+        h = state[0].detach()
+        if native.mode == "GRU":  # r multiplies W_hn h + b_hn alone: two products
+            w_ih, w_hh, *biases = (w.detach() for w in native.weights)
+            if biases:
+                gi, gh = torch.addmm(biases[0], x, w_ih.t()), torch.addmm(biases[1], h, w_hh.t())
+            else:
+                gi, gh = x @ w_ih.t(), h @ w_hh.t()
+        else:
+            weight, bias = _joined(native)
+            xh = torch.cat([x, h], 1)
+            gi = torch.addmm(bias, xh, weight) if bias is not None else xh @ weight
+            gh = gi.new_empty(0, gi.shape[1])
         lstm = native.mode == "LSTM"
-        c = _array(state[1]) if lstm else h
-        h_out = np.empty_like(h)
-        c_out = np.empty_like(h) if lstm else h  # read only by the LSTM
-        _step(MODES[native.mode], xs, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out)
-        outs.append(torch.from_numpy(h_out))
-        finals.append((outs[-1], torch.from_numpy(c_out)) if lstm else (outs[-1],))
+        h_out = torch.empty_like(h)
+        c_out = torch.empty_like(h) if lstm else h_out  # read only by the LSTM
+        c = state[1].detach() if lstm else h
+        _pointwise(MODES[native.mode], *map(_array, (gi, gh, h, c)), h_out.numpy(), c_out.numpy())
+        outs.append(h_out)
+        finals.append((h_out, c_out) if lstm else (h_out,))
     return (outs[0] if len(outs) == 1 else torch.cat(outs, 1)), finals

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
-from rnnkit.dispatch import (IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice, choose_path,
-                             single_step_path)
+from rnnkit.dispatch import (COMPILED_STEP_BATCH, IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice,
+                             choose_path, single_step_path)
 from rnnkit.inference_step import compiled_step
 from rnnkit.precision import autocast_enabled
 from rnnkit.nested import detach
@@ -191,8 +191,8 @@ class Recurrent(nn.Module):
         device = x.device.type
         compilable = not torch.is_grad_enabled() and not autocast_enabled(device) and x.dtype in (torch.float32,
                                                                                                    torch.float64)
-        small = batch <= SINGLE_STEP_BATCH.get(device, 0)
-        key = ("step", device, self.implementation, compilable, small)
+        size = (batch <= SINGLE_STEP_BATCH.get(device, 0), batch <= COMPILED_STEP_BATCH.get(device, 0))
+        key = ("step", device, self.implementation, compilable, size)
         choices = self._paths.get(key)
         if choices is None:
             full = self.paths(x.device, training=False)
