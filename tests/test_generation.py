@@ -150,6 +150,23 @@ def test_beam_search_finds_the_best_sequence(alpha):
         assert [h.score for h in row] == sorted([h.score for h in row], reverse=True)
 
 
+def test_beam_search_with_predicted_lengths_finds_the_best_sequence_of_each_length():
+    """StopAtLength in beam search: each row ends after its own tau tokens, and a beam wide
+    enough to keep every prefix returns the best sequence of exactly that length (brute force)."""
+    torch.manual_seed(3)
+    model = Markov(torch.randn(4, 4) * 1.5)
+    taus = [2, 4, 1]
+    hyps = beam_search(model.step, torch.zeros(3, 1), torch.zeros(3, dtype=torch.long), beam_width=64, max_length=6,
+                       stop=StopAtLength(torch.tensor(taus)), nbest=2)
+    for tau, row in zip(taus, hyps):
+        def logp(seq):
+            return sum(float(model.table[a, b]) for a, b in zip((0, *seq), seq))
+        best = max(itertools.product(range(4), repeat=tau), key=logp)
+        assert row[0].ids == list(best)
+        assert row[0].acoustic_score == pytest.approx(logp(best))
+        assert all(len(h.ids) == tau for h in row)
+
+
 def test_beam_search_beats_greedy_when_greedy_is_short_sighted():
     # greedy takes 1 (p=0.6) then is stuck with bad options; 2 (p=0.4) leads to a sure end
     table = torch.full((5, 5), -20.0)
@@ -193,10 +210,10 @@ def test_bad_input(call, message):
 
 
 def test_one_step_in_inference_takes_the_compiled_step_at_small_batches():
-    """rnnkit.dispatch.single_step_path: a generation step at batch <= 16 on the CPU runs in one
-    compiled call (rnnkit.inference_step) for cells equal to torch's ops, on the loop when a
-    gradient is recorded or for other cells; the tokens and their log-probabilities are those
-    of the path it replaces."""
+    """rnnkit.dispatch.single_step_path: a generation step on the CPU runs compiled
+    (rnnkit.inference_step) at batch <= 128 for cells equal to torch's ops, on the loop at
+    batch <= 16 when a gradient is recorded or for other cells; the tokens and their
+    log-probabilities are those of the path it replaces."""
     from rnnkit import LSTMCell
     from rnnkit.dispatch import PathChoice, single_step_path
     from rnnkit.models import LanguageModel, LanguageModelConfig
@@ -205,7 +222,10 @@ def test_one_step_in_inference_takes_the_compiled_step_at_small_batches():
     assert single_step_path(native, lstm, "cpu", 1).path == "compiled-step"
     assert single_step_path(native, lstm, "cpu", 1, compilable=False).path == "loop"
     assert single_step_path(PathChoice("fused", "fused"), ln, "cpu", 1).path == "loop"
-    assert single_step_path(native, lstm, "cpu", 17) is native
+    assert single_step_path(native, lstm, "cpu", 128).path == "compiled-step"
+    assert single_step_path(native, lstm, "cpu", 129) is native
+    assert single_step_path(native, lstm, "cpu", 17, compilable=False) is native
+    assert single_step_path(PathChoice("fused", "fused"), ln, "cpu", 17).path == "fused"
     assert single_step_path(native, lstm, "cuda", 1) is native
     assert single_step_path(native, lstm, "cpu", 1, implementation="native") is native
     for cell, other in (("lstm", "native"), ("gru", "fused"), ("rnn", "fused")):
@@ -225,13 +245,13 @@ def test_one_step_in_inference_takes_the_compiled_step_at_small_batches():
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12)])
 def test_the_compiled_step_equals_torchs_op(cell, kwargs, dtype, tol):
     """rnnkit.inference_step against torch's own op on the same parameters: one step, batches
-    1 and 16, a carried state."""
+    1, 16 and 128, a carried state."""
     import rnnkit
 
     torch.manual_seed(0)
     layer = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[cell](5, 7, num_layers=2, **kwargs)
     layer = layer.to(dtype).eval()
-    for B in (1, 16):
+    for B in (1, 16, 128):
         x = torch.randn(B, 1, 5, dtype=dtype)
         _, state = layer(torch.randn(B, 3, 5, dtype=dtype))
         with torch.no_grad():
@@ -244,6 +264,36 @@ def test_the_compiled_step_equals_torchs_op(cell, kwargs, dtype, tol):
         for a, b in zip(compiled[1], reference[1]):
             for s, t in zip(a, b):
                 torch.testing.assert_close(s, t, atol=tol, rtol=0)
+
+
+def test_the_compiled_step_follows_parameter_updates():
+    """The joined weight [W_ih W_hh]^T the compiled step caches is remade after an in-place
+    update (an optimizer step), a load_state_dict and a replaced .data: every step equals
+    torch's op on the parameters of the moment."""
+    import rnnkit
+
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(5, 7, num_layers=2).eval()
+    x = torch.randn(3, 1, 5)
+
+    def check():
+        with torch.no_grad():
+            compiled = layer(x)[0]
+            layer.implementation = "native"
+            reference = layer(x)[0]
+            layer.implementation = "auto"
+        torch.testing.assert_close(compiled, reference, atol=1e-5, rtol=0)
+
+    check()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.5)
+    check()
+    layer.load_state_dict({k: torch.randn_like(v) for k, v in layer.state_dict().items()})
+    check()
+    for p in layer.parameters():
+        p.data = torch.randn_like(p)
+    check()
 
 
 def test_generation_steps_run_compiled_and_training_does_not(monkeypatch):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -47,48 +48,52 @@ def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_leng
     require(is_number(length_penalty), "length_penalty", "a finite number", length_penalty)
     policy = as_policy(stop)
     B, W, dev = start.shape[0], beam_width, start.device
-    policy = policy.expand(W) if policy is not None else None
-    rows = torch.arange(B, device=dev).repeat_interleave(W)
-    state = select_rows(state, rows)  # every row's state, W times   (B*W, ...)
+    state = select_rows(state, torch.arange(B, device=dev).repeat_interleave(W))  # every row's state, W times
     tokens = start.repeat_interleave(W)
-    scores = torch.full((B, W), -torch.inf, dtype=torch.float64, device=dev)
+    # the bookkeeping of a step is a few dozen operations on (B, 2W) numbers: numpy, on the CPU
+    scores = np.full((B, W), -np.inf)
     scores[:, 0] = 0.0  # one live prefix per row at the start
-    history = torch.zeros(B * W, 0, dtype=torch.long, device=dev)  # each live prefix's tokens
+    history = np.zeros((B * W, 0), dtype=np.int64)  # each live prefix's tokens
+    first_beam = np.arange(B)[:, None] * W
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    candidate_policy = None
     for i in range(max_length):
         log_probs, state = step(tokens, state)  # (B*W, C)
         check_step_output(log_probs, i, policy)
         C = log_probs.shape[1]
-        total = (scores.reshape(-1, 1) + log_probs.double()).reshape(B, W * C)
-        top_scores, top = total.topk(min(2 * W, W * C), dim=1)  # room for ends and survivors
-        beam_of, token_of = top // C, top % C
-        src = (torch.arange(B, device=dev)[:, None] * W + beam_of)  # flat parent beam
+        last = i == max_length - 1
+        k = min(2 * W if policy is not None or last else W, W * C)  # room for ends and survivors
+        total = (torch.from_numpy(scores).to(dev).reshape(-1, 1) + log_probs.double()).reshape(B, W * C)
+        top_scores, top = (t.cpu().numpy() for t in total.topk(k, dim=1))
+        beam_of, token_of = np.divmod(top, C)
+        src = first_beam + beam_of  # flat parent beam of each candidate (B, k)
+        stops = np.zeros(top.shape, dtype=bool)
         if policy is not None:  # the parent's state is the one that produced the token's distribution
-            stops = policy.finished(token_of.reshape(-1), select_rows(state, src.reshape(-1)), i).reshape(B, -1)
-        else:
-            stops = torch.zeros_like(top, dtype=torch.bool)
-        ends = stops | (i == max_length - 1)
-        valid = top_scores > -torch.inf  # sorted: the -inf ones come last
-        for b, j in (ends & valid).nonzero().tolist():  # finished hypotheses, best first per row
+            candidate_policy = candidate_policy or policy.expand(k)  # a row's k candidates
+            parents = select_rows(state, torch.from_numpy(src.reshape(-1)).to(dev)) if policy.needs_state else None
+            stops = candidate_policy.finished(torch.from_numpy(token_of.reshape(-1)).to(dev), parents, i)
+            stops = stops.reshape(B, k).cpu().numpy()
+        ends = stops | last
+        valid = top_scores > -np.inf  # sorted: the -inf ones come last
+        for b, j in zip(*np.nonzero(ends & valid)):  # finished hypotheses, best first per row
             s, tok, parent = float(top_scores[b, j]), int(token_of[b, j]), int(src[b, j])
-            keep_token = not bool(stops[b, j]) or policy.emit_stop_token
+            keep_token = not stops[b, j] or policy.emit_stop_token
             ids = history[parent].tolist() + ([tok] if keep_token else [])
             finished[b].append(Hypothesis(ids=ids, acoustic_score=s,
                                           score=_rank(s, len(ids), length_normalization, length_penalty)))
         live = ~ends & valid
         rank = live.cumsum(1) - 1  # the survivors: the first W live extensions of each row, in order
-        row, col = (live & (rank < W)).nonzero(as_tuple=True)
-        new_scores = torch.full((B, W), -torch.inf, dtype=torch.float64, device=dev)
-        new_src = torch.zeros(B, W, dtype=torch.long, device=dev)
-        new_tok = torch.zeros(B, W, dtype=torch.long, device=dev)
+        row, col = np.nonzero(live & (rank < W))
+        scores = np.full((B, W), -np.inf)
+        new_src = np.zeros((B, W), dtype=np.int64)
+        new_tok = np.zeros((B, W), dtype=np.int64)
         slot = rank[row, col]
-        new_scores[row, slot], new_src[row, slot], new_tok[row, slot] = top_scores[row, col], src[row, col], token_of[row, col]
-        history = torch.cat([history[new_src.reshape(-1)], new_tok.reshape(-1, 1)], 1)
-        scores = new_scores
+        scores[row, slot], new_src[row, slot], new_tok[row, slot] = top_scores[row, col], src[row, col], token_of[row, col]
+        history = np.concatenate([history[new_src.reshape(-1)], new_tok.reshape(-1, 1)], 1)
         if _all_done(finished, scores, nbest, length_normalization, length_penalty, i + 1, max_length):
             break
-        state = select_rows(state, new_src.reshape(-1))
-        tokens = new_tok.reshape(-1)
+        state = select_rows(state, torch.from_numpy(new_src.reshape(-1)).to(dev))
+        tokens = torch.from_numpy(new_tok.reshape(-1)).to(dev)
     return [sorted(f, key=lambda h: -h.score)[:nbest] for f in finished]
 
 
@@ -98,10 +103,10 @@ def _all_done(finished, scores, nbest, alpha, beta, length, max_length) -> bool:
     if length >= max_length:
         return True
     if alpha != 0 or beta > 0:
-        return bool(torch.isinf(scores).all())
+        return bool(np.isinf(scores).all())
     for b, f in enumerate(finished):
         best_live = float(scores[b].max())
-        if best_live == -torch.inf:
+        if best_live == -np.inf:
             continue
         if len(f) < nbest or sorted(h.score for h in f)[-nbest] < _rank(best_live, length, alpha, beta):
             return False

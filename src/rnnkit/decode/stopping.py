@@ -21,9 +21,11 @@ from torch import Tensor
 
 
 class StopPolicy:
-    """Base of the stop policies. ``emit_stop_token`` tells decoders to keep the token."""
+    """Base of the stop policies. ``emit_stop_token`` tells decoders to keep the token;
+    ``needs_state``: :meth:`finished` reads the state (else decoders may pass None)."""
 
     emit_stop_token = True
+    needs_state = True
 
     def finished(self, tokens: Tensor, state: Any, index: int) -> Tensor:
         """Bool (N,): rows whose sequence ends with ``tokens`` (emitted at position ``index``)."""
@@ -41,6 +43,7 @@ class StopOnToken(StopPolicy):
     """End at the end-of-sequence symbol ``eos`` (not included in the output ids)."""
 
     emit_stop_token = False
+    needs_state = False
 
     def __init__(self, eos: int) -> None:
         if not isinstance(eos, int) or isinstance(eos, bool) or eos < 0:
@@ -82,6 +85,8 @@ class StopOnHalt(StopPolicy):
 
 class StopAtLength(StopPolicy):
     """End each row after its predicted length tau (tokens), given as a (B,) tensor."""
+
+    needs_state = False
 
     def __init__(self, lengths: Tensor) -> None:
         if lengths.dim() != 1 or bool((lengths < 1).any()):
