@@ -69,7 +69,8 @@ def beam_search(step: Step, state: Any, start: Tensor, beam_width: int, max_leng
         src = first_beam + beam_of  # flat parent beam of each candidate (B, k)
         stops = np.zeros(top.shape, dtype=bool)
         if policy is not None:  # the parent's state is the one that produced the token's distribution
-            candidate_policy = candidate_policy or policy.expand(k)  # a row's k candidates
+            if candidate_policy is None:  # k is the same at every step once a policy may end rows
+                candidate_policy = policy.expand(k)  # a row's k candidates
             parents = select_rows(state, torch.from_numpy(src.reshape(-1)).to(dev)) if policy.needs_state else None
             stops = candidate_policy.finished(torch.from_numpy(token_of.reshape(-1)).to(dev), parents, i)
             stops = stops.reshape(B, k).cpu().numpy()
