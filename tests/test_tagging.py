@@ -234,9 +234,10 @@ def runs(data, tmp_path_factory):
     common = ["--data-dir", str(data), "--device", "cpu", "--no-progress", "--epochs", "2"]
     assert main(["train", "pos", "--runs", str(root / "pos"), "--hidden", "8", "--char-hidden", "8", "--embedding", "8",
                  "--batch-size", "8", *common]) == 0
-    assert main(["train", "sentiment", "--runs", str(root / "sentiment"), "--hidden", "8", "--embedding", "8",
-                 "--divergence", "every-linear", "--bidirectional", *common]) == 0
-    return {task: next((root / task).iterdir()) for task in ("pos", "sentiment")}
+    for name, seed in (("sentiment", "0"), ("sentiment2", "1")):
+        assert main(["train", "sentiment", "--runs", str(root / name), "--hidden", "8", "--embedding", "8",
+                     "--divergence", "every-linear", "--bidirectional", "--seed", seed, *common]) == 0
+    return {task: next((root / task).iterdir()) for task in ("pos", "sentiment", "sentiment2")}
 
 
 def test_pos_trains_evaluates_and_tags(runs, data, tmp_path, capsys):
@@ -294,6 +295,29 @@ def test_sentiment_trains_evaluates_and_classifies(runs, data, capsys):
     assert abs(sum(out["probabilities"].values()) - 1) < 1e-6 and out["class"] in out["probabilities"]
 
 
+def test_sentiment_scores_an_ensemble(runs, data, capsys):
+    """rnnkit evaluate RUN --with RUN2: the runs' class probabilities averaged, then scored
+    (checked against each run's classify, one sentence at a time), and each member's own score."""
+    from rnnkit.tasks.sentiment import LABELS
+
+    capsys.readouterr()
+    assert main(["evaluate", str(runs["sentiment"]), "--with", str(runs["sentiment2"]), "--split", "test", "--json",
+                 "--data-dir", str(data), "--no-progress"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    trees = read_trees(data / "sst_trees" / "test.txt")
+    gold = [int(tree.label) for tree in trees]
+    members = [rnnkit.load(runs[name] / "best").classify([tree.words() for tree in trees])
+               for name in ("sentiment", "sentiment2")]
+    names = LABELS["fine"]
+
+    def accuracy(rows):
+        return sum(max(range(len(names)), key=lambda k: row[names[k]]) == g for row, g in zip(rows, gold)) / len(gold)
+
+    averaged = [{n: (a[n] + b[n]) / 2 for n in names} for a, b in zip(*members)]
+    assert scores["accuracy"] == pytest.approx(accuracy(averaged))
+    assert [scores["accuracy_member_0"], scores["accuracy_member_1"]] == pytest.approx([accuracy(m) for m in members])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["tag", "{pos}", "--conllu", "{tmp}/missing.conllu"], "missing.conllu: no such CoNLL-U file"),
     (["tag", "{pos}", " "], "TEXT: no words given"),
@@ -301,6 +325,9 @@ def test_sentiment_trains_evaluates_and_classifies(runs, data, capsys):
     (["classify", "{pos}", "a film"], "holds a Tagger, not a sequence classifier"),
     (["evaluate", "{sentiment}", "--conllu", "{tmp}/x.conllu"], "the sentiment task does not score CoNLL-U"),
     (["train", "sentiment", "--labels", "three"], "invalid choice: 'three'"),
+    (["evaluate", "{sentiment}", "--with", "{pos}"], "a run of the 'sentiment' task is needed. Received: the 'pos'"),
+    (["evaluate", "{pos}", "--with", "{pos}"], "the pos task does not score ensembles"),
+    (["evaluate", "{sentiment}", "--with", "{sentiment2}", "--text", "{tmp}/x.txt"], "not with --text or --conllu"),
 ])
 def test_text_verbs_give_one_line_errors(runs, tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path, **runs) for a in argv]

@@ -31,10 +31,13 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rnnkit.arguments import add_beam_arguments, add_sampling_arguments, device_name, given_options, positive_int
 from rnnkit.version import __version__
+
+if TYPE_CHECKING:
+    from rnnkit.run_dir import Checkpoint
 
 Formatter = argparse.ArgumentDefaultsHelpFormatter
 
@@ -109,6 +112,23 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_member(ckpt: Checkpoint, task: dict[str, Any]) -> Checkpoint:
+    """A checkpoint for ``--with``: a run of the same task whose settings that shape the
+    outputs (model kind, labels) are the first run's."""
+    from rnnkit.tasks.common import checkpoint_task
+
+    other = checkpoint_task(ckpt)
+    if other is None or other["task"] != task["task"]:
+        got = "no task" if other is None else f"the {other['task']!r} task"
+        raise ValueError(f"--with {ckpt.path}: a run of the {task['task']!r} task is needed. Received: {got}")
+    for key in ("model", "labels"):
+        mine, theirs = task["args"].get(key), other["args"].get(key)
+        if mine != theirs:
+            raise ValueError(f"--with {ckpt.path}: its --{key} is {theirs!r}, the first run's {mine!r}; "
+                             "an ensemble's members must agree")
+    return ckpt
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from rnnkit.run_dir import Checkpoint
     from rnnkit.tasks import TASKS
@@ -116,6 +136,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     ckpt = Checkpoint.resolve(args.checkpoint)
     started = time.time()
+    if args.ensemble and (args.text is not None or args.conllu is not None):
+        raise ValueError("--with scores an ensemble on a split of the task's data, not with --text or --conllu")
     if args.text is not None:
         result = {"task": "text", "split": args.text, **evaluate_text(ckpt, Path(args.text), device(args.device),
                                                                         progress(args))}
@@ -129,6 +151,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise ValueError(f"{ckpt.path}: the {task['task']!r} task has no evaluate")
         saved = argparse.Namespace(**{**task["args"], "no_progress": args.no_progress, "device": args.device,
                                       **({"data_dir": args.data_dir} if args.data_dir else {})})
+        if args.ensemble:
+            if not found.ensembles:
+                raise ValueError(f"--with: the {found.name} task does not score ensembles (sentiment does)")
+            saved.ensemble = [_ensemble_member(Checkpoint.resolve(run), task) for run in args.ensemble]
         if args.conllu is not None:
             if found.evaluate_file is None:
                 raise ValueError(f"--conllu: the {found.name} task does not score CoNLL-U files (a tagging run does)")
@@ -389,6 +415,9 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
                     help="score a language model on this UTF-8 text instead (any run, also one made with the Trainer)")
     ev.add_argument("--conllu", default=None, metavar="FILE",
                     help="score a tagging run on this CoNLL-U file (gold UPOS) instead")
+    ev.add_argument("--with", dest="ensemble", nargs="+", default=None, metavar="RUN",
+                    help="score the ensemble of RUN and these runs of the same task and settings (their class "
+                         "probabilities averaged; sentiment)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     ev.add_argument("--data-dir", default=None, help="data root (else the run's, $RNNKIT_DATA, ../shared/data, "

@@ -46,6 +46,9 @@ class Task:
     after_train: Callable[[RunDir, argparse.Namespace], None] | None = None
     evaluate_file: Callable[[Checkpoint, Path, argparse.Namespace], dict[str, Any]] | None = None
     dependent_defaults: Callable[[argparse.Namespace], dict[str, Any]] | None = None
+    #: its evaluate also reads ``args.ensemble`` (checkpoints of other runs of the task, whose
+    #: class probabilities it averages with the run's): ``rnnkit evaluate RUN --with RUN2 ...``
+    ensembles: bool = False
 
 
 #: every registered task, by name, in registration order

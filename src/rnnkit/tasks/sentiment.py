@@ -202,15 +202,25 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     """Root (sentence) accuracy on dev or test and the accuracy per gold class; a fine-grained
     model is also scored on the binary task (``binary_accuracy``: the non-neutral sentences,
     positive when P(positive) + P(very positive) > P(negative) + P(very negative)), the same
-    sentences a ``--labels binary`` run is scored on."""
+    sentences a ``--labels binary`` run is scored on. With ``args.ensemble`` (other runs of the
+    same model kind and labels) the runs' class probabilities are averaged, then scored; the
+    members' own accuracies are reported too (``accuracy_member_k``)."""
     dev = device(args.device)
-    model = rnnkit.load(checkpoint.path, map_location=dev).eval()
-    probabilities, gold = map(torch.cat, zip(*(root_probabilities(model, b, dev) for b in
-                                               batches(model, treebank(split, args.data_dir), args.labels, False, 256))))
+    trees = treebank(split, args.data_dir)
+    members = []
+    for ckpt in [checkpoint, *(getattr(args, "ensemble", None) or [])]:
+        model = rnnkit.load(ckpt.path, map_location=dev).eval()
+        members.append(tuple(map(torch.cat, zip(*(root_probabilities(model, b, dev)
+                                                 for b in batches(model, trees, args.labels, False, 256))))))
+    gold = members[0][1]  # the same kind of model batches the trees in the same order
+    probabilities = torch.stack([p for p, _ in members]).mean(0)
     predicted = probabilities.argmax(-1)
     total = torch.bincount(gold, minlength=model.config.num_classes)
     correct = torch.bincount(gold[predicted == gold], minlength=model.config.num_classes)
     out: dict[str, Any] = {"sentences": len(gold), "accuracy": float(correct.sum() / total.sum())}
+    if len(members) > 1:
+        for k, (p, _) in enumerate(members):
+            out[f"accuracy_member_{k}"] = float((p.argmax(-1) == gold).float().mean())
     for name, c, n in zip(model.config.labels, correct.tolist(), total.tolist()):
         out[f"accuracy_{name.replace(' ', '_')}"] = c / n if n else float("nan")
     if args.labels == "fine":
@@ -222,4 +232,4 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
 
 
 TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("valid", "test"),
-                     dependent_defaults=model_defaults))
+                     dependent_defaults=model_defaults, ensembles=True))
