@@ -6,7 +6,8 @@ samples ``--tokens`` tokens at temperature 0.8 from one start token:
     torch loop        the peer: embedding, torch.nn.LSTM on one step with its state carried,
                       linear, softmax, torch.multinomial: what a hand-written sampler does
     rnnkit            LanguageModel.generate: each step takes the path rnnkit.dispatch
-                      chooses for one step in inference (the cell's own ops at batch <= 16)
+                      chooses for one step in inference (rnnkit.inference_step: the products
+                      by torch's matmul, the rest one compiled call, at batch <= 128)
     rnnkit, native    the same with implementation="native": torch's LSTM op every step
 
 Then beam search with 32 beams from one start token for ``--tokens`` steps (no end token):
