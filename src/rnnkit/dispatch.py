@@ -12,8 +12,8 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.
 
 and, for one time step in inference at a small batch (token-by-token generation), also
-``"compiled-step"``: the step of a cell equal to torch's op as two matmuls and one numba
-call (:mod:`rnnkit.inference_step`); :func:`single_step_path` decides.
+``"compiled-step"``: the step of a cell equal to torch's op as its products by torch's
+matmul and one numba call (:mod:`rnnkit.inference_step`); :func:`single_step_path` decides.
 
 A cell only *declares* what it can run on, with :meth:`rnnkit.Cell.engine` (an
 :class:`Engine`, or None); :func:`choose_path` decides, from the cells, the device, the

@@ -3,11 +3,12 @@ cell's pointwise maths compiled.
 
 A generation step at small batches is little arithmetic (a few hundred thousand
 multiply-adds a layer at batch 1), and calling torch's RNN op for it costs 0.3-1 ms here,
-the cell's own dozen tensor ops ~0.3 ms of dispatch. This module runs a cell's step as the
-two products by torch's matmul (BLAS, every core) and everything else in one compiled call
-(numba, cached on disk across processes; its activations vectorised as in
-:mod:`rnnkit.lstm_loop`), on the parameters of the torch op the cell equals
-(:class:`rnnkit.dispatch.NativeOp`, torch's gate order):
+the cell's own dozen tensor ops ~0.3 ms of dispatch. This module runs a cell's step as its
+products by torch's matmul (BLAS, every core: one on the joined weight [W_ih W_hh] for the
+LSTM and Elman cells, two for the GRU) and everything else in one compiled call (numba, cached
+on disk across processes; its activations vectorised as in :mod:`rnnkit.lstm_loop`), on the
+parameters of the torch op the cell equals (:class:`rnnkit.dispatch.NativeOp`, torch's gate
+order):
 
     gi = W_ih x_t + b_ih,   gh = W_hh h_{t-1} + b_hh
     LSTM:  [i f g o] = gi + gh
