@@ -20,13 +20,20 @@ Rounds run back to back; the ratio is the median of the rounds' ratios (the mach
 shared). Speeds in tokens/s (higher is faster; a beam step counts as one token).
 
     python benchmarks/generation.py [--rounds 5] [--tokens 300]
+    python benchmarks/generation.py --layer   # one layer's step alone, by batch size (below)
 
 Writes benchmarks/results/generation-cpu.json and generation-beam-cpu.json.
+
+``--layer`` times one step of one 256-unit layer (input 256) without the model around it:
+rnnkit.inference_step against torch's op (torch.nn.LSTM / GRU / RNN on a one-step sequence),
+same parameters, at 1-256 rows, in microseconds (the measurement behind
+rnnkit.dispatch.COMPILED_STEP_BATCH); writes generation-layer-cpu.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -81,12 +88,50 @@ torch.manual_seed(0)
 EMBEDDING, LSTM, OUTPUT = torch.nn.Embedding(V, E), torch.nn.LSTM(E, H, LAYERS, batch_first=True), torch.nn.Linear(H, V)
 
 
+def layer_steps(rounds: int, out: Path) -> None:
+    """One layer's step: rnnkit.inference_step vs torch's op, per mode and batch size."""
+    from rnnkit.dispatch import NativeOp
+    from rnnkit.inference_step import compiled_step
+
+    rows = []
+    print(f"one step of one layer ({H} units, input {H}), microseconds, medians of {rounds} rounds of 200 calls")
+    print(f"  {'cell':<9}{'rows':>6}{'rnnkit':>9}{'torch op':>10}{'ratio':>7}")
+    for mode, op in (("LSTM", torch.nn.LSTM), ("GRU", torch.nn.GRU), ("RNN_TANH", torch.nn.RNN)):
+        module = op(H, H, batch_first=True)
+        native = NativeOp(mode, (module.weight_ih_l0, module.weight_hh_l0, module.bias_ih_l0, module.bias_hh_l0))
+        for B in (1, 8, 16, 32, 64, 128, 256):
+            x, h, c = torch.randn(B, H), torch.randn(B, H), torch.randn(B, H)
+            state = (h, c) if mode == "LSTM" else (h,)
+            runs = {"rnnkit": lambda: compiled_step([native], x, [state]),
+                    "torch op": lambda: module(x[:, None], (h[None], c[None]) if mode == "LSTM" else h[None])}
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            with torch.no_grad():
+                for _ in range(rounds):
+                    for name, run in runs.items():
+                        run()
+                        t0 = time.perf_counter()
+                        for _ in range(200):
+                            run()
+                        times[name].append((time.perf_counter() - t0) / 200 * 1e6)
+            mine, theirs = (sorted(times[k])[rounds // 2] for k in runs)
+            print(f"  {mode:<9}{B:>6}{mine:>9.0f}{theirs:>10.0f}{mine / theirs:>7.2f}")
+            rows.append({"mode": mode, "rows": B, "rnnkit_us": mine, "torch_op_us": theirs})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rounds": rounds,
+                               "hidden": H, "results": rows}, indent=2))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=300)
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "generation-cpu.json")
+    ap.add_argument("--layer", action="store_true", help="only one layer's step, rnnkit vs torch's op, by batch size")
     args = ap.parse_args()
+    if args.layer:
+        layer_steps(args.rounds, args.json.with_name(args.json.name.replace("generation", "generation-layer")))
+        return
     auto = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
                                              rnn={"cell": "lstm", "hidden_size": H, "num_layers": LAYERS})).eval()
     native = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,

@@ -56,9 +56,10 @@ NATIVE_PREFERRED = {
 SINGLE_STEP_BATCH = {"cpu": 16}
 
 #: ... and for cells equal to torch's ops, up to this many rows, in rnnkit.inference_step
-#: (products by torch's matmul, the rest one compiled call): measured on one 256-unit layer
-#: against torch's op (this Xeon, 2 threads), LSTM 0.10x its time at 1 row, 0.68x at 32,
-#: 0.45-0.77x at 64-128, 1.18x at 256; GRU and Elman 0.65-0.93x up to 128, 1.05-1.16x at 256.
+#: (products by torch's matmul, the rest one compiled call): one 256-unit layer against
+#: torch's op, `python benchmarks/generation.py --layer` (Xeon, 2 threads): LSTM 0.23x its
+#: time at 1 row, 0.61x at 32, 0.85-1.02x at 64-128, 1.14-1.22x at 256; GRU and Elman
+#: 0.68-1.03x up to 128, 1.08-1.13x at 256.
 COMPILED_STEP_BATCH = {"cpu": 128}
 
 
