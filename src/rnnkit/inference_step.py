@@ -32,6 +32,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from rnnkit.cells import State
 from rnnkit.dispatch import NativeOp
+from rnnkit.kernels import contiguous_array
 from rnnkit.lstm_loop import ACTIVATIONS, activation_into
 
 __all__ = ["compiled_step", "MODES"]
@@ -80,10 +81,6 @@ def _pointwise(mode: int, gi: np.ndarray, gh: np.ndarray, h: np.ndarray, c: np.n
             activation_into(RELU, a, h_out[r], bits)
 
 
-def _array(t: Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
-
-
 #: [W_ih W_hh]^T and b_ih + b_hh of an op, by its W_ih: (parameters' storage and version, joined weight, bias)
 _JOINED = WeakIdKeyDictionary()
 
@@ -125,7 +122,7 @@ def compiled_step(natives: list[NativeOp], x: Tensor, states: list[State]) -> tu
         h_out = torch.empty_like(h)
         c_out = torch.empty_like(h) if lstm else h_out  # read only by the LSTM
         c = state[1].detach() if lstm else h
-        _pointwise(MODES[native.mode], *map(_array, (gi, gh, h, c)), h_out.numpy(), c_out.numpy())
+        _pointwise(MODES[native.mode], *map(contiguous_array, (gi, gh, h, c)), h_out.numpy(), c_out.numpy())
         outs.append(h_out)
         finals.append((h_out, c_out) if lstm else (h_out,))
     return (outs[0] if len(outs) == 1 else torch.cat(outs, 1)), finals

@@ -60,9 +60,9 @@ _IN_PLACE = {
 }
 
 
-def _numpy(like: Tensor, t: Tensor | None, *empty: int) -> np.ndarray:
-    """t as a contiguous array for a compiled loop; None (absent) as an empty array of shape
-    ``empty`` and ``like`` 's dtype."""
+def contiguous_array(t: Tensor | None, *empty: int, like: Tensor | None = None) -> np.ndarray:
+    """t as a contiguous array for compiled code; None (absent) as an empty array of shape
+    ``empty`` and ``like``'s dtype."""
     return (like.new_empty(empty) if t is None else t.detach().contiguous()).numpy()
 
 
@@ -187,7 +187,7 @@ class ElmanKernel(StepKernel):
 
     def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H = weight_hh.shape[1]
-        array = functools.partial(_numpy, xp)
+        array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H),
@@ -199,9 +199,9 @@ class ElmanKernel(StepKernel):
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         a = self.arrays
-        d_out = weight_hh.new_empty(0, weight_hh.shape[1]) if d_out is None else d_out.contiguous()
+        d_out = contiguous_array(d_out, 0, weight_hh.shape[1], like=weight_hh)
         self.d_alpha = torch.zeros(a["alpha"].shape, dtype=torch.float64)  # summed over the rows in the loop
-        elman_loop.backward(d_out.numpy(), d_state[0].numpy(), a["w"], a["bs"], a["h0"], a["mask"], a["alpha"],
+        elman_loop.backward(d_out, d_state[0].numpy(), a["w"], a["bs"], a["h0"], a["mask"], a["alpha"],
                             elman_loop.ACTIVATIONS[self.activation], states[0].detach().numpy(), a["n"],
                             self._d_xp.numpy(), self.d_alpha.numpy())
 
@@ -261,7 +261,7 @@ class GRUKernel(StepKernel):
 
     def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H = weight_hh.shape[1]
-        array = functools.partial(_numpy, xp)
+        array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H)}
@@ -272,8 +272,8 @@ class GRUKernel(StepKernel):
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         a = self.arrays
-        d_out = weight_hh.new_empty(0, weight_hh.shape[1]) if d_out is None else d_out.contiguous()
-        gru_loop.backward(d_out.numpy(), d_state[0].numpy(), a["w"], a["bs"], a["h0"], a["mask"],
+        d_out = contiguous_array(d_out, 0, weight_hh.shape[1], like=weight_hh)
+        gru_loop.backward(d_out, d_state[0].numpy(), a["w"], a["bs"], a["h0"], a["mask"],
                           states[0].detach().numpy(), self.gates.numpy(), self.rec.numpy(), self._d_xp.numpy(),
                           self._d_rec.numpy())
 
@@ -390,7 +390,7 @@ class LSTMKernel(StepKernel):
 
     def scan_forward(self, batch_sizes, xp, weight_hh, bias_hh, mask, state0, states):
         H, N = self.H, xp.shape[0]
-        array = functools.partial(_numpy, xp)
+        array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward: the parameters, and the (2, N) mean and 1/std of N_h and N_c per row
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]), "mask": array(mask, 0, H),
@@ -407,14 +407,14 @@ class LSTMKernel(StepKernel):
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         H, a = self.H, self.arrays
-        d_out = weight_hh.new_empty(0, H) if d_out is None else d_out.contiguous()
+        d_out = contiguous_array(d_out, 0, H, like=weight_hh)
         d_rec = self._d_rec if self.layer_norm else weight_hh.new_empty(0, 4 * H)
         # the kernel's own parameters' gradients, summed over the rows in the loop
         self.d_params = [torch.zeros(p.shape, dtype=torch.float64) for p in self.params()]
         empty = {2: torch.empty(0, H, dtype=torch.float64), 1: torch.empty(0, dtype=torch.float64)}
         d_peephole, d_gain_hh, d_gain_c, d_bias_c = (self.d_params[:1] if self.peephole is not None else [empty[2]]) + (
             self.d_params[-3:] if self.layer_norm else [empty[1]] * 3)
-        lstm_loop.backward(d_out.numpy(), d_state[0].numpy(), d_state[1].numpy(), a["w"], a["bs"], a["c0"], a["mask"],
+        lstm_loop.backward(d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], a["bs"], a["c0"], a["mask"],
                            a["peephole"], a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
                            states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
                            a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
