@@ -22,26 +22,26 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rnnkit.lstm_loop import (ACTIVATIONS, activation_derivative, activation_into, backprop_to_state,
-                              recurrent_product, row_offsets)
+from rnnkit.lstm_loop import (ACTIVATIONS, activation_derivative, activation_into, backprop_scratch,
+                              backprop_to_state, recurrent_product, row_offsets)
 
 __all__ = ["ACTIVATIONS", "forward", "backward"]
 
 
 @numba.njit(cache=True, nogil=True)
-def forward(xp, w, bs, h0, mask, alpha, act, h, n, h_in):
+def forward(xp, w, bs, h0, mask, alpha, act, h, n):
     """One layer-direction forward over the packed rows.
 
     Inputs: xp (N, H) = U x_t + b; w = W (H, H); bs (T,) int64; h0 (B, H); mask (B, H) or
     (0, H) for none; alpha (H,) leak rates, or empty for none; act: a code of :data:`ACTIVATIONS`.
     Outputs (written): h (N, H); with leak rates n (N, H) = act(a_t) (else (0, H), unused).
-    h_in (B, H): scratch.
     """
     H = w.shape[1]
     leaky = alpha.shape[0] > 0
     a = np.empty(H, dtype=xp.dtype)
     rec = np.empty((h0.shape[0], H), dtype=xp.dtype)
     pad_h, pad_out = np.empty((4, H), dtype=xp.dtype), np.empty((4, H), dtype=xp.dtype)
+    h_in = np.empty(mask.shape, dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
     bits = np.empty(H, dtype=np.int32)  # scratch of the activations
     o = 0
     o_prev = 0
@@ -74,9 +74,7 @@ def backward(d_out, dh, w, bs, h0, mask, alpha, act, h, n, d_xp, d_alpha):
     leaky = alpha.shape[0] > 0
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
-    wt = np.ascontiguousarray(w.T)
-    back = np.empty((h0.shape[0], H), dtype=dh.dtype)
-    pad_h, pad_out = np.empty((4, H), dtype=dh.dtype), np.empty((4, H), dtype=dh.dtype)
+    wt, back, pad_h, pad_out = backprop_scratch(w, h0.shape[0])
     for t in range(T - 1, -1, -1):
         b = bs[t]
         o = offsets[t]

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from rnnkit.lstm_loop import ACTIVATIONS, activation_into, backprop_to_state, recurrent_product, row_offsets
+from rnnkit.lstm_loop import (ACTIVATIONS, activation_into, backprop_scratch, backprop_to_state, recurrent_product,
+                              row_offsets)
 
 __all__ = ["forward", "backward"]
 
@@ -29,19 +30,19 @@ _SIGMOID, _TANH = ACTIVATIONS["sigmoid"], ACTIVATIONS["tanh"]
 
 
 @numba.njit(cache=True, nogil=True)
-def forward(xp, w, b_hh, bs, h0, mask, h, gates, rec, h_in):
+def forward(xp, w, b_hh, bs, h0, mask, h, gates, rec):
     """One layer-direction forward over the packed rows.
 
     Inputs: xp (N, 3H) = U x_t + b_ih (rows r, z, n); w = W (3H, H); b_hh (3H,) or empty for
     none; bs (T,) int64; h0 (B, H); mask (B, H) or (0, H) for none.
     Outputs (written): h (N, H); gates (N, 3H) = r, z, n; rec (N, 3H) = W h_{t-1} + b_hh.
-    h_in (B, H): scratch.
     """
     H = w.shape[1]
     G = 3 * H
     biased = b_hh.shape[0] > 0
     a = np.empty(G, dtype=xp.dtype)
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
+    h_in = np.empty(mask.shape, dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
     bits = np.empty(G, dtype=np.int32)  # scratch of the activations
     o = 0
     o_prev = 0
@@ -78,9 +79,7 @@ def backward(d_out, dh, w, bs, h0, mask, h, gates, rec, d_xp, d_rec):
     T = bs.shape[0]
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
-    wt = np.ascontiguousarray(w.T)
-    back = np.empty((h0.shape[0], H), dtype=dh.dtype)
-    pad_g, pad_h = np.empty((4, G), dtype=dh.dtype), np.empty((4, H), dtype=dh.dtype)
+    wt, back, pad_g, pad_h = backprop_scratch(w, h0.shape[0])
     for t in range(T - 1, -1, -1):
         b = bs[t]
         o = offsets[t]

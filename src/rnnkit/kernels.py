@@ -194,8 +194,7 @@ class ElmanKernel(StepKernel):
                        "alpha": array(self.alpha, 0), "n": array(self.n if self.alpha is not None else None, 0, H)}
         a = self.arrays
         elman_loop.forward(array(xp), a["w"], a["bs"], a["h0"], a["mask"], a["alpha"],
-                           elman_loop.ACTIVATIONS[self.activation], states[0].numpy(), a["n"],
-                           np.empty((0 if mask is None else state0[0].shape[0], H), a["w"].dtype))
+                           elman_loop.ACTIVATIONS[self.activation], states[0].numpy(), a["n"])
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         a = self.arrays
@@ -267,8 +266,7 @@ class GRUKernel(StepKernel):
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H)}
         a = self.arrays
         gru_loop.forward(array(xp), a["w"], array(bias_hh, 0), a["bs"], a["h0"], a["mask"], states[0].numpy(),
-                         self.gates.numpy(), self.rec.numpy(),
-                         np.empty((0 if mask is None else state0[0].shape[0], H), a["w"].dtype))
+                         self.gates.numpy(), self.rec.numpy())
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         a = self.arrays
@@ -399,11 +397,10 @@ class LSTMKernel(StepKernel):
         self.arrays["moments_h"], self.arrays["moments_c"] = (np.empty((2, N if self.layer_norm else 0), a.dtype)
                                                               for a in [self.arrays["w"]] * 2)
         a = self.arrays
-        h_in = np.empty((0 if mask is None else state0[0].shape[0], H), a["w"].dtype)  # h_{t-1} ⊙ m
         lstm_loop.forward(array(xp), a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"],
                           a["gain_hh"], a["gain_c"], array(self.ln_bias_c, 0), self.eps,
                           lstm_loop.ACTIVATIONS[self.candidate_activation], states[0].numpy(), states[1].numpy(),
-                          self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"], a["moments_c"], h_in)
+                          self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"], a["moments_c"])
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         H, a = self.H, self.arrays

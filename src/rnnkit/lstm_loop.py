@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 __all__ = ["ACTIVATIONS", "forward", "backward", "product", "activation_into", "activation_derivative",
-           "row_offsets", "recurrent_product", "backprop_to_state"]
+           "row_offsets", "recurrent_product", "backprop_to_state", "backprop_scratch"]
 
 #: the candidate activations act(a_g) the compiled loop knows, by code
 ACTIVATIONS = {"tanh": 0, "sigmoid": 1, "relu": 2, "elu": 3}
@@ -243,6 +243,15 @@ def backprop_to_state(d, wt, mask, back, dh, direct, pad_a, pad_out):
 
 
 @numba.njit(cache=True)
+def backprop_scratch(w, rows):
+    """What :func:`backprop_to_state` takes besides its inputs, for W (G, H) and steps of at most
+    ``rows`` rows: (W^T (H, G) contiguous, back (rows, H), pad_a (4, G), pad_out (4, H))."""
+    G, H = w.shape
+    return (np.ascontiguousarray(w.T), np.empty((rows, H), dtype=w.dtype), np.empty((4, G), dtype=w.dtype),
+            np.empty((4, H), dtype=w.dtype))
+
+
+@numba.njit(cache=True)
 def row_offsets(bs):
     """o_t of every step of the packed layout (step t owns rows o_t : o_t + bs[t]), and N last: (T + 1,)."""
     offsets = np.zeros(bs.shape[0] + 1, dtype=np.int64)
@@ -253,7 +262,7 @@ def row_offsets(bs):
 
 @numba.njit(cache=True, nogil=True)
 def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
-            h, c, gates, tanh_c, rec, stats_h, stats_c, h_in):
+            h, c, gates, tanh_c, rec, stats_h, stats_c):
     """One layer-direction forward over the packed rows.
 
     Inputs: xp (N, 4H) = U x_t + b; w = W (4H, H); bs (T,) int64; h0, c0 (B, H); mask (B, H)
@@ -261,7 +270,7 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
     for no layer norm; act: a code of :data:`ACTIVATIONS`.
     Outputs (written): h, c (N, H); gates (N, 4H) = i, f, g, o after their activations;
     tanh_c (N, H) = tanh(N_c(c_t)); with layer norm rec (N, 4H) = W h_{t-1} and stats_h,
-    stats_c (2, N) = mean and 1/std of N_h and N_c per row. h_in (B, H): scratch.
+    stats_c (2, N) = mean and 1/std of N_h and N_c per row.
     """
     H = w.shape[1]
     G = 4 * H
@@ -271,6 +280,7 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
     cn = np.empty(H, dtype=xp.dtype)
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
     bits = np.empty(G, dtype=np.int32)  # scratch of _exp_into
+    h_in = np.empty(mask.shape, dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
     o = 0
     o_prev = 0
     for t in range(bs.shape[0]):
@@ -336,9 +346,7 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
     peep = peephole.shape[0] > 0
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
-    wt = np.ascontiguousarray(w.T)
-    back = np.empty((dh.shape[0], H), dtype=dc.dtype)
-    pad_h, pad_g = np.empty((4, H), dtype=dc.dtype), np.empty((4, G), dtype=dc.dtype)
+    wt, back, pad_g, pad_h = backprop_scratch(w, dh.shape[0])
     d_tanh = np.empty(H, dtype=dc.dtype)
     d_from_h = np.empty(H, dtype=dc.dtype)
     for t in range(T - 1, -1, -1):
