@@ -5,10 +5,12 @@ samples ``--tokens`` tokens at temperature 0.8 from one start token:
 
     torch loop        the peer: embedding, torch.nn.LSTM on one step with its state carried,
                       linear, softmax, torch.multinomial: what a hand-written sampler does
-    rnnkit            LanguageModel.generate: each step takes the path rnnkit.dispatch
-                      chooses for one step in inference (rnnkit.inference_step: the products
-                      by torch's matmul, the rest one compiled call, at batch <= 128)
-    rnnkit, native    the same with implementation="native": torch's LSTM op every step
+    rnnkit            LanguageModel.generate as it runs by default: the whole token loop
+                      compiled (rnnkit.generation_loop, at batch <= GENERATION_LOOP_BATCH)
+    rnnkit, steps     rnnkit.decode.generate over LanguageModel.step, each step on the path
+                      rnnkit.dispatch chooses for one step in inference (rnnkit.inference_step:
+                      the products by torch's matmul, the rest one compiled call)
+    rnnkit, native    step by step with implementation="native": torch's LSTM op every step
 
 Then beam search with 32 beams from one start token for ``--tokens`` steps (no end token):
 
@@ -20,9 +22,14 @@ Rounds run back to back; the ratio is the median of the rounds' ratios (the mach
 shared). Speeds in tokens/s (higher is faster; a beam step counts as one token).
 
     python benchmarks/generation.py [--rounds 5] [--tokens 300]
-    python benchmarks/generation.py --layer   # one layer's step alone, by batch size (below)
+    python benchmarks/generation.py --layer     # one layer's step alone, by batch size (below)
+    python benchmarks/generation.py --batches   # the whole loop compiled vs step by step, by batch size
 
 Writes benchmarks/results/generation-cpu.json and generation-beam-cpu.json.
+
+``--batches`` samples ``--tokens`` tokens for 1-32 rows with the whole loop compiled and
+step by step (rnnkit.inference_step), in tokens/s over all rows (the measurement behind
+rnnkit.dispatch.GENERATION_LOOP_BATCH); writes generation-batches-cpu.json.
 
 ``--layer`` times one step of one 256-unit layer (input 256) without the model around it:
 rnnkit.inference_step against torch's op (torch.nn.LSTM / GRU / RNN on a one-step sequence),
@@ -40,6 +47,7 @@ from pathlib import Path
 import torch
 
 from rnnkit.decode import beam_search
+from rnnkit.dispatch import GENERATION_LOOP_BATCH
 from rnnkit.models import LanguageModel, LanguageModelConfig
 from rounds import report
 
@@ -72,8 +80,15 @@ def rnnkit_beam(model: LanguageModel, tokens: int, width: int = 32) -> None:
     beam_search(model.step, model.initial_state(1), torch.tensor([1]), width, tokens)
 
 
-def rnnkit_generate(model: LanguageModel, tokens: int) -> None:
-    model.generate(torch.tensor([[1]]), tokens, temperature=0.8, generator=torch.Generator().manual_seed(0))
+def rnnkit_generate(model: LanguageModel, tokens: int, rows: int = 1, steps: bool = False) -> None:
+    """LanguageModel.generate; ``steps``: step by step (the whole-loop path's batch limit set to 0)."""
+    limit = GENERATION_LOOP_BATCH["cpu"]
+    GENERATION_LOOP_BATCH["cpu"] = 0 if steps else limit
+    try:
+        model.generate(torch.ones(rows, 1, dtype=torch.long), tokens, temperature=0.8,
+                       generator=torch.Generator().manual_seed(0))
+    finally:
+        GENERATION_LOOP_BATCH["cpu"] = limit
 
 
 def tokens_per_second(run, tokens: int) -> float:
@@ -122,12 +137,34 @@ def layer_steps(rounds: int, out: Path) -> None:
     print(f"wrote {out}")
 
 
+def batch_sizes(model: LanguageModel, rounds: int, tokens: int, out: Path) -> None:
+    """Sampling at 1-32 rows: the whole loop compiled vs step by step, tokens/s over all rows."""
+    rows = []
+    print(f"sampling {tokens} tokens per row, tokens/s over all rows, medians of {rounds} rounds")
+    print(f"  {'rows':>5}{'whole loop':>12}{'steps':>10}{'ratio':>7}")
+    for B in (1, 2, 4, 8, 16, 32):
+        runs = {"whole loop": lambda n: rnnkit_generate(model, n, B, steps=False),
+                "steps": lambda n: rnnkit_generate(model, n, B, steps=True)}
+        speeds: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(rounds):
+            for name, run in runs.items():
+                speeds[name].append(B * tokens_per_second(run, tokens))
+        whole, steps = (sorted(speeds[k])[rounds // 2] for k in runs)
+        print(f"  {B:>5}{whole:>12.0f}{steps:>10.0f}{whole / steps:>7.2f}")
+        rows.append({"rows": B, "whole_loop_tokens_per_s": whole, "steps_tokens_per_s": steps})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rounds": rounds,
+                               "tokens": tokens, "results": rows}, indent=2))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=300)
     ap.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "generation-cpu.json")
     ap.add_argument("--layer", action="store_true", help="only one layer's step, rnnkit vs torch's op, by batch size")
+    ap.add_argument("--batches", action="store_true", help="only sampling by batch size, whole loop vs step by step")
     args = ap.parse_args()
     if args.layer:
         layer_steps(args.rounds, args.json.with_name(args.json.name.replace("generation", "generation-layer")))
@@ -137,7 +174,12 @@ def main() -> None:
     native = LanguageModel(LanguageModelConfig(vocab_size=V, embedding_size=E,
                                                rnn={"cell": "lstm", "hidden_size": H, "num_layers": LAYERS,
                                                     "implementation": "native"})).eval()
+    if args.batches:
+        batch_sizes(auto, args.rounds, args.tokens, args.json.with_name(args.json.name.replace("generation",
+                                                                                              "generation-batches")))
+        return
     runs = {"torch loop": torch_loop, "rnnkit": lambda n: rnnkit_generate(auto, n),
+            "rnnkit, steps": lambda n: rnnkit_generate(auto, n, steps=True),
             "rnnkit, native": lambda n: rnnkit_generate(native, n)}
     speeds: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(args.rounds):

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import rnnkit
@@ -307,5 +309,136 @@ def test_generation_steps_run_compiled_and_training_does_not(monkeypatch):
     model.train()(torch.randint(0, 12, (2, 1)))  # training, one step: torch's op
     model.eval()(torch.randint(0, 12, (2, 1)))  # inference with gradients recorded: the loop
     assert not calls
-    model.eval().generate(torch.randint(0, 12, (1, 4)), 5)  # the prompt on torch's op, then 5 single steps
+    halt = StopOnHalt(lambda state: torch.zeros(1))  # a policy that reads the state: step by step
+    model.eval().generate(torch.randint(0, 12, (1, 4)), 5, stop=halt)  # the prompt on torch's op, then 5 steps
     assert len(calls) == 5
+
+
+def _lm(cell: str, dtype: torch.dtype = torch.float64, seed: int = 0, **config):
+    from rnnkit.models import LanguageModel, LanguageModelConfig
+
+    torch.manual_seed(seed)
+    rnn = {"cell": cell, "hidden_size": 16, "num_layers": 2, **config.pop("rnn", {})}
+    return LanguageModel(LanguageModelConfig(vocab_size=23, embedding_size=8, rnn=rnn, **config)).to(dtype).eval()
+
+
+def _both_paths(model, prompt, max_length, **options):
+    """LanguageModel.generate (the whole loop compiled) and rnnkit.decode.generate over its step,
+    each with a fresh generator seeded alike; also what on_token saw and the generators after."""
+    from rnnkit.generation_loop import GenerationLoop
+
+    results = []
+    for path in ("compiled", "steps"):
+        seen, g = [], torch.Generator().manual_seed(5)
+        on_token = lambda t, k: seen.append((t.tolist(), k.tolist()))  # noqa: E731
+        with torch.no_grad():
+            state = model(prompt[:, :-1])[1] if prompt.shape[1] > 1 else model.initial_state(prompt.shape[0])
+            if path == "compiled":
+                assert model.generation_path(prompt.shape[0], options.get("stop")).path == "compiled-generation"
+                hyps = GenerationLoop.of(model).generate(state, prompt[:, -1], max_length, generator=g,
+                                                         on_token=on_token, **options)
+            else:
+                hyps = generate(model.step, state, prompt[:, -1], max_length, generator=g, on_token=on_token, **options)
+        results.append((hyps, seen, torch.rand(3, generator=g)))
+    return results
+
+
+@pytest.mark.parametrize("cell, rnn", [("lstm", {}), ("gru", {}), ("rnn", {}), ("rnn", {"activation": "relu"}),
+                                       ("lstm", {"bias": False, "forget_bias": None}), ("gru", {"bias": False}),
+                                       ("lstm", {"num_layers": 3})])
+@pytest.mark.parametrize("options", [{"greedy": True}, {"temperature": 0.7}, {"top_k": 4},
+                                     {"top_p": 0.6, "temperature": 1.3}, {"stop": 2}])
+def test_the_compiled_generation_loop_equals_generation_step_by_step(cell, rnn, options):
+    """rnnkit.generation_loop against rnnkit.decode.generate over LanguageModel.step (float64):
+    the same ids, scores to 1e-10, the same on_token calls, the generator left alike."""
+    model = _lm(cell, rnn=rnn)
+    prompt = torch.randint(0, 23, (3, 4), generator=torch.Generator().manual_seed(1))
+    (mine, mine_seen, mine_after), (ref, ref_seen, ref_after) = _both_paths(model, prompt, 45, **options)
+    assert [h.ids for h in mine] == [h.ids for h in ref]
+    assert [h.score for h in mine] == pytest.approx([h.score for h in ref], abs=1e-10, rel=0)
+    assert mine_seen == ref_seen
+    assert torch.equal(mine_after, ref_after), "both draw the uniforms in the same blocks"
+
+
+def test_the_compiled_generation_loop_with_tied_weights_lengths_and_float32():
+    """A tied-weight model with its projection, StopAtLength per row across a uniform block
+    (lengths 1, 33, 70), a prompt of one token; float32 against its float64 truth."""
+    model = _lm("lstm", tie_weights=True)
+    assert model.projection is not None
+    prompt = torch.tensor([[3], [4], [5]])
+    stop = StopAtLength(torch.tensor([1, 33, 70]))
+    (mine, *_), (ref, *_) = _both_paths(model, prompt, 80, stop=stop, temperature=0.9)
+    assert [len(h.ids) for h in mine] == [1, 33, 70]
+    assert [h.ids for h in mine] == [h.ids for h in ref]
+    assert [h.score for h in mine] == pytest.approx([h.score for h in ref], abs=1e-10, rel=0)
+    single = model.float()
+    (low, *_), _ = _both_paths(single, prompt, 80, stop=stop, greedy=True)
+    truth = _both_paths(model.double(), prompt, 80, stop=stop, greedy=True)[0][0]
+    assert [h.ids for h in low] == [h.ids for h in truth]
+    assert [h.score for h in low] == pytest.approx([h.score for h in truth], abs=1e-4, rel=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(cell=st.sampled_from(["lstm", "gru", "rnn"]), layers=st.integers(1, 3), hidden=st.integers(1, 20),
+       batch=st.integers(1, 8), length=st.integers(1, 40), top_k=st.one_of(st.none(), st.integers(1, 30)),
+       temperature=st.floats(0.2, 3.0), seed=st.integers(0, 2**16))
+def test_the_compiled_generation_loop_equals_step_by_step_on_random_models(cell, layers, hidden, batch, length,
+                                                                              top_k, temperature, seed):
+    model = _lm(cell, seed=seed, rnn={"hidden_size": hidden, "num_layers": layers})
+    prompt = torch.randint(0, 23, (batch, 2), generator=torch.Generator().manual_seed(seed))
+    (mine, mine_seen, _), (ref, ref_seen, _) = _both_paths(model, prompt, length, top_k=top_k,
+                                                            temperature=temperature, stop=seed % 23)
+    assert [h.ids for h in mine] == [h.ids for h in ref]
+    assert [h.score for h in mine] == pytest.approx([h.score for h in ref], abs=1e-10, rel=0)
+    assert mine_seen == ref_seen
+
+
+def test_generation_takes_the_compiled_loop_only_where_it_equals_the_steps():
+    """LanguageModel.generation_path: the whole loop compiled for plain stacks in inference at
+    small batches; step by step (with the reason) for everything it does not cover."""
+    from rnnkit.dispatch import GENERATION_LOOP_BATCH
+    from rnnkit.models import LanguageModel
+
+    model = _lm("lstm", torch.float32)
+    limit = GENERATION_LOOP_BATCH["cpu"]
+    with torch.no_grad():
+        assert model.generation_path(1).path == "compiled-generation"
+        assert model.generation_path(limit, StopAtLength(torch.tensor([2]))).path == "compiled-generation"
+        assert f"batch {limit + 1} > {limit}" in model.generation_path(limit + 1).reason
+        assert "stop policy" in model.generation_path(1, StopOnHalt(lambda s: torch.zeros(1))).reason
+        assert "training mode" in model.train().generation_path(1).reason
+        model.eval()
+        model.rnn.implementation = "native"
+        assert "implementation='native'" in model.generation_path(1).reason
+        model.rnn.implementation = "auto"
+        assert "no op" in _lm("lstm", rnn={"layer_norm": True}).generation_path(1).reason
+        assert "bidirectional" in _lm("lstm", rnn={"bidirectional": True}).generation_path(1).reason
+        assert "float16" in _lm("lstm", torch.float16).generation_path(1).reason
+
+        class Shifted(LanguageModel):
+            def step(self, tokens, state):
+                log_probs, state = super().step(tokens, state)
+                return log_probs.roll(1, -1), state
+
+        shifted = Shifted(model.config).eval()
+        assert "not a LanguageModel's own step" in shifted.generation_path(1).reason
+        assert shifted.generate(torch.tensor([[1]]), 3, greedy=True)[0].ids  # runs, step by step
+    assert "gradient" in model.generation_path(1).reason
+
+
+def test_compiled_generation_errors():
+    """NaN parameters give the step-by-step path's error; prompt ids outside the vocabulary and
+    an end token the model cannot emit are refused up front."""
+    model = _lm("gru", torch.float32)
+    with pytest.raises(ValueError, match=r"prompt must hold token ids in \[0, 23\)"):
+        model.generate(torch.tensor([[3, 23]]), 5)
+    with pytest.raises(ValueError, match="prompt must hold token ids"):
+        model.generate(torch.tensor([[-1]]), 5)
+    with pytest.raises(ValueError, match="the end token 30 can never be emitted"):
+        model.generate(torch.tensor([[1]]), 5, stop=30)
+    with pytest.raises(ValueError, match="top_k must be an integer >= 1"):
+        model.generate(torch.tensor([[1]]), 5, top_k=0)
+    with torch.no_grad():
+        model.decoder.bias[4] = torch.nan
+    with pytest.raises(ValueError, match="NaN log-probabilities at step 0"):
+        model.generate(torch.tensor([[1]]), 5)

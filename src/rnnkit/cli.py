@@ -69,11 +69,14 @@ def _info(args: argparse.Namespace) -> int:
     for device in devices:
         for name, m in configs.items():
             print(f"  {device}, {name}: {m.paths(device, training=True)[0].reason}")
-    from rnnkit.dispatch import COMPILED_STEP_BATCH, SINGLE_STEP_BATCH
+    from rnnkit.dispatch import COMPILED_STEP_BATCH, GENERATION_LOOP_BATCH, SINGLE_STEP_BATCH
 
     print(f"one step in inference (generation) on cpu, no gradient recorded: plain LSTM/GRU/Elman cells at batch <= "
           f"{COMPILED_STEP_BATCH['cpu']} as matmuls and one compiled call, other cells at batch <= "
           f"{SINGLE_STEP_BATCH['cpu']} on the loop (rnnkit.dispatch.single_step_path)")
+    print(f"LanguageModel.generate on cpu (sampling or greedy; stop at an end token or lengths): stacks of plain "
+          f"LSTM/GRU/Elman cells at batch <= {GENERATION_LOOP_BATCH['cpu']} with the whole token loop compiled "
+          "(rnnkit.generation_loop), otherwise step by step (model.generation_path(batch) says why)")
     return 0
 
 

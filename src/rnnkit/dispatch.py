@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from rnnkit.kernels import StepKernel
 
 __all__ = ["Engine", "NativeOp", "PathChoice", "choose_path", "single_step_path", "IMPLEMENTATIONS",
-           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH", "COMPILED_STEP_BATCH"]
+           "NATIVE_PREFERRED", "SINGLE_STEP_BATCH", "COMPILED_STEP_BATCH", "GENERATION_LOOP_BATCH"]
 
 #: What ``Recurrent(implementation=...)`` accepts: "auto" lets :func:`choose_path` decide.
 IMPLEMENTATIONS = ("auto", "native", "compiled", "fused", "loop")
@@ -61,6 +61,12 @@ SINGLE_STEP_BATCH = {"cpu": 16}
 #: time at 1 row, 0.61x at 32, 0.85-1.02x at 64-128, 1.14-1.22x at 256; GRU and Elman
 #: 0.68-1.03x up to 128, 1.08-1.13x at 256.
 COMPILED_STEP_BATCH = {"cpu": 128}
+
+#: A LanguageModel of such cells generates (sampling or greedy) at most this many rows with
+#: its whole token loop compiled (rnnkit.generation_loop), per device type: its products are
+#: one thread's, so more rows run step by step on torch's matmul (measured with
+#: `python benchmarks/generation.py --batches`).
+GENERATION_LOOP_BATCH = {"cpu": 8}
 
 
 @dataclass(frozen=True)

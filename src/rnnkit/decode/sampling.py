@@ -3,6 +3,11 @@
 The model is a function ``step(tokens (B,), state) -> (log_probs (B, C), state)``: each new
 token costs one step (the prefix is never run again). Rows are generated together and stop
 on their own (see :mod:`rnnkit.decode.stopping`).
+
+A token is sampled by inverting the distribution's cumulative sum q_1 + ... + q_k at a
+uniform u_t ~ U[0, 1) (the first k with q_1 + ... + q_k > u_t sum(q), in float64), the
+uniforms drawn from the generator in blocks of :data:`UNIFORM_BLOCK` steps: the compiled
+generation loop (:mod:`rnnkit.generation_loop`) draws the same and so samples the same tokens.
 """
 
 from __future__ import annotations
@@ -19,6 +24,26 @@ from rnnkit.decode.stopping import StopPolicy, as_policy, check_step_output
 
 Step = Callable[[Tensor, Any], tuple[Tensor, Any]]
 
+#: the uniforms u_t of sampling are drawn for this many steps at a time, (steps, B) float64
+UNIFORM_BLOCK = 32
+
+
+def draw_uniforms(step_index: int, max_length: int, rows: int, generator: torch.Generator | None) -> Tensor:
+    """u_t for the steps from ``step_index`` (a multiple of :data:`UNIFORM_BLOCK`) to the end of its
+    block or ``max_length``: (steps, rows) float64 on the CPU."""
+    steps = min(UNIFORM_BLOCK, max_length - step_index)
+    return torch.rand(steps, rows, generator=generator, dtype=torch.float64)
+
+
+def sample_by_inverse_cdf(probs: Tensor, u: Tensor) -> Tensor:
+    """The first token k of each row of ``probs`` (B, C) with q_1 + ... + q_k > u sum(q), for
+    u (B,) in [0, 1); u sum(q) is kept below the sum (which rounding could reach), so a token
+    of probability 0 is never chosen."""
+    cdf = probs.double().cumsum(-1)
+    total = cdf[:, -1:]
+    below_total = torch.minimum(u.to(cdf.device)[:, None] * total, total.nextafter(torch.zeros_like(total)))
+    return torch.searchsorted(cdf, below_total, right=True).squeeze(1)
+
 
 def filter_log_probs(log_probs: Tensor, temperature: float = 1.0, top_k: int | None = None,
                      top_p: float | None = None) -> Tensor:
@@ -33,15 +58,16 @@ def filter_log_probs(log_probs: Tensor, temperature: float = 1.0, top_k: int | N
     require(top_k is None or (is_int(top_k) and top_k >= 1), "top_k", "an integer >= 1 or None", top_k)
     require(top_p is None or (is_number(top_p) and 0.0 < top_p <= 1.0), "top_p", "in (0, 1] or None", top_p)
     lp = (log_probs / temperature).log_softmax(-1)
+    filtered = False
     if top_k is not None and top_k < lp.shape[-1]:
         kth = lp.topk(top_k, dim=-1).values[..., -1:]
-        lp = lp.masked_fill(lp < kth, -torch.inf)
+        lp, filtered = lp.masked_fill(lp < kth, -torch.inf), True
     if top_p is not None and top_p < 1.0:
         sorted_lp, order = lp.sort(-1, descending=True)
         mass_before = sorted_lp.exp().cumsum(-1) - sorted_lp.exp()  # mass of the more probable tokens
         drop_sorted = mass_before >= top_p
-        lp = lp.masked_fill(torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted), -torch.inf)
-    return lp.log_softmax(-1)
+        lp, filtered = lp.masked_fill(torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted), -torch.inf), True
+    return lp.log_softmax(-1) if filtered else lp
 
 
 @torch.no_grad()
@@ -58,7 +84,8 @@ def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: 
         greedy: take the argmax instead of sampling.
         temperature, top_k, top_p: see :func:`filter_log_probs`.
         stop: a :class:`StopPolicy`, or an end-of-sequence token id.
-        generator: a torch.Generator for reproducible sampling (CPU).
+        generator: a torch.Generator for reproducible sampling (CPU); it gives the uniforms of
+            :data:`UNIFORM_BLOCK` steps at a time.
         on_token: called after every step with (tokens (B,), keep (B,) bool: the token joins
             that row's output), to stream the output as it is produced.
 
@@ -84,8 +111,10 @@ def generate(step: Step, state: Any, start: Tensor, max_length: int, *, greedy: 
         if greedy:
             tokens = log_probs.argmax(-1)
         else:
-            probs = filter_log_probs(log_probs, temperature, top_k, top_p).exp()
-            tokens = torch.multinomial(probs.cpu().float(), 1, generator=generator).squeeze(1).to(start.device)
+            if i % UNIFORM_BLOCK == 0:
+                uniforms = draw_uniforms(i, max_length, B, generator)
+            probs = filter_log_probs(log_probs.double(), temperature, top_k, top_p).exp()
+            tokens = sample_by_inverse_cdf(probs, uniforms[i % UNIFORM_BLOCK])
         chosen = log_probs.gather(1, tokens[:, None]).squeeze(1).double()
         total = total + torch.where(done, 0.0, chosen)
         ends = policy.finished(tokens, state, i) if policy is not None else torch.zeros_like(done)
