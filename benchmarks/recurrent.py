@@ -7,7 +7,7 @@ machine hits all of them alike; the table shows the median and the ratio to the 
 
     python benchmarks/recurrent.py            # full: three shapes, 7 repeats
     python benchmarks/recurrent.py --quick    # two shapes, 3 repeats (what `make run` shows)
-    python benchmarks/recurrent.py --batches  # layer-norm LSTM, compiled vs Python time loop, by batch size
+    python benchmarks/recurrent.py --batches  # compiled vs Python time loops, by batch size
 
 Writes JSON to benchmarks/results/recurrent-<device>.json (or --json PATH).
 """
@@ -144,9 +144,9 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--json", type=Path, default=None, help="where to write the results")
     ap.add_argument("--batches", action="store_true",
-                    help="only the two time loops (compiled, Python) of the layer-norm LSTM, the GRU, the Elman RNN "
-                         "and the leaky RNN, at T=100, I=128, H=256 and batch sizes 1-32 (the measurement behind each cell's "
-                         "_compiled_loop_batch)")
+                    help="only the two time loops (compiled, Python) of the layer-norm and peephole LSTMs, the GRU, "
+                         "the Elman RNN and the leaky RNN, at T=100, I=128, H=256 and batch sizes 1-128 (the measurement "
+                         "behind each cell's _compiled_loop_batch)")
     args = ap.parse_args()
     device = torch.device(args.device)
     repeats = args.repeats or (3 if args.quick else 7)
@@ -154,8 +154,9 @@ def main() -> None:
     peers = {name: peer for name, (_, peer) in variants(1, 1).items()}
     only = None
     if args.batches:
-        shapes = [(B, 100, 128, 256) for B in (1, 2, 4, 8, 12, 16, 32)]
-        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop", "torch.nn.GRU",
+        shapes = [(B, 100, 128, 256) for B in (1, 2, 4, 8, 12, 16, 32, 64, 128)]
+        only = ["torch.nn.LSTM", "  layer_norm, compiled loop", "  layer_norm, Python loop", "  peephole, compiled loop",
+                "  peephole, Python loop", "torch.nn.GRU",
                 "  GRU, compiled loop", "  GRU, Python loop", "torch.nn.RNN",
                 "  RNN, compiled loop", "  RNN, Python loop", "  leaky, compiled loop", "  leaky, Python loop"]
 

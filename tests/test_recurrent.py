@@ -117,6 +117,50 @@ def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_force
         rnnkit.GRU(2, 3, skip_delay=2, implementation="compiled")(torch.randn(1, 2, 2))
 
 
+@pytest.mark.parametrize("name", ["lstm", "lstm-ln-peephole", "lstm-g-relu"])
+def test_compiled_lstm_loop_with_torchs_products_agrees(name, monkeypatch):
+    """Beyond LSTMKernel.PRODUCT_MACS multiply-adds a step (here lowered to 2 sequences) the
+    compiled LSTM loop leaves the recurrent products (forward W h_{t-1}, backward
+    W^T dL/drec_t) to torch's matmul and runs the rest a step at a time: float64 equal to the
+    autograd loop (lengths, both directions, two layers, a carried state, recurrent dropout)
+    and float32 within the bound of test_paths_float32_error_against_float64. Both modes
+    are seen to run."""
+    from rnnkit import kernels, lstm_loop
+
+    modes = []
+    real = lstm_loop.forward
+    monkeypatch.setattr(lstm_loop, "forward", lambda *a: modes.append(a[-1]) or real(*a))
+    monkeypatch.setattr(kernels.LSTMKernel, "PRODUCT_MACS", 2 * 4 * 5 * 5)
+    m = CONFIGS[name](4, 5, num_layers=2, bidirectional=True).double()
+    B = 12
+    x = torch.randn(B, 7, 4, dtype=torch.double)
+    lengths = torch.randint(1, 8, (B,))
+    state = tuple((torch.randn(B, 5, dtype=torch.double), torch.randn(B, 5, dtype=torch.double)) for _ in range(4))
+    truth = run_and_grad(m, x, lengths, state, impl="loop")
+    assert_same(truth, run_and_grad(m, x, lengths, state, impl="compiled"), atol=1e-10, rtol=1e-10)
+    assert modes and not any(modes), "every step with torch's products"
+    modes.clear()
+    small = run_and_grad(m, x[:2], lengths[:2], tuple((h[:2], c[:2]) for h, c in state), impl="compiled")
+    assert_same(run_and_grad(m, x[:2], lengths[:2], tuple((h[:2], c[:2]) for h, c in state), impl="loop"), small,
+                atol=1e-10, rtol=1e-10)
+    assert modes and all(modes), "a few sequences: the compiled loop's own products"
+    bound = 5e-5 if "ln" in name else 1e-5
+    out, final, grads = run_and_grad(m.float(), x.float(), lengths, tuple((h.float(), c.float()) for h, c in state),
+                                     impl="compiled")
+    got = [out, *[s for f in final for s in f], *grads.values()]
+    want = [truth[0], *[s for f in truth[1] for s in f], *truth[2].values()]
+    for a, b in zip(got, want):
+        assert ((a.double() - b).abs().max() / b.abs().max()).item() < bound
+    for c in m.cells:
+        c.recurrent_dropout = 0.3
+    m.double()
+    results = []
+    for impl in ("loop", "compiled"):
+        torch.manual_seed(7)
+        results.append(run_and_grad(m, x, lengths, impl=impl))
+    assert_same(*results, atol=1e-10, rtol=1e-10)
+
+
 # ----------------------------------------------------------------------------- lengths
 
 @pytest.mark.parametrize("name", CONFIGS)

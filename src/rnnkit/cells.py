@@ -489,7 +489,12 @@ class LSTMCell(_AffineCell):
         h_new = o * torch.tanh(c_out)
         return h_new, (h_new, c_new)
 
-    _compiled_loop_batch = 8  # the layer-norm LSTM's compiled loop beats its Python loop up to 8 rows
+    @property
+    def _compiled_loop_batch(self) -> int:
+        """The compiled loop (its recurrent products torch's once they are large, see
+        LSTMKernel.PRODUCT_MACS) beats the Python loop while a step has at most ~16k units
+        (rows x H): up to 64 sequences at H = 256, even at 16 x 1024, behind at 128 x 512."""
+        return max(1, 2**14 // self.hidden_size)
 
     def _kernel(self) -> kernels.StepKernel:
         return kernels.LSTMKernel(

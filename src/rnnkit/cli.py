@@ -53,16 +53,17 @@ def _info(args: argparse.Namespace) -> int:
     print(f"rnnkit {rnnkit.__version__}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
           f"CUDA {'available' if torch.cuda.is_available() else 'not available'}")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    H = 256  # the compiled LSTM loop's batch limit depends on the hidden size
     configs = {
-        "LSTM": rnnkit.LSTM(1, 1),
-        "LSTM layer_norm": rnnkit.LSTM(1, 1, layer_norm=True),
-        "LSTM peephole": rnnkit.LSTM(1, 1, peephole=True),
-        "GRU": rnnkit.GRU(1, 1),
-        "RNN tanh": rnnkit.RNN(1, 1),
-        "RNN sigmoid": rnnkit.RNN(1, 1, activation="sigmoid"),
-        "LSTM skip_delay=2": rnnkit.LSTM(1, 1, skip_delay=2),
+        "LSTM": rnnkit.LSTM(1, H),
+        "LSTM layer_norm": rnnkit.LSTM(1, H, layer_norm=True),
+        "LSTM peephole": rnnkit.LSTM(1, H, peephole=True),
+        "GRU": rnnkit.GRU(1, H),
+        "RNN tanh": rnnkit.RNN(1, H),
+        "RNN sigmoid": rnnkit.RNN(1, H, activation="sigmoid"),
+        "LSTM skip_delay=2": rnnkit.LSTM(1, H, skip_delay=2),
     }
-    print(f"{'configuration':<20}" + "".join(f"{d:>10}" for d in devices))
+    print(f"{'configuration, H=' + str(H):<20}" + "".join(f"{d:>10}" for d in devices))
     for name, m in configs.items():
         print(f"{name:<20}" + "".join(f"{m.layer_path(0, d):>10}" for d in devices))
     print("why (rnnkit.dispatch.choose_path, in training mode):")

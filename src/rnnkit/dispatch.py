@@ -6,7 +6,8 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
   parameters, when a cell is exactly torch.nn.LSTM/GRU/RNN and torch's op is the faster one;
 * ``"compiled"``: the fused engine with its whole time loop compiled, forward and backward
   one call each (:mod:`rnnkit.lstm_loop`, :mod:`rnnkit.gru_loop`, :mod:`rnnkit.elman_loop`):
-  LSTM, GRU, Elman and leaky cells, on the CPU, float32/64;
+  LSTM, GRU, Elman and leaky cells, on the CPU, float32/64 (the LSTM's larger recurrent
+  products by torch's matmul between compiled steps);
 * ``"fused"``: rnnkit's fused BPTT engine (:mod:`rnnkit.unroll`), for cells with a
   hand-derived step kernel (:mod:`rnnkit.kernels`), its loop over t in Python;
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.

@@ -190,6 +190,7 @@ class ElmanKernel(StepKernel):
         array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward
+        self.mask = mask
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H),
                        "alpha": array(self.alpha, 0), "n": array(self.n if self.alpha is not None else None, 0, H)}
         a = self.arrays
@@ -263,6 +264,7 @@ class GRUKernel(StepKernel):
         array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward
+        self.mask = mask
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H)}
         a = self.arrays
         gru_loop.forward(array(xp), a["w"], array(bias_hh, 0), a["bs"], a["h0"], a["mask"], states[0].numpy(),
@@ -320,6 +322,12 @@ class LSTMKernel(StepKernel):
         dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f
         d_xp = da,  d_rec = N_h'^T da
     """
+
+    #: the compiled loop computes the recurrent products itself while a step's product has at
+    #: most this many multiply-adds (rows x 4H x H); beyond, torch's matmul does, a step at a
+    #: time, and the loop the rest of each step (`python benchmarks/recurrent.py --batches`:
+    #: at H = 128 and 4 rows the loop's own product is 7% faster, at H = 256 and 1 row 8% slower)
+    PRODUCT_MACS = 2**18
 
     def __init__(self, peephole: Tensor | None, ln_gain_hh: Tensor | None,
                  ln_gain_c: Tensor | None, ln_bias_c: Tensor | None, eps: float,
@@ -391,16 +399,34 @@ class LSTMKernel(StepKernel):
         array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward: the parameters, and the (2, N) mean and 1/std of N_h and N_c per row
+        self.mask = mask
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]), "mask": array(mask, 0, H),
                        "peephole": array(self.peephole, 0, H), "gain_hh": array(self.ln_gain_hh, 0),
                        "gain_c": array(self.ln_gain_c, 0), "rec": array(self.rec if self.layer_norm else None, 0, 4 * H)}
         self.arrays["moments_h"], self.arrays["moments_c"] = (np.empty((2, N if self.layer_norm else 0), a.dtype)
                                                               for a in [self.arrays["w"]] * 2)
         a = self.arrays
-        lstm_loop.forward(array(xp), a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"],
-                          a["gain_hh"], a["gain_c"], array(self.ln_bias_c, 0), self.eps,
-                          lstm_loop.ACTIVATIONS[self.candidate_activation], states[0].numpy(), states[1].numpy(),
-                          self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"], a["moments_c"])
+        args = (array(xp), a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"], a["gain_hh"],
+                a["gain_c"], array(self.ln_bias_c, 0), self.eps, lstm_loop.ACTIVATIONS[self.candidate_activation],
+                states[0].numpy(), states[1].numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"],
+                a["moments_h"], a["moments_c"])
+        T = len(batch_sizes)
+        if self._products_compiled(batch_sizes):
+            lstm_loop.forward(*args, 0, T, True)
+            return
+        # rec_t = W (h_{t-1} ⊙ m) by torch's matmul (every core), the rest compiled, a step at a time
+        offsets, h, w_t = lstm_loop.row_offsets(batch_sizes), states[0], weight_hh.t()
+        target = self.rec if self.layer_norm else self.gates
+        for t in range(T):
+            b, o = int(batch_sizes[t]), int(offsets[t])
+            hp = state0[0][:b] if t == 0 else h[offsets[t - 1] : offsets[t - 1] + b]
+            torch.mm(hp if mask is None else hp * mask[:b], w_t, out=target[o : o + b])
+            lstm_loop.forward(*args, t, t + 1, False)
+
+    def _products_compiled(self, batch_sizes: np.ndarray) -> bool:
+        """Whether the compiled loop also computes the recurrent products (its blocked product,
+        one thread) or torch's matmul does (every core): see :data:`PRODUCT_MACS`."""
+        return int(batch_sizes[0]) * self.arrays["w"].size <= self.PRODUCT_MACS
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         H, a = self.H, self.arrays
@@ -411,11 +437,24 @@ class LSTMKernel(StepKernel):
         empty = {2: torch.empty(0, H, dtype=torch.float64), 1: torch.empty(0, dtype=torch.float64)}
         d_peephole, d_gain_hh, d_gain_c, d_bias_c = (self.d_params[:1] if self.peephole is not None else [empty[2]]) + (
             self.d_params[-3:] if self.layer_norm else [empty[1]] * 3)
-        lstm_loop.backward(d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], a["bs"], a["c0"], a["mask"],
-                           a["peephole"], a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
-                           states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
-                           a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
-                           d_gain_c.numpy(), d_bias_c.numpy())
+        args = (d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], a["bs"], a["c0"], a["mask"], a["peephole"],
+                a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
+                states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
+                a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
+                d_gain_c.numpy(), d_bias_c.numpy())
+        bs = a["bs"]
+        if self._products_compiled(bs):
+            lstm_loop.backward(*args, 0, len(bs), True)
+            return
+        # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m by torch's matmul, the rest compiled, a step at a time
+        offsets, dh, mask = lstm_loop.row_offsets(bs), d_state[0], self.mask
+        d_rows = d_rec if self.layer_norm else self._d_xp
+        for t in range(len(bs) - 1, -1, -1):
+            lstm_loop.backward(*args, t, t + 1, False)
+            b, o = int(bs[t]), int(offsets[t])
+            torch.mm(d_rows[o : o + b], weight_hh, out=dh[:b])
+            if mask is not None:
+                dh[:b].mul_(mask[:b])
 
     def allocate_grads(self, tape, H):
         self._d_xp, self.d_xp_steps = tape.buffer(4 * H, escapes=True)

@@ -20,6 +20,11 @@ dx̂ = gain ⊙ dy. Rows are in the packed layout (step t owns rows o_t : o_t + 
 sequences first). Both functions write into buffers the kernel allocated, so the gradients
 of W, the peepholes and the layer-norm gains are formed after the loop exactly as on the
 Python loop, which stays the fallback (CUDA, other dtypes) and the oracle of the tests.
+
+Both also run a range of steps without the recurrent products, which the caller then forms
+by torch's matmul between the calls (:class:`rnnkit.kernels.LSTMKernel` does so once a
+step's product outgrows this loop's one-thread product: torch's uses every core, and the
+loop still replaces the ~60 small tensor ops of a step's pointwise maths).
 """
 
 from __future__ import annotations
@@ -217,7 +222,7 @@ def _moments(x, eps):
     return mean, 1.0 / math.sqrt(v / n + eps)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _layer_norm_input_grad(dy, x, gain, mean, rstd, out):
     """out = N'^T dy for y = gain ⊙ (x - mean) rstd: rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ ⊙ x̂))."""
     n = x.shape[0]
@@ -281,14 +286,16 @@ def row_offsets(bs):
     return offsets
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
-            h, c, gates, tanh_c, rec, stats_h, stats_c):
-    """One layer-direction forward over the packed rows.
+            h, c, gates, tanh_c, rec, stats_h, stats_c, first, stop, products):
+    """One layer-direction forward over the packed rows of the steps ``first <= t < stop``.
 
     Inputs: xp (N, 4H) = U x_t + b; w = W (4H, H); bs (T,) int64; h0, c0 (B, H); mask (B, H)
     or (0, H) for none; peephole (3, H) or (0, H); gain_hh (4H,), gain_c, bias_c (H,) or empty
-    for no layer norm; act: a code of :data:`ACTIVATIONS`.
+    for no layer norm; act: a code of :data:`ACTIVATIONS`; ``products``: compute
+    rec_t = W (h_{t-1} ⊙ m) here, else the caller has written it (into rec with layer norm,
+    else into the step's rows of gates).
     Outputs (written): h, c (N, H); gates (N, 4H) = i, f, g, o after their activations;
     tanh_c (N, H) = tanh(N_c(c_t)); with layer norm rec (N, 4H) = W h_{t-1} and stats_h,
     stats_c (2, N) = mean and 1/std of N_h and N_c per row.
@@ -301,19 +308,20 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
     cn = np.empty(H, dtype=xp.dtype)
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
     bits = np.empty(G, dtype=np.int32)  # scratch of _exp_into
-    h_in = np.empty(mask.shape, dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
-    o = 0
-    o_prev = 0
-    for t in range(bs.shape[0]):
+    h_in = np.empty(mask.shape if products else (0, H), dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
+    offsets = row_offsets(bs)
+    for t in range(first, stop):
         b = bs[t]
+        o = offsets[t]
         if t == 0:
             hp = h0[:b]
             cp = c0[:b]
         else:
-            hp = h[o_prev : o_prev + b]
-            cp = c[o_prev : o_prev + b]
-        target = rec[o : o + b] if layer_norm else gates[o : o + b]
-        recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
+            hp = h[offsets[t - 1] : offsets[t - 1] + b]
+            cp = c[offsets[t - 1] : offsets[t - 1] + b]
+        if products:
+            target = rec[o : o + b] if layer_norm else gates[o : o + b]
+            recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
         for r in range(b):
             row = o + r
             g_row, c_row, c_prev = gates[row], c[row], cp[r]
@@ -347,30 +355,31 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
             h_row, tc_row = h[row], tanh_c[row]
             for j in range(H):
                 h_row[j] = g_row[3 * H + j] * tc_row[j]
-        o_prev = o
-        o += b
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
-             c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c):
-    """BPTT of :func:`forward`, in place: on entry dh, dc (B, H) hold dL/dh_T, dL/dc_T of
-    each sequence's final state, on return dL/dh_0, dL/dc_0. d_out (N, H) = dL/dy_t, or
+             c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c,
+             first, stop, products):
+    """BPTT of :func:`forward` over the steps ``stop > t >= first``, from the last, in
+    place: on entry dh, dc (B, H) hold dL/dh_t, dL/dc_t of each sequence after those steps
+    (dL/dh_T, dL/dc_T of the final state for the last), on return dL/dc before them and, with
+    ``products``, dL/dh; without, the caller forms dh[:b] = (W^T dL/drec_t) ⊙ m of the first
+    step (its rows of d_rec with layer norm, else of d_xp). d_out (N, H) = dL/dy_t, or
     (0, H) for none. Writes d_xp (N, 4H) = dL/da (the gradient of xp) and d_rec (N, 4H) =
     dL/drec_t (with layer norm; without it rec_t is inside a and d_rec is not touched);
     adds the gradients of the peepholes (3, H) and of the layer norms' gains and shift
     (float64 sums over the rows; empty when absent)."""
     H = w.shape[1]
     G = 4 * H
-    T = bs.shape[0]
     layer_norm = gain_hh.shape[0] > 0
     peep = peephole.shape[0] > 0
     has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
-    wt, back, pad_g, pad_h = backprop_scratch(w, dh.shape[0])
+    wt, back, pad_g, pad_h = backprop_scratch(w if products else w[:0], dh.shape[0])
     d_tanh = np.empty(H, dtype=dc.dtype)
     d_from_h = np.empty(H, dtype=dc.dtype)
-    for t in range(T - 1, -1, -1):
+    for t in range(stop - 1, first - 1, -1):
         b = bs[t]
         o = offsets[t]
         cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
@@ -419,5 +428,6 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
                 for k in range(G):
                     d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
                 _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
-        d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
-        backprop_to_state(d, wt, mask, back, dh, False, pad_g, pad_h)  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m
+        if products:
+            d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
+            backprop_to_state(d, wt, mask, back, dh, False, pad_g, pad_h)  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m
