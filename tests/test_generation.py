@@ -434,6 +434,10 @@ def test_compiled_generation_errors():
         model.generate(torch.tensor([[3, 23]]), 5)
     with pytest.raises(ValueError, match="prompt must hold token ids"):
         model.generate(torch.tensor([[-1]]), 5)
+    from rnnkit.generation_loop import GenerationLoop
+
+    with pytest.raises(ValueError, match=r"start must be \(batch,\) token ids in \[0, 23\)"):
+        GenerationLoop.of(model).generate(model.initial_state(1), torch.tensor([23]), 5)
     with pytest.raises(ValueError, match="the end token 30 can never be emitted"):
         model.generate(torch.tensor([[1]]), 5, stop=30)
     with pytest.raises(ValueError, match="top_k must be an integer >= 1"):

@@ -1,7 +1,7 @@
 """Generation from a recurrent language model with the whole token loop compiled (CPU).
 
 Generating a token at batch 1 is little arithmetic (a 2 x 256 LSTM: ~0.9 M multiply-adds,
-~35 us through BLAS here), while running it as torch calls from Python (embedding, each
+tens of us on one core), while running it as torch calls from Python (embedding, each
 layer's step, the output layer, the filters, the sampling, the bookkeeping) costs ~20 calls
 of 5-40 us each. Here one compiled call (numba, cached on disk across processes) runs a
 block of tokens for every row, in the notation of :class:`rnnkit.models.LanguageModel`:
@@ -16,8 +16,8 @@ block of tokens for every row, in the notation of :class:`rnnkit.models.Language
 where q is the sampling distribution of :func:`rnnkit.decode.filter_log_probs` (temperature,
 top-k, top-p) and u_t the generator's uniforms, drawn as :func:`rnnkit.decode.generate`
 draws them, so both give the same tokens and scores (the tests hold them to it). Products
-use :func:`rnnkit.lstm_loop.product` (BLAS for one row), the cell maths
-:func:`rnnkit.inference_step._pointwise`.
+use :func:`rnnkit.lstm_loop.product` (one thread: its row kernel for one row, blocks of four
+rows beyond), the cell maths :func:`rnnkit.inference_step._pointwise`.
 
 It runs when :func:`plan` says so: a :class:`~rnnkit.models.LanguageModel` (not a subclass
 that changes its step) whose stack is unidirectional layers of cells equal to torch's ops,
@@ -217,6 +217,7 @@ class GenerationLoop:
             else:
                 w_in.append(torch.cat([w_ih, w_hh], 1)), w_rec.append(empty.view(0, 0))
                 b_in.append(b_ih + b_hh if biases else empty), b_rec.append(empty)
+
         def arrays(ts: list[Tensor]) -> tuple[np.ndarray, ...]:
             return tuple(t.detach().contiguous().numpy() for t in ts)
 
@@ -243,6 +244,9 @@ class GenerationLoop:
         if policy is not None:
             policy.check_classes(C)
         B = start.shape[0]
+        V = self.embedding.shape[0]
+        if start.dim() != 1 or bool(((start < 0) | (start >= V)).any()):
+            raise ValueError(f"start must be (batch,) token ids in [0, {V}). Received: {start.tolist()}")
         h = numba.typed.List(s[0].detach().contiguous().numpy().copy() for s in state)
         c = numba.typed.List(s[1].detach().contiguous().numpy().copy() if lstm else s[0].new_empty(0, 0).numpy()
                              for s, lstm in zip(state, self.lstm))
