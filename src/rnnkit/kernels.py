@@ -190,7 +190,6 @@ class ElmanKernel(StepKernel):
         array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward
-        self.mask = mask
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H),
                        "alpha": array(self.alpha, 0), "n": array(self.n if self.alpha is not None else None, 0, H)}
         a = self.arrays
@@ -264,7 +263,6 @@ class GRUKernel(StepKernel):
         array = functools.partial(contiguous_array, like=xp)
 
         # shared with scan_backward
-        self.mask = mask
         self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "h0": array(state0[0]), "mask": array(mask, 0, H)}
         a = self.arrays
         gru_loop.forward(array(xp), a["w"], array(bias_hh, 0), a["bs"], a["h0"], a["mask"], states[0].numpy(),
