@@ -434,6 +434,8 @@ def test_compiled_generation_errors():
         model.generate(torch.tensor([[3, 23]]), 5)
     with pytest.raises(ValueError, match="prompt must hold token ids"):
         model.generate(torch.tensor([[-1]]), 5)
+    with pytest.raises(ValueError, match="prompt must hold integer token ids. Received: dtype torch.float32"):
+        model.generate(torch.tensor([[1.0]]), 5)
     from rnnkit.generation_loop import GenerationLoop
 
     with pytest.raises(ValueError, match=r"start must be \(batch,\) token ids in \[0, 23\)"):

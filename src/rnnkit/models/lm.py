@@ -16,7 +16,6 @@ from rnnkit.decode import generate
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.dispatch import PathChoice
 from rnnkit.divergence import sequence_cross_entropy
-from rnnkit.generation_loop import GenerationLoop
 from rnnkit.models.base import Loss, Model, build_recurrent
 
 
@@ -105,17 +104,18 @@ class LanguageModel(Model):
             shape = tuple(prompt.shape) if isinstance(prompt, Tensor) else type(prompt).__name__
             raise ValueError(f"prompt must be a string, or (batch, length >= 1) token ids. Received: {shape}")
         V = self.config.vocab_size
-        if prompt.dtype.is_floating_point or prompt.dtype == torch.bool or (
-                prompt.numel() and not bool(((prompt >= 0) & (prompt < V)).all())):
-            raise ValueError(f"prompt must hold token ids in [0, {V}) (vocab_size). Received: {prompt.dtype} "
-                             f"ids from {int(prompt.min())} to {int(prompt.max())}")
+        if prompt.dtype.is_floating_point or prompt.dtype.is_complex or prompt.dtype == torch.bool:
+            raise ValueError(f"prompt must hold integer token ids. Received: dtype {prompt.dtype}")
+        if prompt.numel() and not bool(((prompt >= 0) & (prompt < V)).all()):
+            raise ValueError(f"prompt must hold token ids in [0, {V}) (vocab_size). Received: ids from "
+                             f"{int(prompt.min())} to {int(prompt.max())}")
         state = None
         if prompt.shape[1] > 1:
             _, state = self(prompt[:, :-1])
         else:
             state = self.initial_state(prompt.shape[0])
         if self.generation_path(prompt.shape[0], options.get("stop")).path == "compiled-generation":
-            return GenerationLoop.of(self).generate(state, prompt[:, -1], max_length, **options)
+            return generation_loop.GenerationLoop.of(self).generate(state, prompt[:, -1], max_length, **options)
         return generate(self.step, state, prompt[:, -1], max_length, **options)
 
     def generation_path(self, batch: int, stop: Any = None) -> PathChoice:
