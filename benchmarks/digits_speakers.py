@@ -12,25 +12,18 @@ Writes benchmarks/results/digits-speakers.json (or --json PATH).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from task_runs import train_and_test
+from task_runs import runs_parser, train_and_test, write_results
 
 from rnnkit.data.digits import SPEAKERS
 from rnnkit.speech import DECODERS
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = runs_parser(__doc__, "runs/digits-speakers", "after --: options for every `rnnkit train digits`")
     ap.add_argument("--speakers", nargs="+", choices=SPEAKERS, default=list(SPEAKERS))
-    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
-    ap.add_argument("--runs", type=Path, default=Path("runs/digits-speakers"))
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("extra", nargs="*", help="after --: options for every `rnnkit train digits`")
     args = ap.parse_args()
     print(f"{len(args.speakers)} runs, {args.jobs} at a time; options: {' '.join(args.extra) or '(the recipe)'}")
 
@@ -48,10 +41,7 @@ def main() -> None:
               + f"{r['minutes']:>9.1f}")
     mean = {name: statistics.mean(r["test"][f"wer_{name}"] for r in rows) for name in DECODERS}
     print(f"{'mean':<10}" + "".join(f"{mean[name]:>14.2%}" for name in DECODERS))
-    out = args.json or Path(__file__).parent / "results" / "digits-speakers.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"options": args.extra, "runs": rows, "mean_wer": mean}, indent=2))
-    print(f"wrote {out}")
+    write_results(args.json, "digits-speakers", {"options": args.extra, "runs": rows, "mean_wer": mean})
 
 
 if __name__ == "__main__":

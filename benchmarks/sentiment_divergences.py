@@ -14,13 +14,11 @@ Writes benchmarks/results/sentiment-divergences.json (or --json PATH) and prints
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from task_runs import train_and_test
+from task_runs import runs_parser, train_and_test, write_results
 
 DIVERGENCES = ("final", "every", "every-linear")
 
@@ -35,12 +33,8 @@ def one_run(divergence: str, seed: int, runs: Path, extra: list[str]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = runs_parser(__doc__, "runs/sentiment-divergences", "after --: options for every `rnnkit train sentiment`")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
-    ap.add_argument("--runs", type=Path, default=Path("runs/sentiment-divergences"))
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("extra", nargs="*", help="after --: options for every `rnnkit train sentiment`")
     args = ap.parse_args()
     jobs = [(d, s) for s in args.seeds for d in DIVERGENCES]
     print(f"{len(jobs)} runs, {args.jobs} at a time; options: {' '.join(args.extra) or '(defaults)'}")
@@ -55,10 +49,8 @@ def main() -> None:
         summary[d] = stats
         (vm, vs), (tm, ts), (mm, _) = stats["valid_accuracy"], stats["test_accuracy"], stats["minutes"]
         print(f"{d:<14}{100 * vm:>11.2f} ± {100 * vs:.2f}{100 * tm:>11.2f} ± {100 * ts:.2f}{mm:>9.1f}")
-    out = args.json or Path(__file__).parent / "results" / "sentiment-divergences.json"
-    out.write_text(json.dumps({"options": args.extra, "seeds": args.seeds, "runs": rows, "summary": summary},
-                              indent=2))
-    print(f"wrote {out}")
+    write_results(args.json, "sentiment-divergences",
+                  {"options": args.extra, "seeds": args.seeds, "runs": rows, "summary": summary})
 
 
 if __name__ == "__main__":

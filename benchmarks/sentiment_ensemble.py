@@ -12,34 +12,19 @@ benchmarks/results/sentiment-ensemble.json (or --json PATH).
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from task_runs import ONE_THREAD, RNNKIT, train_and_test
-
-
-def ensemble(runs: list[str], split: str) -> dict:
-    """``rnnkit evaluate RUNS[0] --with RUNS[1:] --split SPLIT --json``."""
-    out = subprocess.run([*RNNKIT, "evaluate", runs[0], "--with", *runs[1:], "--split", split, "--json",
-                          "--no-progress"], check=True, env=ONE_THREAD, capture_output=True, text=True).stdout
-    return json.loads(out)
+from task_runs import evaluate, runs_parser, train_and_test, write_results
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = runs_parser(__doc__, "runs/sentiment-ensemble", "after --: options for every `rnnkit train sentiment` "
+                                                         "(default: --model treelstm --labels binary)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
-    ap.add_argument("--runs", type=Path, default=Path("runs/sentiment-ensemble"))
-    ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("options", nargs="*", help="after --: options for every `rnnkit train sentiment` "
-                                               "(default: --model treelstm --labels binary)")
     args = ap.parse_args()
-    options = args.options or ["--model", "treelstm", "--labels", "binary"]
+    options = args.extra or ["--model", "treelstm", "--labels", "binary"]
     if len(args.seeds) < 2:
         ap.error("--seeds: an ensemble needs at least two")
     print(f"{len(args.seeds)} runs, {args.jobs} at a time; options: {' '.join(options)}", flush=True)
@@ -49,7 +34,7 @@ def main() -> None:
                                                                     args.runs / f"seed{s}")}, args.seeds))
     trained = (time.time() - started) / 60
     runs = [r["run"] for r in rows]
-    together = {split: ensemble(runs, split) for split in ("valid", "test")}
+    together = {split: evaluate(runs, split) for split in ("valid", "test")}
     minutes = (time.time() - started) / 60
     print(f"\n{'':<22}{'dev accuracy':>14}{'test accuracy':>15}{'minutes':>9}")
     for r in rows:
@@ -60,11 +45,9 @@ def main() -> None:
           f"{statistics.mean(test):>8.2%} ± {statistics.stdev(test):.2%}")
     print(f"{'ensemble':<22}{together['valid']['accuracy']:>14.2%}{together['test']['accuracy']:>15.2%}")
     print(f"\nwall time: {trained:.1f} min training ({args.jobs} at a time), {minutes:.1f} min with the scoring")
-    out = args.json or Path(__file__).parent / "results" / "sentiment-ensemble.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"options": options, "seeds": args.seeds, "jobs": args.jobs, "runs": rows,
-                               "ensemble": together, "training_minutes": trained, "minutes": minutes}, indent=2))
-    print(f"wrote {out}")
+    write_results(args.json, "sentiment-ensemble", {"options": options, "seeds": args.seeds, "jobs": args.jobs,
+                                                    "runs": rows, "ensemble": together, "training_minutes": trained,
+                                                    "minutes": minutes})
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ run side by side on the cores), for the benchmarks that compare whole training r
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -26,6 +27,32 @@ def train_and_test(task: str, options: list[str], folder: Path) -> dict[str, Any
     minutes = (time.time() - started) / 60
     (run,) = folder.iterdir()
     valid = json.loads((run / "results.json").read_text())["valid"]
-    test = json.loads(subprocess.run([*RNNKIT, "evaluate", str(run), "--split", "test", "--json", "--no-progress"],
-                                     check=True, env=ONE_THREAD, capture_output=True, text=True).stdout)
-    return {"run": str(run), "minutes": minutes, "valid": valid, "test": test}
+    return {"run": str(run), "minutes": minutes, "valid": valid, "test": evaluate([str(run)], "test")}
+
+
+def evaluate(runs: list[str], split: str) -> dict[str, Any]:
+    """``rnnkit evaluate RUNS[0] --split SPLIT --json`` on one thread; more runs are scored as
+    an ensemble (``--with RUNS[1:]``)."""
+    ensemble = ["--with", *runs[1:]] if len(runs) > 1 else []
+    return json.loads(subprocess.run([*RNNKIT, "evaluate", runs[0], *ensemble, "--split", split, "--json",
+                                      "--no-progress"], check=True, env=ONE_THREAD, capture_output=True,
+                                     text=True).stdout)
+
+
+def runs_parser(doc: str, runs: str, extra_help: str) -> argparse.ArgumentParser:
+    """The options of every benchmark made of whole runs: ``--jobs``, ``--runs`` (their folder,
+    default ``runs``), ``--json`` and, after ``--``, options for every training run (``extra``)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=2, help="runs at a time (one thread each)")
+    ap.add_argument("--runs", type=Path, default=Path(runs))
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("extra", nargs="*", help=extra_help)
+    return ap
+
+
+def write_results(path: Path | None, name: str, record: dict[str, Any]) -> None:
+    """Write ``record`` as JSON to ``path``, or benchmarks/results/NAME.json, and say where."""
+    out = path or Path(__file__).parent / "results" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2))
+    print(f"wrote {out}")
