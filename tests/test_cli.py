@@ -36,6 +36,8 @@ def test_info_reports_the_path_each_layer_takes(capsys):
     table = {line[:20].strip(): line.split()[-1] for line in lines[2:]}
     assert table["LSTM"] == "native" and table["LSTM layer_norm"] == "compiled" and table["LSTM skip_delay=2"] == "loop"
     assert "  cpu, LSTM skip_delay=2: TemporalSkip has no fused kernel: autograd through the cell" in lines
+    (threads,) = [line for line in lines if line.startswith("compiled LSTM loop on cpu")]
+    assert "rnnkit.threads" in threads and ("parts on numba's threads" in threads or "one thread" in threads)
 
 
 @pytest.fixture(scope="module")

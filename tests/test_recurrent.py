@@ -117,28 +117,41 @@ def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_force
         rnnkit.GRU(2, 3, skip_delay=2, implementation="compiled")(torch.randn(1, 2, 2))
 
 
+@pytest.mark.parametrize("threads", ["one thread", "parts"])
 @pytest.mark.parametrize("name", ["lstm", "lstm-ln-peephole", "lstm-g-relu"])
-def test_compiled_lstm_loop_with_torchs_products_agrees(name, monkeypatch):
+def test_compiled_lstm_loop_with_torchs_products_agrees(name, threads, monkeypatch):
     """Beyond LSTMKernel.PRODUCT_MACS multiply-adds a step (here lowered to 2 sequences) the
     compiled LSTM loop leaves the recurrent products (forward W h_{t-1}, backward
-    W^T dL/drec_t) to torch's matmul and runs the rest a step at a time: float64 equal to the
-    autograd loop (lengths, both directions, two layers, a carried state, recurrent dropout)
-    and float32 within the bound of test_paths_float32_error_against_float64. Both modes
-    are seen to run."""
-    from rnnkit import kernels, lstm_loop
+    W^T dL/drec_t) to torch's matmul and runs the rest a step at a time, on one thread or
+    with each step's rows cut into parts on numba's threads (rnnkit.threads; here from 2
+    rows, so steps of 2-12 rows are cut unevenly and steps of one row are not): float64
+    equal to the autograd loop (lengths, both directions, two layers, a carried state,
+    recurrent dropout) and float32 within the bound of
+    test_paths_float32_error_against_float64. Every mode is seen to run."""
+    import numba
 
-    modes = []
+    from rnnkit import kernels, lstm_loop, threads as pass_threads
+
+    modes, cut = [], []
     real = lstm_loop.forward
     monkeypatch.setattr(lstm_loop, "forward", lambda *a: modes.append(a[-1]) or real(*a))
+    for f in ("forward_parallel", "backward_parallel"):
+        monkeypatch.setattr(lstm_loop, f, lambda *a, f=getattr(lstm_loop, f): cut.append(a[-1]) or f(*a))
     monkeypatch.setattr(kernels.LSTMKernel, "PRODUCT_MACS", 2 * 4 * 5 * 5)
+    if threads == "parts":
+        if numba.config.NUMBA_NUM_THREADS < 2:
+            pytest.skip("numba has one thread here")
+        monkeypatch.setattr(pass_threads, "MIN_PART_UNITS", 5)
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     m = CONFIGS[name](4, 5, num_layers=2, bidirectional=True).double()
     B = 12
     x = torch.randn(B, 7, 4, dtype=torch.double)
-    lengths = torch.randint(1, 8, (B,))
+    lengths = torch.tensor([7, 3, 6, 1, 5, 2, 6, 4, 1, 3, 5, 2])  # the last step has one row
     state = tuple((torch.randn(B, 5, dtype=torch.double), torch.randn(B, 5, dtype=torch.double)) for _ in range(4))
     truth = run_and_grad(m, x, lengths, state, impl="loop")
     assert_same(truth, run_and_grad(m, x, lengths, state, impl="compiled"), atol=1e-10, rtol=1e-10)
-    assert modes and not any(modes), "every step with torch's products"
+    assert modes and not any(modes), "with torch's products (every step, or those of one row when cut)"
+    assert set(cut) == ({2} if threads == "parts" else set()), "steps of 2 rows and more in two parts"
     modes.clear()
     small = run_and_grad(m, x[:2], lengths[:2], tuple((h[:2], c[:2]) for h, c in state), impl="compiled")
     assert_same(run_and_grad(m, x[:2], lengths[:2], tuple((h[:2], c[:2]) for h, c in state), impl="loop"), small,

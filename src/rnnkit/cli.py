@@ -78,6 +78,11 @@ def _info(args: argparse.Namespace) -> int:
     print(f"LanguageModel.generate on cpu (sampling or greedy; stop at an end token or lengths): stacks of plain "
           f"LSTM/GRU/Elman cells at batch <= {GENERATION_LOOP_BATCH['cpu']} with the whole token loop compiled "
           "(rnnkit.generation_loop), otherwise step by step (model.generation_path(batch) says why)")
+    from rnnkit.kernels import LSTMKernel
+    from rnnkit.threads import describe
+
+    print(f"compiled LSTM loop on cpu: the recurrent products by torch's matmul beyond {LSTMKernel.PRODUCT_MACS} "
+          f"multiply-adds a step, then each step's pointwise pass in {describe()} (rnnkit.threads)")
     return 0
 
 

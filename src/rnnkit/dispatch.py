@@ -7,7 +7,8 @@ A layer (one cell per direction) can run three ways, all equal within floating-p
 * ``"compiled"``: the fused engine with its whole time loop compiled, forward and backward
   one call each (:mod:`rnnkit.lstm_loop`, :mod:`rnnkit.gru_loop`, :mod:`rnnkit.elman_loop`):
   LSTM, GRU, Elman and leaky cells, on the CPU, float32/64 (the LSTM's larger recurrent
-  products by torch's matmul between compiled steps);
+  products by torch's matmul between compiled steps, each step's rows then in parts on
+  numba's threads: :mod:`rnnkit.threads`);
 * ``"fused"``: rnnkit's fused BPTT engine (:mod:`rnnkit.unroll`), for cells with a
   hand-derived step kernel (:mod:`rnnkit.kernels`), its loop over t in Python;
 * ``"loop"``: autograd through ``cell(x_t, state)``, step by step: any cell, yours included.

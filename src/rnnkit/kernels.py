@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from rnnkit import elman_loop, gru_loop, lstm_loop
+from rnnkit.threads import pass_parts, step_parts
 from rnnkit.workspace import Tape
 
 _layer_norm_backward = torch.ops.aten.native_layer_norm_backward
@@ -141,10 +142,11 @@ class StepKernel(abc.ABC):
     def d_rec(self) -> Tensor:
         """dL/drec for all rows, (N, G)."""
 
-    def param_grads(self, prev_all: list[Tensor], states: list[Tensor],
+    def param_grads(self, prev_all: list[Tensor] | None, states: list[Tensor],
                     needs: tuple[bool, ...]) -> tuple[Tensor | None, ...]:
         """Gradients of :meth:`params`; per state, ``prev_all`` holds state_{t-1} and
-        ``states`` state_t of every row (N, width)."""
+        ``states`` state_t of every row (N, width); ``prev_all`` is None after a compiled
+        loop, which summed the gradients itself."""
         return ()
 
 
@@ -412,14 +414,20 @@ class LSTMKernel(StepKernel):
         if self._products_compiled(batch_sizes):
             lstm_loop.forward(*args, 0, T, True)
             return
-        # rec_t = W (h_{t-1} ⊙ m) by torch's matmul (every core), the rest compiled, a step at a time
+        # rec_t = W (h_{t-1} ⊙ m) by torch's matmul (every core), the rest compiled, a step at a
+        # time, its rows in parts on numba's threads (rnnkit.threads)
         offsets, h, w_t = lstm_loop.row_offsets(batch_sizes), states[0], weight_hh.t()
         target = self.rec if self.layer_norm else self.gates
-        for t in range(T):
-            b, o = int(batch_sizes[t]), int(offsets[t])
-            hp = state0[0][:b] if t == 0 else h[offsets[t - 1] : offsets[t - 1] + b]
-            torch.mm(hp if mask is None else hp * mask[:b], w_t, out=target[o : o + b])
-            lstm_loop.forward(*args, t, t + 1, False)
+        with pass_parts(int(batch_sizes[0]), H) as parts:
+            for t in range(T):
+                b, o = int(batch_sizes[t]), int(offsets[t])
+                hp = state0[0][:b] if t == 0 else h[offsets[t - 1] : offsets[t - 1] + b]
+                torch.mm(hp if mask is None else hp * mask[:b], w_t, out=target[o : o + b])
+                cut = step_parts(parts, b, H)
+                if cut > 1:
+                    lstm_loop.forward_parallel(*args, t, cut)
+                else:
+                    lstm_loop.forward(*args, t, t + 1, False)
 
     def _products_compiled(self, batch_sizes: np.ndarray) -> bool:
         """Whether the compiled loop also computes the recurrent products (its blocked product,
@@ -430,29 +438,35 @@ class LSTMKernel(StepKernel):
         H, a = self.H, self.arrays
         d_out = contiguous_array(d_out, 0, H, like=weight_hh)
         d_rec = self._d_rec if self.layer_norm else weight_hh.new_empty(0, 4 * H)
-        # the kernel's own parameters' gradients, summed over the rows in the loop
-        self.d_params = [torch.zeros(p.shape, dtype=torch.float64) for p in self.params()]
-        empty = {2: torch.empty(0, H, dtype=torch.float64), 1: torch.empty(0, dtype=torch.float64)}
-        d_peephole, d_gain_hh, d_gain_c, d_bias_c = (self.d_params[:1] if self.peephole is not None else [empty[2]]) + (
-            self.d_params[-3:] if self.layer_norm else [empty[1]] * 3)
-        args = (d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], a["bs"], a["c0"], a["mask"], a["peephole"],
-                a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
-                states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
-                a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
-                d_gain_c.numpy(), d_bias_c.numpy())
         bs = a["bs"]
-        if self._products_compiled(bs):
-            lstm_loop.backward(*args, 0, len(bs), True)
-            return
-        # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m by torch's matmul, the rest compiled, a step at a time
-        offsets, dh, mask = lstm_loop.row_offsets(bs), d_state[0], self.mask
-        d_rows = d_rec if self.layer_norm else self._d_xp
-        for t in range(len(bs) - 1, -1, -1):
-            lstm_loop.backward(*args, t, t + 1, False)
-            b, o = int(bs[t]), int(offsets[t])
-            torch.mm(d_rows[o : o + b], weight_hh, out=dh[:b])
-            if mask is not None:
-                dh[:b].mul_(mask[:b])
+        compiled_products = self._products_compiled(bs)
+        with pass_parts(1 if compiled_products else int(bs[0]), H) as parts:
+            # the kernel's own parameters' gradients, summed over the rows in the loop, per part
+            d_params = [torch.zeros((parts, *p.shape), dtype=torch.float64) for p in self.params()]
+            empty = {2: torch.empty(parts, 0, H, dtype=torch.float64), 1: torch.empty(parts, 0, dtype=torch.float64)}
+            d_peephole, d_gain_hh, d_gain_c, d_bias_c = (d_params[:1] if self.peephole is not None else [empty[2]]) + (
+                d_params[-3:] if self.layer_norm else [empty[1]] * 3)
+            args = (d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], bs, a["c0"], a["mask"], a["peephole"],
+                    a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
+                    states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
+                    a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
+                    d_gain_c.numpy(), d_bias_c.numpy())
+            if compiled_products:
+                lstm_loop.backward(*args, 0, len(bs), True)
+            else:  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m by torch's matmul, the rest compiled, a step at a time
+                offsets, dh, mask = lstm_loop.row_offsets(bs), d_state[0], self.mask
+                d_rows = d_rec if self.layer_norm else self._d_xp
+                for t in range(len(bs) - 1, -1, -1):
+                    b, o = int(bs[t]), int(offsets[t])
+                    cut = step_parts(parts, b, H)
+                    if cut > 1:
+                        lstm_loop.backward_parallel(*args, t, cut)
+                    else:
+                        lstm_loop.backward(*args, t, t + 1, False)
+                    torch.mm(d_rows[o : o + b], weight_hh, out=dh[:b])
+                    if mask is not None:
+                        dh[:b].mul_(mask[:b])
+        self.d_params = [d.sum(0) for d in d_params]  # the parts' sums, added in order
 
     def allocate_grads(self, tape, H):
         self._d_xp, self.d_xp_steps = tape.buffer(4 * H, escapes=True)

@@ -24,7 +24,11 @@ Python loop, which stays the fallback (CUDA, other dtypes) and the oracle of the
 Both also run a range of steps without the recurrent products, which the caller then forms
 by torch's matmul between the calls (:class:`rnnkit.kernels.LSTMKernel` does so once a
 step's product outgrows this loop's one-thread product: torch's uses every core, and the
-loop still replaces the ~60 small tensor ops of a step's pointwise maths).
+loop still replaces the ~60 small tensor ops of a step's pointwise maths). The pointwise
+maths of one step is then :func:`forward_parallel` / :func:`backward_parallel` when
+:mod:`rnnkit.threads` allows: the step's rows, independent of each other, in ranges that
+numba's threads run at once (the per-row work is one function, :func:`_forward_rows` /
+:func:`_backward_rows`, for both).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["ACTIVATIONS", "forward", "backward", "product", "activation_into", "activation_derivative",
+__all__ = ["ACTIVATIONS", "forward", "backward", "forward_parallel", "backward_parallel", "product", "activation_into", "activation_derivative",
            "row_offsets", "recurrent_product", "backprop_to_state", "backprop_scratch"]
 
 #: the candidate activations act(a_g) the compiled loop knows, by code
@@ -286,7 +290,54 @@ def row_offsets(bs):
     return offsets
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, tanh_c, rec, stats_h, stats_c,
+                  o, cp, lo, hi):
+    """The pointwise maths of :func:`forward` for rows lo <= r < hi of the step whose rows
+    start at o (cp: their c_{t-1}), its product already in rec (layer norm) or the gates."""
+    H = cp.shape[1]
+    G = 4 * H
+    layer_norm = gain_hh.shape[0] > 0
+    peep = peephole.shape[0] > 0
+    a = np.empty(G, dtype=xp.dtype)
+    cn = np.empty(H, dtype=xp.dtype)
+    bits = np.empty(G, dtype=np.int32)  # scratch of _exp_into
+    for r in range(lo, hi):
+        row = o + r
+        g_row, c_row, c_prev = gates[row], c[row], cp[r]
+        if layer_norm:  # a = xp_t + N_h(rec_t)
+            mean, rstd = _moments(rec[row], eps)
+            stats_h[0, row] = mean
+            stats_h[1, row] = rstd
+            _normalize(rec[row], stats_h[0, row], stats_h[1, row], gain_hh, xp[row], a)
+        else:  # the product was written into the gates
+            _add(xp[row], g_row, a)
+        if peep:
+            for j in range(H):
+                a[j] += peephole[0, j] * c_prev[j]
+                a[H + j] += peephole[1, j] * c_prev[j]
+        _sigmoid_into(a[: 2 * H], g_row[: 2 * H], bits)  # i, f
+        activation_into(act, a[2 * H : 3 * H], g_row[2 * H : 3 * H], bits)  # g
+        for j in range(H):
+            c_row[j] = g_row[H + j] * c_prev[j] + g_row[j] * g_row[2 * H + j]
+        if peep:
+            for j in range(H):
+                a[3 * H + j] += peephole[2, j] * c_row[j]
+        _sigmoid_into(a[3 * H :], g_row[3 * H :], bits)  # o
+        if layer_norm:  # tanh(N_c(c_t))
+            mean, rstd = _moments(c_row, eps)
+            stats_c[0, row] = mean
+            stats_c[1, row] = rstd
+            _normalize(c_row, stats_c[0, row], stats_c[1, row], gain_c, bias_c, cn)
+            _tanh_into(cn, tanh_c[row], bits)
+        else:
+            _tanh_into(c_row, tanh_c[row], bits)
+        h_row, tc_row = h[row], tanh_c[row]
+        for j in range(H):
+            h_row[j] = g_row[3 * H + j] * tc_row[j]
+
+
+@numba.njit(cache=True, nogil=True)
 def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
             h, c, gates, tanh_c, rec, stats_h, stats_c, first, stop, products):
     """One layer-direction forward over the packed rows of the steps ``first <= t < stop``.
@@ -301,63 +352,95 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
     stats_c (2, N) = mean and 1/std of N_h and N_c per row.
     """
     H = w.shape[1]
-    G = 4 * H
     layer_norm = gain_hh.shape[0] > 0
-    peep = peephole.shape[0] > 0
-    a = np.empty(G, dtype=xp.dtype)
-    cn = np.empty(H, dtype=xp.dtype)
-    pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, G), dtype=xp.dtype)
-    bits = np.empty(G, dtype=np.int32)  # scratch of _exp_into
+    pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, 4 * H), dtype=xp.dtype)
     h_in = np.empty(mask.shape if products else (0, H), dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
     offsets = row_offsets(bs)
     for t in range(first, stop):
         b = bs[t]
         o = offsets[t]
-        if t == 0:
-            hp = h0[:b]
-            cp = c0[:b]
-        else:
-            hp = h[offsets[t - 1] : offsets[t - 1] + b]
-            cp = c[offsets[t - 1] : offsets[t - 1] + b]
+        cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
         if products:
+            hp = h0[:b] if t == 0 else h[offsets[t - 1] : offsets[t - 1] + b]
             target = rec[o : o + b] if layer_norm else gates[o : o + b]
             recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
-        for r in range(b):
-            row = o + r
-            g_row, c_row, c_prev = gates[row], c[row], cp[r]
-            if layer_norm:  # a = xp_t + N_h(rec_t)
-                mean, rstd = _moments(rec[row], eps)
-                stats_h[0, row] = mean
-                stats_h[1, row] = rstd
-                _normalize(rec[row], stats_h[0, row], stats_h[1, row], gain_hh, xp[row], a)
-            else:  # the product was written into the gates
-                _add(xp[row], g_row, a)
-            if peep:
-                for j in range(H):
-                    a[j] += peephole[0, j] * c_prev[j]
-                    a[H + j] += peephole[1, j] * c_prev[j]
-            _sigmoid_into(a[: 2 * H], g_row[: 2 * H], bits)  # i, f
-            activation_into(act, a[2 * H : 3 * H], g_row[2 * H : 3 * H], bits)  # g
-            for j in range(H):
-                c_row[j] = g_row[H + j] * c_prev[j] + g_row[j] * g_row[2 * H + j]
-            if peep:
-                for j in range(H):
-                    a[3 * H + j] += peephole[2, j] * c_row[j]
-            _sigmoid_into(a[3 * H :], g_row[3 * H :], bits)  # o
-            if layer_norm:  # tanh(N_c(c_t))
-                mean, rstd = _moments(c_row, eps)
-                stats_c[0, row] = mean
-                stats_c[1, row] = rstd
-                _normalize(c_row, stats_c[0, row], stats_c[1, row], gain_c, bias_c, cn)
-                _tanh_into(cn, tanh_c[row], bits)
-            else:
-                _tanh_into(c_row, tanh_c[row], bits)
-            h_row, tc_row = h[row], tanh_c[row]
-            for j in range(H):
-                h_row[j] = g_row[3 * H + j] * tc_row[j]
+        _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, tanh_c, rec, stats_h, stats_c,
+                      o, cp, 0, b)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
+@numba.njit(cache=True, nogil=True, parallel=True)
+def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
+                     h, c, gates, tanh_c, rec, stats_h, stats_c, t, parts):
+    """:func:`forward` of step t without its product, its rows cut into ``parts`` ranges
+    that numba's threads run at once (rows are independent within a step)."""
+    offsets = row_offsets(bs[: t + 1])
+    b = bs[t]
+    cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+    for k in numba.prange(parts):
+        _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, tanh_c, rec, stats_h, stats_c,
+                      offsets[t], cp, k * b // parts, (k + 1) * b // parts)
+
+
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh_c, rec, stats_h, stats_c,
+                   d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c, o, cp, lo, hi):
+    """The pointwise maths of :func:`backward` for rows lo <= r < hi of the step whose rows
+    start at o (cp: their c_{t-1}); adds into the parameters' gradients given (one part's)."""
+    H = cp.shape[1]
+    G = 4 * H
+    layer_norm = gain_hh.shape[0] > 0
+    peep = peephole.shape[0] > 0
+    has_out = d_out.shape[0] > 0
+    d_tanh = np.empty(H, dtype=dc.dtype)
+    d_from_h = np.empty(H, dtype=dc.dtype)
+    for r in range(lo, hi):
+        row = o + r
+        for j in range(H):
+            dhj = dh[r, j]
+            if has_out:
+                dhj += d_out[row, j]
+            og = gates[row, 3 * H + j]
+            tc = tanh_c[row, j]
+            dao = dhj * tc * og * (1.0 - og)
+            d_xp[row, 3 * H + j] = dao
+            d_tanh[j] = dhj * og * (1.0 - tc * tc)  # dL/dN_c(c_t)
+            if peep:
+                d_peephole[2, j] += dao * c[row, j]
+        if layer_norm:
+            mean, rstd = stats_c[0, row], stats_c[1, row]
+            for j in range(H):
+                d_gain_c[j] += d_tanh[j] * (c[row, j] - mean) * rstd
+                d_bias_c[j] += d_tanh[j]
+            _layer_norm_input_grad(d_tanh, c[row], gain_c, stats_c[0, row], stats_c[1, row], d_from_h)
+        else:
+            for j in range(H):
+                d_from_h[j] = d_tanh[j]
+        for j in range(H):
+            dct = dc[r, j] + d_from_h[j]
+            if peep:
+                dct += peephole[2, j] * d_xp[row, 3 * H + j]
+            i = gates[row, j]
+            f = gates[row, H + j]
+            g = gates[row, 2 * H + j]
+            dai = dct * g * i * (1.0 - i)
+            daf = dct * cp[r, j] * f * (1.0 - f)
+            d_xp[row, j] = dai
+            d_xp[row, H + j] = daf
+            d_xp[row, 2 * H + j] = dct * i * activation_derivative(act, g)
+            dcp = dct * f
+            if peep:
+                dcp += peephole[0, j] * dai + peephole[1, j] * daf
+                d_peephole[0, j] += dai * cp[r, j]
+                d_peephole[1, j] += daf * cp[r, j]
+            dc[r, j] = dcp
+        if layer_norm:
+            mean, rstd = stats_h[0, row], stats_h[1, row]
+            for k in range(G):
+                d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
+            _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
+
+
+@numba.njit(cache=True, nogil=True)
 def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
              c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c,
              first, stop, products):
@@ -368,66 +451,33 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
     step (its rows of d_rec with layer norm, else of d_xp). d_out (N, H) = dL/dy_t, or
     (0, H) for none. Writes d_xp (N, 4H) = dL/da (the gradient of xp) and d_rec (N, 4H) =
     dL/drec_t (with layer norm; without it rec_t is inside a and d_rec is not touched);
-    adds the gradients of the peepholes (3, H) and of the layer norms' gains and shift
-    (float64 sums over the rows; empty when absent)."""
-    H = w.shape[1]
-    G = 4 * H
+    adds the gradients of the peepholes (P, 3, H) and of the layer norms' gains and shift
+    (P, 4H), (P, H), (P, H) into their first part (float64 sums over the rows; P >= 1, the
+    parts of :func:`backward_parallel`; (P, 0, ...) when absent)."""
     layer_norm = gain_hh.shape[0] > 0
-    peep = peephole.shape[0] > 0
-    has_out = d_out.shape[0] > 0
     offsets = row_offsets(bs)
     wt, back, pad_g, pad_h = backprop_scratch(w if products else w[:0], dh.shape[0])
-    d_tanh = np.empty(H, dtype=dc.dtype)
-    d_from_h = np.empty(H, dtype=dc.dtype)
     for t in range(stop - 1, first - 1, -1):
         b = bs[t]
         o = offsets[t]
         cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
-        for r in range(b):
-            row = o + r
-            for j in range(H):
-                dhj = dh[r, j]
-                if has_out:
-                    dhj += d_out[row, j]
-                og = gates[row, 3 * H + j]
-                tc = tanh_c[row, j]
-                dao = dhj * tc * og * (1.0 - og)
-                d_xp[row, 3 * H + j] = dao
-                d_tanh[j] = dhj * og * (1.0 - tc * tc)  # dL/dN_c(c_t)
-                if peep:
-                    d_peephole[2, j] += dao * c[row, j]
-            if layer_norm:
-                mean, rstd = stats_c[0, row], stats_c[1, row]
-                for j in range(H):
-                    d_gain_c[j] += d_tanh[j] * (c[row, j] - mean) * rstd
-                    d_bias_c[j] += d_tanh[j]
-                _layer_norm_input_grad(d_tanh, c[row], gain_c, stats_c[0, row], stats_c[1, row], d_from_h)
-            else:
-                for j in range(H):
-                    d_from_h[j] = d_tanh[j]
-            for j in range(H):
-                dct = dc[r, j] + d_from_h[j]
-                if peep:
-                    dct += peephole[2, j] * d_xp[row, 3 * H + j]
-                i = gates[row, j]
-                f = gates[row, H + j]
-                g = gates[row, 2 * H + j]
-                dai = dct * g * i * (1.0 - i)
-                daf = dct * cp[r, j] * f * (1.0 - f)
-                d_xp[row, j] = dai
-                d_xp[row, H + j] = daf
-                d_xp[row, 2 * H + j] = dct * i * activation_derivative(act, g)
-                dcp = dct * f
-                if peep:
-                    dcp += peephole[0, j] * dai + peephole[1, j] * daf
-                    d_peephole[0, j] += dai * cp[r, j]
-                    d_peephole[1, j] += daf * cp[r, j]
-                dc[r, j] = dcp
-            if layer_norm:
-                mean, rstd = stats_h[0, row], stats_h[1, row]
-                for k in range(G):
-                    d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
-                _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
+        _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh_c, rec, stats_h, stats_c,
+                       d_xp, d_rec, d_peephole[0], d_gain_hh[0], d_gain_c[0], d_bias_c[0], o, cp, 0, b)
         if products:
             d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
             backprop_to_state(d, wt, mask, back, dh, False, pad_g, pad_h)  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def backward_parallel(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
+                      c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c,
+                      d_bias_c, t, parts):
+    """:func:`backward` of step t without its product, its rows cut into ``parts`` ranges
+    that numba's threads run at once, part k adding into the k-th of the parameters' gradients."""
+    offsets = row_offsets(bs[: t + 1])
+    b = bs[t]
+    cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+    for k in numba.prange(parts):
+        _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh_c, rec, stats_h, stats_c,
+                       d_xp, d_rec, d_peephole[k], d_gain_hh[k], d_gain_c[k], d_bias_c[k], offsets[t], cp,
+                       k * b // parts, (k + 1) * b // parts)

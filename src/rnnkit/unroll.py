@@ -252,8 +252,8 @@ class _FusedBPTT(torch.autograd.Function):
             if need_bias:
                 d_b = d_rec_all.sum(0)
         d_params: tuple[Tensor | None, ...] = ()
-        if kernel.params():
-            prev_all = [layout.previous(s, full) for s, full in zip(state0, states)]
+        if kernel.params():  # a compiled loop summed them itself and needs no state_{t-1}
+            prev_all = None if kernel.compiled else [layout.previous(s, full) for s, full in zip(state0, states)]
             d_params = kernel.param_grads(prev_all, states, needs.params)
         grads = _Inputs(xp=kernel.d_xp() if needs.xp else None, weight_hh=d_w, bias_hh=d_b, mask=None,
                         state0=tuple(d if need else None for d, need in zip(d_state, needs.state0)),

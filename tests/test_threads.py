@@ -1,0 +1,82 @@
+"""rnnkit.threads: when a step's rows are cut into parts on numba's threads, and when not."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numba
+import pytest
+import torch
+
+import rnnkit
+from rnnkit import lstm_loop
+from rnnkit import threads as pass_threads
+
+needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread here")
+
+
+@needs_two
+def test_parts_follow_torchs_threads_and_the_size_of_a_step(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    with pass_threads.pass_parts(32, 256) as parts:
+        assert parts == 2
+    two = 2 * pass_threads.MIN_PART_UNITS // 256  # the fewest rows of 256 units cut in two
+    assert pass_threads.step_parts(2, 1, 256) == 1, "one row is never cut"
+    assert pass_threads.step_parts(2, two - 1, 256) == 1, "below MIN_PART_UNITS a part"
+    assert pass_threads.step_parts(2, two, 256) == 2
+    assert pass_threads.step_parts(2, 4 * two, 256) == 2, "no more parts than threads"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # torch.set_num_threads(1), OMP_NUM_THREADS=1
+    with pass_threads.pass_parts(32, 256) as parts:
+        assert parts == 1
+
+
+@needs_two
+def test_a_second_thread_runs_on_one_thread_meanwhile(monkeypatch):
+    """numba's workqueue layer is not thread-safe: one pass at a time uses the threads."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    seen = []
+    with pass_threads.pass_parts(32, 256) as parts:
+        other = threading.Thread(target=lambda: seen.append(pass_threads.pass_parts(32, 256).__enter__()))
+        other.start()
+        other.join()
+    assert parts == 2 and seen == [1]
+    with pass_threads.pass_parts(32, 256) as parts:
+        assert parts == 2, "the lock is released after the block"
+
+
+@needs_two
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_trains_on_one_thread(monkeypatch):
+    """GNU OpenMP aborts a forked child that uses the threads its parent started: the child
+    of a process that cut steps into parts runs the same LSTM on one thread, and agrees
+    (torch's own pool is no safer after a fork: the child sets torch to one thread, as
+    torch's DataLoader workers do, while get_num_threads here still says 2)."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(pass_threads, "MIN_PART_UNITS", 8)
+    cut = []
+    real = lstm_loop.forward_parallel
+    monkeypatch.setattr(lstm_loop, "forward_parallel", lambda *a: cut.append(a[-1]) or real(*a))
+    monkeypatch.setattr(rnnkit.kernels.LSTMKernel, "PRODUCT_MACS", 0)
+    m = rnnkit.LSTM(3, 8, layer_norm=True, implementation="compiled").double()
+    x = torch.randn(6, 5, 3, dtype=torch.double)
+    m(x)[0].sum().backward()
+    assert cut, "the parent cut its steps"
+    grad = m.cells[0].weight_hh.grad.clone()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: same gradient, no parts, then leave without pytest's teardown
+        code = 1
+        try:
+            torch.set_num_threads(1)
+            cut.clear()
+            m.zero_grad()
+            m(x)[0].sum().backward()
+            code = 0 if (not cut and torch.allclose(m.cells[0].weight_hh.grad, grad, atol=1e-12)) else 3
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    answer = os.read(read, 1)
+    assert os.WIFEXITED(status) and answer == b"\x00", (status, answer)
