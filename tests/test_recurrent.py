@@ -15,6 +15,7 @@ import rnnkit
 CONFIGS = {
     "lstm": lambda F, H, **k: rnnkit.LSTM(F, H, **k),
     "lstm-ln-peephole": lambda F, H, **k: rnnkit.LSTM(F, H, layer_norm=True, peephole=True, **k),
+    "lstm-ln-nobias": lambda F, H, **k: rnnkit.LSTM(F, H, layer_norm=True, bias=False, forget_bias=None, **k),
     "lstm-g-relu": lambda F, H, **k: rnnkit.LSTM(F, H, candidate_activation="relu", **k),
     "gru": lambda F, H, **k: rnnkit.GRU(F, H, **k),
     "rnn-relu": lambda F, H, **k: rnnkit.RNN(F, H, activation="relu", **k),
@@ -118,7 +119,7 @@ def test_compiled_loop_takes_small_batches_under_auto_and_every_batch_when_force
 
 
 @pytest.mark.parametrize("threads", ["one thread", "parts"])
-@pytest.mark.parametrize("name", ["lstm", "lstm-ln-peephole", "lstm-g-relu"])
+@pytest.mark.parametrize("name", ["lstm", "lstm-ln-peephole", "lstm-ln-nobias", "lstm-g-relu"])
 def test_compiled_lstm_loop_with_torchs_products_agrees(name, threads, monkeypatch):
     """Beyond LSTMKernel.PRODUCT_MACS multiply-adds a step (here lowered to 2 sequences) the
     compiled LSTM loop leaves the recurrent products (forward W h_{t-1}, backward

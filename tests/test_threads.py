@@ -80,3 +80,15 @@ def test_a_forked_child_trains_on_one_thread(monkeypatch):
     _, status = os.waitpid(pid, 0)
     answer = os.read(read, 1)
     assert os.WIFEXITED(status) and answer == b"\x00", (status, answer)
+
+
+@needs_two
+def test_the_lstms_compiled_batch_limit_follows_the_threads(monkeypatch):
+    """With its passes in parts the compiled LSTM loop beats the Python loop up to 2^16 / H
+    rows, on one thread up to 2^14 / H; the decision is made again when torch's threads change."""
+    m = rnnkit.LSTM(3, 256, layer_norm=True)
+    for n, limit in [(2, 256), (1, 64), (2, 256)]:
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=n: n)
+        (choice,) = m.paths("cpu", training=True)
+        assert choice.path == "compiled" and choice.compiled_batch == limit
+        assert f"compiled for batches of at most {limit}," in choice.reason

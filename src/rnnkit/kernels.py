@@ -310,9 +310,12 @@ class GRUKernel(StepKernel):
 
 
 class LSTMKernel(StepKernel):
-    """LSTM step with optional diagonal peepholes p and layer norm N_h, N_c (see LSTMCell).
+    """LSTM step with optional diagonal peepholes p and layer norm N_x, N_h, N_c (see LSTMCell).
 
-    Forward: a = xp_t + N_h(rec_t); i, f = sigmoid(a_if + p_if ⊙ c_{t-1}); g = act(a_g) (tanh by default);
+    xp_t is U x_t + b, or U x_t with layer norm (b is then N_x's shift, and N_x applied here:
+    by torch's layer norm over every row at once on the Python loop, per row in the compiled one).
+
+    Forward: a = N_x(xp_t) + N_h(rec_t); i, f = sigmoid(a_if + p_if ⊙ c_{t-1}); g = act(a_g) (tanh by default);
     c_t = f ⊙ c_{t-1} + i ⊙ g; o = sigmoid(a_o + p_o ⊙ c_t); h_t = o ⊙ tanh(N_c(c_t)).
 
     Backward (dh = dL/dh_t, dc = dL/dc_t from step t+1):
@@ -320,7 +323,7 @@ class LSTMKernel(StepKernel):
         dc  += N_c'^T (dh ⊙ o ⊙ (1 - tanh^2)) + p_o ⊙ da_o
         da_i = dc ⊙ g ⊙ i (1 - i)     da_f = dc ⊙ c_{t-1} ⊙ f (1 - f)     da_g = dc ⊙ i ⊙ act'(a_g)
         dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f
-        d_xp = da,  d_rec = N_h'^T da
+        d_xp = N_x'^T da,  d_rec = N_h'^T da
     """
 
     #: the compiled loop computes the recurrent products itself while a step's product has at
@@ -331,12 +334,15 @@ class LSTMKernel(StepKernel):
 
     def __init__(self, peephole: Tensor | None, ln_gain_hh: Tensor | None,
                  ln_gain_c: Tensor | None, ln_bias_c: Tensor | None, eps: float,
-                 candidate_activation: str = "tanh") -> None:
+                 candidate_activation: str = "tanh", ln_gain_ih: Tensor | None = None,
+                 ln_shift_ih: Tensor | None = None) -> None:
         self.candidate_activation = candidate_activation
         self.peephole = peephole
         self.ln_gain_hh = ln_gain_hh
         self.ln_gain_c = ln_gain_c
         self.ln_bias_c = ln_bias_c
+        self.ln_gain_ih = ln_gain_ih  # N_x's gain, and its shift b (None: no bias)
+        self.ln_shift_ih = ln_shift_ih
         self.layer_norm = ln_gain_hh is not None
         self.eps = eps
         self.input_in_rec = not self.layer_norm  # a = xp + W h in one addmm
@@ -346,8 +352,17 @@ class LSTMKernel(StepKernel):
         if self.peephole is not None:
             ps += (self.peephole,)
         if self.layer_norm:
-            ps += (self.ln_gain_hh, self.ln_gain_c, self.ln_bias_c)
+            ps += (self.ln_gain_hh, self.ln_gain_c, self.ln_bias_c, self.ln_gain_ih)
+            if self.ln_shift_ih is not None:
+                ps += (self.ln_shift_ih,)
         return ps
+
+    def _param_names(self) -> list[str]:
+        """What each of :meth:`params` is, in its order."""
+        names = ["peephole"] if self.peephole is not None else []
+        if self.layer_norm:
+            names += ["gain_hh", "gain_c", "bias_c", "gain_x"] + (["shift_x"] if self.ln_shift_ih is not None else [])
+        return names
 
     def state_widths(self, H):
         return (H, H)
@@ -358,6 +373,9 @@ class LSTMKernel(StepKernel):
         self.i, self.f, self.g, self.o = tape.columns(self.gates, H, 4)
         self.if_, _ = tape.columns(self.gates, 2 * H, 2)
         self.tanh_c, self.tanh_c_steps = tape.buffer(H)  # tanh(N_c(c_t))
+        self.xp = xp
+        if self.layer_norm and not self.compiled:  # N_x(xp) for every row at once; the compiled loop's is per row
+            xp, *self.stats_x = torch.native_layer_norm(xp, (4 * H,), self.ln_gain_ih, self.ln_shift_ih, self.eps)
         self.xp_steps = tape.rows(xp)
         if self.layer_norm:
             self.rec, self.rec_steps = tape.buffer(4 * H)  # W h_{t-1}, input of N_h
@@ -398,18 +416,20 @@ class LSTMKernel(StepKernel):
         H, N = self.H, xp.shape[0]
         array = functools.partial(contiguous_array, like=xp)
 
-        # shared with scan_backward: the parameters, and the (2, N) mean and 1/std of N_h and N_c per row
+        # shared with scan_backward: the inputs, the parameters, and the (2, N) mean and 1/std of
+        # N_h, N_c and N_x per row
         self.mask = mask
-        self.arrays = {"w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]), "mask": array(mask, 0, H),
-                       "peephole": array(self.peephole, 0, H), "gain_hh": array(self.ln_gain_hh, 0),
-                       "gain_c": array(self.ln_gain_c, 0), "rec": array(self.rec if self.layer_norm else None, 0, 4 * H)}
-        self.arrays["moments_h"], self.arrays["moments_c"] = (np.empty((2, N if self.layer_norm else 0), a.dtype)
-                                                              for a in [self.arrays["w"]] * 2)
+        self.arrays = {"xp": array(xp), "w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]),
+                       "mask": array(mask, 0, H), "peephole": array(self.peephole, 0, H),
+                       "gain_hh": array(self.ln_gain_hh, 0), "gain_c": array(self.ln_gain_c, 0),
+                       "gain_x": array(self.ln_gain_ih, 0), "rec": array(self.rec if self.layer_norm else None, 0, 4 * H)}
+        for k in ("moments_h", "moments_c", "moments_x"):
+            self.arrays[k] = np.empty((2, N if self.layer_norm else 0), self.arrays["w"].dtype)
         a = self.arrays
-        args = (array(xp), a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"], a["gain_hh"],
-                a["gain_c"], array(self.ln_bias_c, 0), self.eps, lstm_loop.ACTIVATIONS[self.candidate_activation],
-                states[0].numpy(), states[1].numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"],
-                a["moments_h"], a["moments_c"])
+        args = (a["xp"], a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"], a["gain_hh"],
+                a["gain_c"], array(self.ln_bias_c, 0), a["gain_x"], array(self.ln_shift_ih, 0), self.eps,
+                lstm_loop.ACTIVATIONS[self.candidate_activation], states[0].numpy(), states[1].numpy(),
+                self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"], a["moments_c"], a["moments_x"])
         T = len(batch_sizes)
         if self._products_compiled(batch_sizes):
             lstm_loop.forward(*args, 0, T, True)
@@ -443,14 +463,14 @@ class LSTMKernel(StepKernel):
         with pass_parts(1 if compiled_products else int(bs[0]), H) as parts:
             # the kernel's own parameters' gradients, summed over the rows in the loop, per part
             d_params = [torch.zeros((parts, *p.shape), dtype=torch.float64) for p in self.params()]
+            by_name = dict(zip(self._param_names(), d_params))
             empty = {2: torch.empty(parts, 0, H, dtype=torch.float64), 1: torch.empty(parts, 0, dtype=torch.float64)}
-            d_peephole, d_gain_hh, d_gain_c, d_bias_c = (d_params[:1] if self.peephole is not None else [empty[2]]) + (
-                d_params[-3:] if self.layer_norm else [empty[1]] * 3)
+            d_peephole = by_name.get("peephole", empty[2])
+            d_ln = [by_name.get(k, empty[1]).numpy() for k in ("gain_hh", "gain_c", "bias_c", "gain_x", "shift_x")]
             args = (d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], bs, a["c0"], a["mask"], a["peephole"],
-                    a["gain_hh"], a["gain_c"], lstm_loop.ACTIVATIONS[self.candidate_activation],
+                    a["gain_hh"], a["gain_c"], a["gain_x"], lstm_loop.ACTIVATIONS[self.candidate_activation], a["xp"],
                     states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
-                    a["moments_c"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), d_gain_hh.numpy(),
-                    d_gain_c.numpy(), d_bias_c.numpy())
+                    a["moments_c"], a["moments_x"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), *d_ln)
             if compiled_products:
                 lstm_loop.backward(*args, 0, len(bs), True)
             else:  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m by torch's matmul, the rest compiled, a step at a time
@@ -476,6 +496,7 @@ class LSTMKernel(StepKernel):
             self._d_rec, self.d_rec_steps = tape.buffer(4 * H)
             if not self.compiled:
                 self.d_cn, self.d_cn_steps = tape.buffer(H)  # dL/dN_c(c_t), for N_c's gain and shift
+                self._n_x_grads: list[Tensor] | None = None
 
     def backward(self, t, d_state, prev, cur):
         dh, dc = d_state
@@ -511,7 +532,18 @@ class LSTMKernel(StepKernel):
         return None, d_rec
 
     def d_xp(self):
+        if self.layer_norm and not self.compiled:  # the compiled loop wrote N_x'^T dL/da itself
+            return self._input_norm_grads()[0]
         return self._d_xp
+
+    def _input_norm_grads(self) -> list[Tensor]:
+        """N_x'^T dL/da and the gradients of N_x's gain and shift, over every row at once
+        (the Python loop's d_xp buffer holds dL/da)."""
+        if self._n_x_grads is None:
+            mean, rstd = self.stats_x
+            self._n_x_grads = _layer_norm_backward(self._d_xp, self.xp, (4 * self.H,), mean, rstd, self.ln_gain_ih,
+                                                   self.ln_shift_ih, [True, True, self.ln_shift_ih is not None])
+        return self._n_x_grads
 
     def d_rec(self):
         return self._d_rec if self.layer_norm else self._d_xp
@@ -544,5 +576,8 @@ class LSTMKernel(StepKernel):
             _, d_gain_c, d_bias_c = _layer_norm_backward(
                 self.d_cn, c, (H,), mean, rstd, self.ln_gain_c, self.ln_bias_c,
                 [False, needs[k + 1], needs[k + 2]])
-            grads += [d_gain_hh if needs[k] else None, d_gain_c, d_bias_c]
+            _, d_gain_x, d_shift_x = self._input_norm_grads()
+            grads += [d_gain_hh if needs[k] else None, d_gain_c, d_bias_c, d_gain_x if needs[k + 3] else None]
+            if self.ln_shift_ih is not None:
+                grads.append(d_shift_x if needs[k + 4] else None)
         return tuple(grads)

@@ -6,20 +6,22 @@ small batch sizes costs far more than the arithmetic. Here the loop over t itsel
 compiled (numba, cached on disk across processes): per step one product ``rec_t = W h_{t-1}``
 (:func:`product`) and one pass over the rows for the pointwise maths, in the notation of :class:`rnnkit.kernels.LSTMKernel`:
 
-    a = xp_t + N_h(rec_t);  i, f = sigmoid(a_if + p_if ⊙ c_{t-1});  g = act(a_g)
+    a = N_x(xp_t) + N_h(rec_t);  i, f = sigmoid(a_if + p_if ⊙ c_{t-1});  g = act(a_g)
     c_t = f ⊙ c_{t-1} + i ⊙ g;  o = sigmoid(a_o + p_o ⊙ c_t);  h_t = o ⊙ tanh(N_c(c_t))
 
 and backward, from t = T-1 down, with dh = dL/dh_t (+ dL/dy_t), dc = dL/dc_t:
 
     da_o = dh ⊙ tanh(N_c(c_t)) ⊙ o(1-o);   dc += N_c'^T (dh ⊙ o ⊙ (1 - tanh^2)) + p_o ⊙ da_o
     da_i = dc ⊙ g ⊙ i(1-i);  da_f = dc ⊙ c_{t-1} ⊙ f(1-f);  da_g = dc ⊙ i ⊙ act'(a_g)
-    dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f;   dh_{t-1} = W^T N_h'^T da  (⊙ m)
+    dc_{t-1} = dc ⊙ f + p_i ⊙ da_i + p_f ⊙ da_f;   dh_{t-1} = W^T N_h'^T da  (⊙ m);   dxp_t = N_x'^T da
 
 where N'^T is layer norm's input gradient, dx = rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ ⊙ x̂)) with
-dx̂ = gain ⊙ dy. Rows are in the packed layout (step t owns rows o_t : o_t + b_t, longest
-sequences first). Both functions write into buffers the kernel allocated, so the gradients
-of W, the peepholes and the layer-norm gains are formed after the loop exactly as on the
-Python loop, which stays the fallback (CUDA, other dtypes) and the oracle of the tests.
+dx̂ = gain ⊙ dy (without layer norm every N is the identity, and xp_t holds the bias b; with
+it b is N_x's shift). Rows are in the packed layout (step t owns rows o_t : o_t + b_t,
+longest sequences first). Both functions write into buffers the kernel allocated, so the
+gradient of W is formed after the loop as on the Python loop, which stays the fallback
+(CUDA, other dtypes) and the oracle of the tests; the peepholes' and the layer norms'
+gradients are summed in the loop.
 
 Both also run a range of steps without the recurrent products, which the caller then forms
 by torch's matmul between the calls (:class:`rnnkit.kernels.LSTMKernel` does so once a
@@ -227,20 +229,27 @@ def _moments(x, eps):
 
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _layer_norm_input_grad(dy, x, gain, mean, rstd, out):
-    """out = N'^T dy for y = gain ⊙ (x - mean) rstd: rstd (dx̂ - mean(dx̂) - x̂ mean(dx̂ ⊙ x̂))."""
+def _layer_norm_backward(dy, x, gain, mean, rstd, out, d_gain, d_shift):
+    """out = N'^T dy for y = gain ⊙ x̂ (+ shift), x̂ = (x - mean) rstd: rstd (dx̂ - mean(dx̂) -
+    x̂ mean(dx̂ ⊙ x̂)) with dx̂ = gain ⊙ dy; adds dy ⊙ x̂ to d_gain and dy to d_shift (or none:
+    empty). One pass for the sums, in dy's precision (vectorised twice as wide as float64 in
+    float32); out may be dy itself (each element is read before it is written)."""
     n = x.shape[0]
-    s1 = 0.0
-    s2 = 0.0
+    s1 = dy.dtype.type(0.0)
+    s2 = dy.dtype.type(0.0)
+    shift = d_shift.shape[0] > 0
     for k in range(n):
+        xh = (x[k] - mean) * rstd
         dxh = dy[k] * gain[k]
+        d_gain[k] += dy[k] * xh
+        if shift:
+            d_shift[k] += dy[k]
         s1 += dxh
-        s2 += dxh * (x[k] - mean) * rstd
+        s2 += dxh * xh
     s1 /= n
     s2 /= n
     for k in range(n):
-        xh = (x[k] - mean) * rstd
-        out[k] = rstd * (dy[k] * gain[k] - s1 - xh * s2)
+        out[k] = rstd * (dy[k] * gain[k] - s1 - (x[k] - mean) * rstd * s2)
 
 
 @numba.njit(cache=True)
@@ -291,8 +300,8 @@ def row_offsets(bs):
 
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, tanh_c, rec, stats_h, stats_c,
-                  o, cp, lo, hi):
+def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
+                  stats_h, stats_c, stats_x, o, cp, lo, hi):
     """The pointwise maths of :func:`forward` for rows lo <= r < hi of the step whose rows
     start at o (cp: their c_{t-1}), its product already in rec (layer norm) or the gates."""
     H = cp.shape[1]
@@ -300,16 +309,21 @@ def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, 
     layer_norm = gain_hh.shape[0] > 0
     peep = peephole.shape[0] > 0
     a = np.empty(G, dtype=xp.dtype)
+    ax = np.empty(G if layer_norm else 0, dtype=xp.dtype)
     cn = np.empty(H, dtype=xp.dtype)
     bits = np.empty(G, dtype=np.int32)  # scratch of _exp_into
     for r in range(lo, hi):
         row = o + r
         g_row, c_row, c_prev = gates[row], c[row], cp[r]
-        if layer_norm:  # a = xp_t + N_h(rec_t)
+        if layer_norm:  # a = N_x(xp_t) + N_h(rec_t)
+            mean, rstd = _moments(xp[row], eps)
+            stats_x[0, row] = mean
+            stats_x[1, row] = rstd
+            _normalize(xp[row], stats_x[0, row], stats_x[1, row], gain_x, shift_x, ax)
             mean, rstd = _moments(rec[row], eps)
             stats_h[0, row] = mean
             stats_h[1, row] = rstd
-            _normalize(rec[row], stats_h[0, row], stats_h[1, row], gain_hh, xp[row], a)
+            _normalize(rec[row], stats_h[0, row], stats_h[1, row], gain_hh, ax, a)
         else:  # the product was written into the gates
             _add(xp[row], g_row, a)
         if peep:
@@ -338,18 +352,19 @@ def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, 
 
 
 @numba.njit(cache=True, nogil=True)
-def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
-            h, c, gates, tanh_c, rec, stats_h, stats_c, first, stop, products):
+def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
+            h, c, gates, tanh_c, rec, stats_h, stats_c, stats_x, first, stop, products):
     """One layer-direction forward over the packed rows of the steps ``first <= t < stop``.
 
-    Inputs: xp (N, 4H) = U x_t + b; w = W (4H, H); bs (T,) int64; h0, c0 (B, H); mask (B, H)
-    or (0, H) for none; peephole (3, H) or (0, H); gain_hh (4H,), gain_c, bias_c (H,) or empty
-    for no layer norm; act: a code of :data:`ACTIVATIONS`; ``products``: compute
+    Inputs: xp (N, 4H) = U x_t + b, or U x_t with layer norm; w = W (4H, H); bs (T,) int64;
+    h0, c0 (B, H); mask (B, H) or (0, H) for none; peephole (3, H) or (0, H); gain_hh, gain_x
+    (4H,), gain_c, bias_c (H,) or empty for no layer norm, shift_x (4H,) = b or empty for none;
+    act: a code of :data:`ACTIVATIONS`; ``products``: compute
     rec_t = W (h_{t-1} ⊙ m) here, else the caller has written it (into rec with layer norm,
     else into the step's rows of gates).
     Outputs (written): h, c (N, H); gates (N, 4H) = i, f, g, o after their activations;
     tanh_c (N, H) = tanh(N_c(c_t)); with layer norm rec (N, 4H) = W h_{t-1} and stats_h,
-    stats_c (2, N) = mean and 1/std of N_h and N_c per row.
+    stats_c, stats_x (2, N) = mean and 1/std of N_h, N_c and N_x per row.
     """
     H = w.shape[1]
     layer_norm = gain_hh.shape[0] > 0
@@ -364,28 +379,30 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act
             hp = h0[:b] if t == 0 else h[offsets[t - 1] : offsets[t - 1] + b]
             target = rec[o : o + b] if layer_norm else gates[o : o + b]
             recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
-        _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, tanh_c, rec, stats_h, stats_c,
-                      o, cp, 0, b)
+        _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
+                      stats_h, stats_c, stats_x, o, cp, 0, b)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, eps, act,
-                     h, c, gates, tanh_c, rec, stats_h, stats_c, t, parts):
+def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
+                     h, c, gates, tanh_c, rec, stats_h, stats_c, stats_x, t, parts):
     """:func:`forward` of step t without its product, its rows cut into ``parts`` ranges
     that numba's threads run at once (rows are independent within a step)."""
     offsets = row_offsets(bs[: t + 1])
     b = bs[t]
     cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
     for k in numba.prange(parts):
-        _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, eps, act, h, c, gates, tanh_c, rec, stats_h, stats_c,
-                      offsets[t], cp, k * b // parts, (k + 1) * b // parts)
+        _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
+                      stats_h, stats_c, stats_x, offsets[t], cp, k * b // parts, (k + 1) * b // parts)
 
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
-def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh_c, rec, stats_h, stats_c,
-                   d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c, o, cp, lo, hi):
+def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
+                   stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c, d_gain_x, d_shift_x,
+                   o, cp, lo, hi):
     """The pointwise maths of :func:`backward` for rows lo <= r < hi of the step whose rows
-    start at o (cp: their c_{t-1}); adds into the parameters' gradients given (one part's)."""
+    start at o (cp: their c_{t-1}); adds into the parameters' gradients given (one part's,
+    float64), summed over these rows in the data's precision first."""
     H = cp.shape[1]
     G = 4 * H
     layer_norm = gain_hh.shape[0] > 0
@@ -393,6 +410,14 @@ def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh
     has_out = d_out.shape[0] > 0
     d_tanh = np.empty(H, dtype=dc.dtype)
     d_from_h = np.empty(H, dtype=dc.dtype)
+    # the rows' sums of the peepholes' (3, H) and the layer norms' gradients: N_c's gain and
+    # shift (H each), N_h's gain, N_x's gain and shift (4H each)
+    sums = np.zeros(((3 if peep else 0) * H + (2 * H + 3 * G if layer_norm else 0)), dtype=dc.dtype)
+    s_peep = sums[: 3 * H if peep else 0].reshape((-1, H))
+    ln = sums[s_peep.size :]
+    s_gain_c, s_bias_c = ln[:H], ln[H : 2 * H]
+    s_gain_hh, s_gain_x = ln[2 * H : 2 * H + G], ln[2 * H + G : 2 * H + 2 * G]
+    s_shift_x = ln[2 * H + 2 * G : 2 * H + 3 * G] if d_shift_x.shape[0] > 0 else ln[:0]
     for r in range(lo, hi):
         row = o + r
         for j in range(H):
@@ -405,13 +430,9 @@ def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh
             d_xp[row, 3 * H + j] = dao
             d_tanh[j] = dhj * og * (1.0 - tc * tc)  # dL/dN_c(c_t)
             if peep:
-                d_peephole[2, j] += dao * c[row, j]
+                s_peep[2, j] += dao * c[row, j]
         if layer_norm:
-            mean, rstd = stats_c[0, row], stats_c[1, row]
-            for j in range(H):
-                d_gain_c[j] += d_tanh[j] * (c[row, j] - mean) * rstd
-                d_bias_c[j] += d_tanh[j]
-            _layer_norm_input_grad(d_tanh, c[row], gain_c, stats_c[0, row], stats_c[1, row], d_from_h)
+            _layer_norm_backward(d_tanh, c[row], gain_c, stats_c[0, row], stats_c[1, row], d_from_h, s_gain_c, s_bias_c)
         else:
             for j in range(H):
                 d_from_h[j] = d_tanh[j]
@@ -430,30 +451,44 @@ def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh
             dcp = dct * f
             if peep:
                 dcp += peephole[0, j] * dai + peephole[1, j] * daf
-                d_peephole[0, j] += dai * cp[r, j]
-                d_peephole[1, j] += daf * cp[r, j]
+                s_peep[0, j] += dai * cp[r, j]
+                s_peep[1, j] += daf * cp[r, j]
             dc[r, j] = dcp
-        if layer_norm:
-            mean, rstd = stats_h[0, row], stats_h[1, row]
-            for k in range(G):
-                d_gain_hh[k] += d_xp[row, k] * (rec[row, k] - mean) * rstd
-            _layer_norm_input_grad(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row])
+        if layer_norm:  # dL/drec_t = N_h'^T dL/da, then dL/dxp = N_x'^T dL/da in place
+            _layer_norm_backward(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row],
+                                 s_gain_hh, ln[:0])
+            _layer_norm_backward(d_xp[row], xp[row], gain_x, stats_x[0, row], stats_x[1, row], d_xp[row],
+                                 s_gain_x, s_shift_x)
+    if peep:
+        for k in range(3):
+            for j in range(H):
+                d_peephole[k, j] += s_peep[k, j]
+    if layer_norm:
+        for j in range(H):
+            d_gain_c[j] += s_gain_c[j]
+            d_bias_c[j] += s_bias_c[j]
+        for k in range(G):
+            d_gain_hh[k] += s_gain_hh[k]
+            d_gain_x[k] += s_gain_x[k]
+        for k in range(s_shift_x.shape[0]):
+            d_shift_x[k] += s_shift_x[k]
 
 
 @numba.njit(cache=True, nogil=True)
-def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
-             c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c,
-             first, stop, products):
+def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
+             c, gates, tanh_c, rec, stats_h, stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c,
+             d_gain_x, d_shift_x, first, stop, products):
     """BPTT of :func:`forward` over the steps ``stop > t >= first``, from the last, in
     place: on entry dh, dc (B, H) hold dL/dh_t, dL/dc_t of each sequence after those steps
     (dL/dh_T, dL/dc_T of the final state for the last), on return dL/dc before them and, with
     ``products``, dL/dh; without, the caller forms dh[:b] = (W^T dL/drec_t) ⊙ m of the first
     step (its rows of d_rec with layer norm, else of d_xp). d_out (N, H) = dL/dy_t, or
-    (0, H) for none. Writes d_xp (N, 4H) = dL/da (the gradient of xp) and d_rec (N, 4H) =
-    dL/drec_t (with layer norm; without it rec_t is inside a and d_rec is not touched);
-    adds the gradients of the peepholes (P, 3, H) and of the layer norms' gains and shift
-    (P, 4H), (P, H), (P, H) into their first part (float64 sums over the rows; P >= 1, the
-    parts of :func:`backward_parallel`; (P, 0, ...) when absent)."""
+    (0, H) for none. Writes d_xp (N, 4H) = dL/dxp (dL/da, or N_x'^T dL/da with layer norm)
+    and d_rec (N, 4H) = dL/drec_t (with layer norm; without it rec_t is inside a and d_rec is
+    not touched); adds the gradients of the peepholes (P, 3, H), of the layer norms' gains
+    N_h (P, 4H), N_c (P, H) and its shift (P, H), N_x (P, 4H) and its shift b (P, 4H, or
+    (P, 0) for none) into their first part (float64 sums over the rows; P >= 1, the parts of
+    :func:`backward_parallel`; (P, 0, ...) when absent)."""
     layer_norm = gain_hh.shape[0] > 0
     offsets = row_offsets(bs)
     wt, back, pad_g, pad_h = backprop_scratch(w if products else w[:0], dh.shape[0])
@@ -461,23 +496,24 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
         b = bs[t]
         o = offsets[t]
         cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
-        _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh_c, rec, stats_h, stats_c,
-                       d_xp, d_rec, d_peephole[0], d_gain_hh[0], d_gain_c[0], d_bias_c[0], o, cp, 0, b)
+        _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
+                       stats_c, stats_x, d_xp, d_rec, d_peephole[0], d_gain_hh[0], d_gain_c[0], d_bias_c[0],
+                       d_gain_x[0], d_shift_x[0], o, cp, 0, b)
         if products:
             d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
             backprop_to_state(d, wt, mask, back, dh, False, pad_g, pad_h)  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def backward_parallel(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, act,
-                      c, gates, tanh_c, rec, stats_h, stats_c, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c,
-                      d_bias_c, t, parts):
+def backward_parallel(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
+                      c, gates, tanh_c, rec, stats_h, stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c,
+                      d_bias_c, d_gain_x, d_shift_x, t, parts):
     """:func:`backward` of step t without its product, its rows cut into ``parts`` ranges
     that numba's threads run at once, part k adding into the k-th of the parameters' gradients."""
     offsets = row_offsets(bs[: t + 1])
     b = bs[t]
     cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
     for k in numba.prange(parts):
-        _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, act, c, gates, tanh_c, rec, stats_h, stats_c,
-                       d_xp, d_rec, d_peephole[k], d_gain_hh[k], d_gain_c[k], d_bias_c[k], offsets[t], cp,
-                       k * b // parts, (k + 1) * b // parts)
+        _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
+                       stats_c, stats_x, d_xp, d_rec, d_peephole[k], d_gain_hh[k], d_gain_c[k], d_bias_c[k],
+                       d_gain_x[k], d_shift_x[k], offsets[t], cp, k * b // parts, (k + 1) * b // parts)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit import threads
 from rnnkit.cells import Cell, ElmanCell, GRUCell, LeakyCell, LSTMCell, State, TemporalSkip
 from rnnkit.dispatch import (COMPILED_STEP_BATCH, IMPLEMENTATIONS, SINGLE_STEP_BATCH, PathChoice,
                              choose_path, single_step_path)
@@ -177,12 +178,13 @@ class Recurrent(nn.Module):
     def paths(self, device: torch.device | str, training: bool | None = None) -> tuple[PathChoice, ...]:
         """Each layer's path and the reason (:func:`rnnkit.dispatch.choose_path`) on ``device``,
         in the current training mode unless given; decided once per (device type, mode,
-        implementation)."""
+        implementation, whether the compiled passes may use several threads)."""
         key = (torch.device(device).type, self.training if training is None else bool(training), self.implementation)
-        choices = self._paths.get(key)
+        cached = (*key, threads.available())
+        choices = self._paths.get(cached)
         if choices is None:
-            choices = self._paths[key] = tuple(choose_path(list(layer), *key, layer=i)
-                                               for i, layer in enumerate(self.layers))
+            choices = self._paths[cached] = tuple(choose_path(list(layer), *key, layer=i)
+                                                  for i, layer in enumerate(self.layers))
         return choices
 
     def step_paths(self, x: Tensor, batch: int) -> tuple[PathChoice, ...]:

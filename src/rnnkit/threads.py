@@ -33,7 +33,7 @@ from contextlib import contextmanager
 import numba
 import torch
 
-__all__ = ["MIN_PART_UNITS", "describe", "pass_parts", "step_parts"]
+__all__ = ["MIN_PART_UNITS", "available", "describe", "pass_parts", "step_parts"]
 
 #: a part of a step's rows must hold at least this many units (rows x hidden size) for the
 #: rows to be cut into parts: starting numba's threads costs ~4 us, the pointwise maths of a
@@ -54,6 +54,16 @@ def _in_forked_child() -> None:
 os.register_at_fork(after_in_child=_in_forked_child)
 
 
+def _most_parts() -> int:
+    return 1 if _forked else min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+
+
+def available() -> bool:
+    """Whether passes may be cut into parts in this process now (more than one thread for
+    torch and numba, not a forked child); another thread's pass may still take them."""
+    return _most_parts() > 1
+
+
 def step_parts(parts: int, rows: int, hidden_size: int) -> int:
     """How many of ``parts`` a step of ``rows`` rows of ``hidden_size`` units is cut into
     (at least :data:`MIN_PART_UNITS` units each; 1: run it on the calling thread)."""
@@ -64,8 +74,8 @@ def step_parts(parts: int, rows: int, hidden_size: int) -> int:
 def pass_parts(rows: int, hidden_size: int) -> Iterator[int]:
     """The number of parts (1: one thread) for passes over steps of at most ``rows`` rows of
     ``hidden_size`` units, held for the block (other threads get 1 meanwhile)."""
-    parts = step_parts(min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS), rows, hidden_size)
-    if parts < 2 or _forked or not _LOCK.acquire(blocking=False):
+    parts = step_parts(_most_parts(), rows, hidden_size)
+    if parts < 2 or not _LOCK.acquire(blocking=False):
         yield 1
         return
     try:
@@ -77,9 +87,8 @@ def pass_parts(rows: int, hidden_size: int) -> Iterator[int]:
 
 def describe() -> str:
     """One line on the parts this process would use (``rnnkit info`` prints it)."""
-    most = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
-    if most < 2:
-        return "one thread (torch.get_num_threads() or NUMBA_NUM_THREADS is 1)"
-    return (f"up to {most} parts on numba's threads (torch's {torch.get_num_threads()}, numba's "
-            f"{numba.config.NUMBA_NUM_THREADS}), for steps of at least {2 * MIN_PART_UNITS} units (rows x H)"
-            f"{'; one thread in this forked child' if _forked else ''}")
+    if not available():
+        return ("one thread (torch.get_num_threads() or NUMBA_NUM_THREADS is 1)" if not _forked
+                else "one thread (a forked child)")
+    return (f"up to {_most_parts()} parts on numba's threads (torch's {torch.get_num_threads()}, numba's "
+            f"{numba.config.NUMBA_NUM_THREADS}), for steps of at least {2 * MIN_PART_UNITS} units (rows x H)")
