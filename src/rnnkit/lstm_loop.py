@@ -299,19 +299,22 @@ def row_offsets(bs):
     return offsets
 
 
+@numba.njit(cache=True)
+def _forward_scratch(xp, H):
+    """Scratch of :func:`_forward_rows`: a, N_x(xp) (4H each), N_c(c) (H), _exp_into's bits (4H)."""
+    return (np.empty(4 * H, dtype=xp.dtype), np.empty(4 * H, dtype=xp.dtype), np.empty(H, dtype=xp.dtype),
+            np.empty(4 * H, dtype=np.int32))
+
+
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
-                  stats_h, stats_c, stats_x, o, cp, lo, hi):
+                  stats_h, stats_c, stats_x, o, cp, lo, hi, scratch):
     """The pointwise maths of :func:`forward` for rows lo <= r < hi of the step whose rows
     start at o (cp: their c_{t-1}), its product already in rec (layer norm) or the gates."""
     H = cp.shape[1]
-    G = 4 * H
     layer_norm = gain_hh.shape[0] > 0
     peep = peephole.shape[0] > 0
-    a = np.empty(G, dtype=xp.dtype)
-    ax = np.empty(G if layer_norm else 0, dtype=xp.dtype)
-    cn = np.empty(H, dtype=xp.dtype)
-    bits = np.empty(G, dtype=np.int32)  # scratch of _exp_into
+    a, ax, cn, bits = scratch
     for r in range(lo, hi):
         row = o + r
         g_row, c_row, c_prev = gates[row], c[row], cp[r]
@@ -351,7 +354,7 @@ def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, a
             h_row[j] = g_row[3 * H + j] * tc_row[j]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
             h, c, gates, tanh_c, rec, stats_h, stats_c, stats_x, first, stop, products):
     """One layer-direction forward over the packed rows of the steps ``first <= t < stop``.
@@ -370,6 +373,7 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, 
     layer_norm = gain_hh.shape[0] > 0
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, 4 * H), dtype=xp.dtype)
     h_in = np.empty(mask.shape if products else (0, H), dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
+    scratch = _forward_scratch(xp, H)
     offsets = row_offsets(bs)
     for t in range(first, stop):
         b = bs[t]
@@ -380,10 +384,10 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, 
             target = rec[o : o + b] if layer_norm else gates[o : o + b]
             recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
         _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
-                      stats_h, stats_c, stats_x, o, cp, 0, b)
+                      stats_h, stats_c, stats_x, o, cp, 0, b, scratch)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
                      h, c, gates, tanh_c, rec, stats_h, stats_c, stats_x, t, parts):
     """:func:`forward` of step t without its product, its rows cut into ``parts`` ranges
@@ -393,31 +397,22 @@ def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c,
     cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
     for k in numba.prange(parts):
         _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
-                      stats_h, stats_c, stats_x, offsets[t], cp, k * b // parts, (k + 1) * b // parts)
+                      stats_h, stats_c, stats_x, offsets[t], cp, k * b // parts, (k + 1) * b // parts,
+                      _forward_scratch(xp, c.shape[1]))
 
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
 def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
-                   stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c, d_gain_x, d_shift_x,
-                   o, cp, lo, hi):
+                   stats_c, stats_x, d_xp, d_rec, s_peep, s_gain_hh, s_gain_c, s_bias_c, s_gain_x, s_shift_x,
+                   o, cp, lo, hi, scratch):
     """The pointwise maths of :func:`backward` for rows lo <= r < hi of the step whose rows
-    start at o (cp: their c_{t-1}); adds into the parameters' gradients given (one part's,
-    float64), summed over these rows in the data's precision first."""
+    start at o (cp: their c_{t-1}); adds into the parameters' gradients given (float64, or
+    sums in the data's precision that the caller adds to them: :func:`_sums_like`, :func:`_fold`)."""
     H = cp.shape[1]
-    G = 4 * H
     layer_norm = gain_hh.shape[0] > 0
     peep = peephole.shape[0] > 0
     has_out = d_out.shape[0] > 0
-    d_tanh = np.empty(H, dtype=dc.dtype)
-    d_from_h = np.empty(H, dtype=dc.dtype)
-    # the rows' sums of the peepholes' (3, H) and the layer norms' gradients: N_c's gain and
-    # shift (H each), N_h's gain, N_x's gain and shift (4H each)
-    sums = np.zeros(((3 if peep else 0) * H + (2 * H + 3 * G if layer_norm else 0)), dtype=dc.dtype)
-    s_peep = sums[: 3 * H if peep else 0].reshape((-1, H))
-    ln = sums[s_peep.size :]
-    s_gain_c, s_bias_c = ln[:H], ln[H : 2 * H]
-    s_gain_hh, s_gain_x = ln[2 * H : 2 * H + G], ln[2 * H + G : 2 * H + 2 * G]
-    s_shift_x = ln[2 * H + 2 * G : 2 * H + 3 * G] if d_shift_x.shape[0] > 0 else ln[:0]
+    d_tanh, d_from_h = scratch
     for r in range(lo, hi):
         row = o + r
         for j in range(H):
@@ -456,25 +451,43 @@ def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c,
             dc[r, j] = dcp
         if layer_norm:  # dL/drec_t = N_h'^T dL/da, then dL/dxp = N_x'^T dL/da in place
             _layer_norm_backward(d_xp[row], rec[row], gain_hh, stats_h[0, row], stats_h[1, row], d_rec[row],
-                                 s_gain_hh, ln[:0])
+                                 s_gain_hh, s_gain_hh[:0])
             _layer_norm_backward(d_xp[row], xp[row], gain_x, stats_x[0, row], stats_x[1, row], d_xp[row],
                                  s_gain_x, s_shift_x)
-    if peep:
-        for k in range(3):
-            for j in range(H):
-                d_peephole[k, j] += s_peep[k, j]
-    if layer_norm:
-        for j in range(H):
-            d_gain_c[j] += s_gain_c[j]
-            d_bias_c[j] += s_bias_c[j]
-        for k in range(G):
-            d_gain_hh[k] += s_gain_hh[k]
-            d_gain_x[k] += s_gain_x[k]
-        for k in range(s_shift_x.shape[0]):
-            d_shift_x[k] += s_shift_x[k]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True)
+def _sums_like(d_peephole, d_gain_hh, d_gain_c, d_bias_c, d_gain_x, d_shift_x, like):
+    """Zeroed sums shaped as the gradients given, in like's dtype (float32 sums vectorise twice
+    as wide; a part's rows of one step are few enough for them)."""
+    t = like.dtype
+    return (np.zeros(d_peephole.shape, t), np.zeros(d_gain_hh.shape, t), np.zeros(d_gain_c.shape, t),
+            np.zeros(d_bias_c.shape, t), np.zeros(d_gain_x.shape, t), np.zeros(d_shift_x.shape, t))
+
+
+@numba.njit(cache=True)
+def _fold(sums, d_peephole, d_gain_hh, d_gain_c, d_bias_c, d_gain_x, d_shift_x):
+    """Move the sums of :func:`_sums_like` into the gradients (the sums are zero after)."""
+    d_peephole += sums[0]
+    d_gain_hh += sums[1]
+    d_gain_c += sums[2]
+    d_bias_c += sums[3]
+    d_gain_x += sums[4]
+    d_shift_x += sums[5]
+    sums[0][...] = 0.0
+    sums[1][:] = 0.0
+    sums[2][:] = 0.0
+    sums[3][:] = 0.0
+    sums[4][:] = 0.0
+    sums[5][:] = 0.0
+
+
+#: :func:`backward` moves its sums in the data's precision into the float64 gradients at least
+#: every this many rows
+FOLD_ROWS = 32
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
 def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
              c, gates, tanh_c, rec, stats_h, stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c,
              d_gain_x, d_shift_x, first, stop, products):
@@ -492,19 +505,27 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, 
     layer_norm = gain_hh.shape[0] > 0
     offsets = row_offsets(bs)
     wt, back, pad_g, pad_h = backprop_scratch(w if products else w[:0], dh.shape[0])
+    scratch = (np.empty(dc.shape[1], dtype=dc.dtype), np.empty(dc.shape[1], dtype=dc.dtype))
+    grads = (d_peephole[0], d_gain_hh[0], d_gain_c[0], d_bias_c[0], d_gain_x[0], d_shift_x[0])
+    sums = _sums_like(*grads, dc)  # in the data's precision, moved into grads every FOLD_ROWS rows
+    pending = 0
     for t in range(stop - 1, first - 1, -1):
         b = bs[t]
         o = offsets[t]
         cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
         _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
-                       stats_c, stats_x, d_xp, d_rec, d_peephole[0], d_gain_hh[0], d_gain_c[0], d_bias_c[0],
-                       d_gain_x[0], d_shift_x[0], o, cp, 0, b)
+                       stats_c, stats_x, d_xp, d_rec, sums[0], sums[1], sums[2], sums[3], sums[4], sums[5],
+                       o, cp, 0, b, scratch)
+        pending += b
+        if pending >= FOLD_ROWS or t == first:
+            _fold(sums, *grads)
+            pending = 0
         if products:
             d = d_rec[o : o + b] if layer_norm else d_xp[o : o + b]
             backprop_to_state(d, wt, mask, back, dh, False, pad_g, pad_h)  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def backward_parallel(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
                       c, gates, tanh_c, rec, stats_h, stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c,
                       d_bias_c, d_gain_x, d_shift_x, t, parts):
@@ -514,6 +535,10 @@ def backward_parallel(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c,
     b = bs[t]
     cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
     for k in numba.prange(parts):
+        grads = (d_peephole[k], d_gain_hh[k], d_gain_c[k], d_bias_c[k], d_gain_x[k], d_shift_x[k])
+        sums = _sums_like(*grads, dc)
         _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
-                       stats_c, stats_x, d_xp, d_rec, d_peephole[k], d_gain_hh[k], d_gain_c[k], d_bias_c[k],
-                       d_gain_x[k], d_shift_x[k], offsets[t], cp, k * b // parts, (k + 1) * b // parts)
+                       stats_c, stats_x, d_xp, d_rec, sums[0], sums[1], sums[2], sums[3], sums[4], sums[5],
+                       offsets[t], cp, k * b // parts, (k + 1) * b // parts,
+                       (np.empty(dc.shape[1], dtype=dc.dtype), np.empty(dc.shape[1], dtype=dc.dtype)))
+        _fold(sums, *grads)
