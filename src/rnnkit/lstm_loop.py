@@ -306,7 +306,7 @@ def _forward_scratch(xp, H):
             np.empty(4 * H, dtype=np.int32))
 
 
-@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy", inline="always")
 def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
                   stats_h, stats_c, stats_x, o, cp, lo, hi, scratch):
     """The pointwise maths of :func:`forward` for rows lo <= r < hi of the step whose rows
@@ -401,7 +401,7 @@ def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c,
                       _forward_scratch(xp, c.shape[1]))
 
 
-@numba.njit(cache=True, fastmath=_FAST, error_model="numpy")
+@numba.njit(cache=True, fastmath=_FAST, error_model="numpy", inline="always")
 def _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
                    stats_c, stats_x, d_xp, d_rec, s_peep, s_gain_hh, s_gain_c, s_bias_c, s_gain_x, s_shift_x,
                    o, cp, lo, hi, scratch):
