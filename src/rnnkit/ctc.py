@@ -32,13 +32,13 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import ctc_kernels
+from rnnkit.threads import match_torch_threads
 from rnnkit.divergence import check_reduction
 
 __all__ = ["ctc_loss", "ctc_expected_divergence", "ctc_posteriors", "forced_align", "viterbi_loss", "ctc_feasible",
@@ -189,18 +189,6 @@ def _max_id(targets: IntsLike) -> int:
 
 
 # ----------------------------------------------------------------------------- lattice backends
-
-
-def match_torch_threads() -> None:
-    """Run numba's next parallel kernel on torch's thread count, and leave torch's alone.
-
-    numba's OpenMP threading layer sets OpenMP's thread count, which torch shares, to every
-    core when it starts: without this, a CTC loss after ``torch.set_num_threads(1)`` left
-    torch on every core."""
-    n = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # starts numba's pool once
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
 
 
 def _lattice_cpu(lp: Tensor, batch: _Batch, blank: int, want_grad: bool, want_gamma: bool):

@@ -33,7 +33,8 @@ from contextlib import contextmanager
 import numba
 import torch
 
-__all__ = ["MIN_PART_UNITS", "available", "describe", "pass_parts", "step_parts"]
+__all__ = ["MIN_PART_UNITS", "available", "describe", "match_torch_threads", "pass_parts", "set_numba_threads",
+           "step_parts"]
 
 #: a part of a step's rows must hold at least this many units (rows x hidden size) for the
 #: rows to be cut into parts: starting numba's threads costs ~4 us, the pointwise maths of a
@@ -52,6 +53,22 @@ def _in_forked_child() -> None:
 
 
 os.register_at_fork(after_in_child=_in_forked_child)
+
+
+def set_numba_threads(n: int) -> None:
+    """Run numba's next parallel kernels on n threads (capped by its pool), leaving torch's
+    count alone: numba's OpenMP threading layer sets OpenMP's thread count, which torch shares,
+    to every core when it starts (a CTC loss after ``torch.set_num_threads(1)`` once left
+    torch on every core)."""
+    torch_threads = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # starts numba's pool once
+    if torch.get_num_threads() != torch_threads:
+        torch.set_num_threads(torch_threads)
+
+
+def match_torch_threads() -> None:
+    """Run numba's next parallel kernel (the CTC lattice's) on torch's thread count."""
+    set_numba_threads(torch.get_num_threads())
 
 
 def _most_parts() -> int:
@@ -79,7 +96,7 @@ def pass_parts(rows: int, hidden_size: int) -> Iterator[int]:
         yield 1
         return
     try:
-        numba.set_num_threads(parts)
+        set_numba_threads(parts)
         yield parts
     finally:
         _LOCK.release()
