@@ -1,4 +1,5 @@
-"""How many threads a compiled pass over a step's rows may use, decided in one place.
+"""How many threads numba's parallel kernels use, decided in one place: the CTC lattice's
+(:func:`match_torch_threads`: torch's count) and a compiled pass over a recurrent step's rows.
 
 The LSTM's time loop at larger batches (:class:`rnnkit.kernels.LSTMKernel`) alternates torch's
 matmul for the recurrent product, which runs on torch's intra-op threads, with one compiled
