@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit import ctc_kernels
-from rnnkit.threads import match_torch_threads
 from rnnkit.divergence import check_reduction
+from rnnkit.threads import match_torch_threads
 
 __all__ = ["ctc_loss", "ctc_expected_divergence", "ctc_posteriors", "forced_align", "viterbi_loss", "ctc_feasible",
            "Alignment", "Segment"]

@@ -22,6 +22,7 @@ in place or ``out=``: at small batch sizes the number of ops is what costs.
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 
 import numpy as np
@@ -348,21 +349,17 @@ class LSTMKernel(StepKernel):
         self.input_in_rec = not self.layer_norm  # a = xp + W h in one addmm
 
     def params(self):
-        ps = ()
-        if self.peephole is not None:
-            ps += (self.peephole,)
-        if self.layer_norm:
-            ps += (self.ln_gain_hh, self.ln_gain_c, self.ln_bias_c, self.ln_gain_ih)
-            if self.ln_shift_ih is not None:
-                ps += (self.ln_shift_ih,)
-        return ps
+        return tuple(self._named_params().values())
 
-    def _param_names(self) -> list[str]:
-        """What each of :meth:`params` is, in its order."""
-        names = ["peephole"] if self.peephole is not None else []
+    def _named_params(self) -> dict[str, Tensor]:
+        """:meth:`params` by the names of the compiled loop's gradients, in order."""
+        named = {"peephole": self.peephole} if self.peephole is not None else {}
         if self.layer_norm:
-            names += ["gain_hh", "gain_c", "bias_c", "gain_x"] + (["shift_x"] if self.ln_shift_ih is not None else [])
-        return names
+            named |= {"gain_hh": self.ln_gain_hh, "gain_c": self.ln_gain_c, "bias_c": self.ln_bias_c,
+                      "gain_x": self.ln_gain_ih}
+            if self.ln_shift_ih is not None:
+                named["shift_x"] = self.ln_shift_ih
+        return named
 
     def state_widths(self, H):
         return (H, H)
@@ -419,24 +416,25 @@ class LSTMKernel(StepKernel):
         # shared with scan_backward: the inputs, the parameters, and the (2, N) mean and 1/std of
         # N_h, N_c and N_x per row
         self.mask = mask
-        self.arrays = {"xp": array(xp), "w": array(weight_hh), "bs": batch_sizes, "c0": array(state0[1]),
+        self.arrays = {"xp": array(xp), "w": array(weight_hh), "offsets": lstm_loop.row_offsets(batch_sizes),
+                       "c0": array(state0[1]),
                        "mask": array(mask, 0, H), "peephole": array(self.peephole, 0, H),
                        "gain_hh": array(self.ln_gain_hh, 0), "gain_c": array(self.ln_gain_c, 0),
                        "gain_x": array(self.ln_gain_ih, 0), "rec": array(self.rec if self.layer_norm else None, 0, 4 * H)}
         for k in ("moments_h", "moments_c", "moments_x"):
             self.arrays[k] = np.empty((2, N if self.layer_norm else 0), self.arrays["w"].dtype)
         a = self.arrays
-        args = (a["xp"], a["w"], a["bs"], array(state0[0]), a["c0"], a["mask"], a["peephole"], a["gain_hh"],
+        args = (a["xp"], a["w"], a["offsets"], array(state0[0]), a["c0"], a["mask"], a["peephole"], a["gain_hh"],
                 a["gain_c"], array(self.ln_bias_c, 0), a["gain_x"], array(self.ln_shift_ih, 0), self.eps,
                 lstm_loop.ACTIVATIONS[self.candidate_activation], states[0].numpy(), states[1].numpy(),
                 self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"], a["moments_c"], a["moments_x"])
         T = len(batch_sizes)
-        if self._products_compiled(batch_sizes):
+        if self._products_compiled():
             lstm_loop.forward(*args, 0, T, True)
             return
         # rec_t = W (h_{t-1} ⊙ m) by torch's matmul (every core), the rest compiled, a step at a
         # time, its rows in parts on numba's threads (rnnkit.threads)
-        offsets, h, w_t = lstm_loop.row_offsets(batch_sizes), states[0], weight_hh.t()
+        offsets, h, w_t = a["offsets"], states[0], weight_hh.t()
         target = self.rec if self.layer_norm else self.gates
         with pass_parts(int(batch_sizes[0]), H) as parts:
             for t in range(T):
@@ -449,35 +447,38 @@ class LSTMKernel(StepKernel):
                 else:
                     lstm_loop.forward(*args, t, t + 1, False)
 
-    def _products_compiled(self, batch_sizes: np.ndarray) -> bool:
+    def _products_compiled(self) -> bool:
         """Whether the compiled loop also computes the recurrent products (its blocked product,
         one thread) or torch's matmul does (every core): see :data:`PRODUCT_MACS`."""
-        return int(batch_sizes[0]) * self.arrays["w"].size <= self.PRODUCT_MACS
+        offsets = self.arrays["offsets"]
+        return int(offsets[1] - offsets[0]) * self.arrays["w"].size <= self.PRODUCT_MACS
 
     def scan_backward(self, d_out, d_state, weight_hh, states):
         H, a = self.H, self.arrays
         d_out = contiguous_array(d_out, 0, H, like=weight_hh)
         d_rec = self._d_rec if self.layer_norm else weight_hh.new_empty(0, 4 * H)
-        bs = a["bs"]
-        compiled_products = self._products_compiled(bs)
-        with pass_parts(1 if compiled_products else int(bs[0]), H) as parts:
+        offsets = a["offsets"]
+        compiled_products = self._products_compiled()
+        with contextlib.nullcontext(1) if compiled_products else pass_parts(int(offsets[1]), H) as parts:
             # the kernel's own parameters' gradients, summed over the rows in the loop, per part
-            d_params = [torch.zeros((parts, *p.shape), dtype=torch.float64) for p in self.params()]
-            by_name = dict(zip(self._param_names(), d_params))
+            named = self._named_params()
+            by_name = {k: torch.zeros((parts, *p.shape), dtype=torch.float64) for k, p in named.items()}
             empty = {2: torch.empty(parts, 0, H, dtype=torch.float64), 1: torch.empty(parts, 0, dtype=torch.float64)}
             d_peephole = by_name.get("peephole", empty[2])
             d_ln = [by_name.get(k, empty[1]).numpy() for k in ("gain_hh", "gain_c", "bias_c", "gain_x", "shift_x")]
-            args = (d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], bs, a["c0"], a["mask"], a["peephole"],
+            args = (d_out, d_state[0].numpy(), d_state[1].numpy(), a["w"], offsets, a["c0"], a["mask"], a["peephole"],
                     a["gain_hh"], a["gain_c"], a["gain_x"], lstm_loop.ACTIVATIONS[self.candidate_activation], a["xp"],
                     states[1].detach().numpy(), self.gates.numpy(), self.tanh_c.numpy(), a["rec"], a["moments_h"],
                     a["moments_c"], a["moments_x"], self._d_xp.numpy(), d_rec.numpy(), d_peephole.numpy(), *d_ln)
+            T = len(offsets) - 1
             if compiled_products:
-                lstm_loop.backward(*args, 0, len(bs), True)
+                lstm_loop.backward(*args, 0, T, True)
             else:  # dL/dh_{t-1} = (W^T dL/drec_t) ⊙ m by torch's matmul, the rest compiled, a step at a time
-                offsets, dh, mask = lstm_loop.row_offsets(bs), d_state[0], self.mask
+                dh, mask = d_state[0], self.mask
                 d_rows = d_rec if self.layer_norm else self._d_xp
-                for t in range(len(bs) - 1, -1, -1):
-                    b, o = int(bs[t]), int(offsets[t])
+                for t in range(T - 1, -1, -1):
+                    o = int(offsets[t])
+                    b = int(offsets[t + 1]) - o
                     cut = step_parts(parts, b, H)
                     if cut > 1:
                         lstm_loop.backward_parallel(*args, t, cut)
@@ -486,7 +487,7 @@ class LSTMKernel(StepKernel):
                     torch.mm(d_rows[o : o + b], weight_hh, out=dh[:b])
                     if mask is not None:
                         dh[:b].mul_(mask[:b])
-        self.d_params = [d.sum(0) for d in d_params]  # the parts' sums, added in order
+        self.d_params = [d.sum(0) for d in by_name.values()]  # the parts' sums, added in order
 
     def allocate_grads(self, tape, H):
         self._d_xp, self.d_xp_steps = tape.buffer(4 * H, escapes=True)

@@ -299,6 +299,20 @@ def row_offsets(bs):
     return offsets
 
 
+@numba.njit(cache=True, inline="always")
+def _previous(first, history, offsets, t):
+    """state_{t-1} of the rows of step t: the initial state's first rows at t = 0, else the
+    rows of step t-1 (packed layout: a step's rows are the first of the step before)."""
+    b = offsets[t + 1] - offsets[t]
+    return first[:b] if t == 0 else history[offsets[t - 1] : offsets[t - 1] + b]
+
+
+@numba.njit(cache=True)
+def _backward_scratch(dc):
+    """Scratch of :func:`_backward_rows`: dL/dN_c(c_t) and N_c'^T of it (H each)."""
+    return np.empty(dc.shape[1], dtype=dc.dtype), np.empty(dc.shape[1], dtype=dc.dtype)
+
+
 @numba.njit(cache=True)
 def _forward_scratch(xp, H):
     """Scratch of :func:`_forward_rows`: a, N_x(xp) (4H each), N_c(c) (H), _exp_into's bits (4H)."""
@@ -355,12 +369,12 @@ def _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, a
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
-def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
+def forward(xp, w, offsets, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
             h, c, gates, tanh_c, rec, stats_h, stats_c, stats_x, first, stop, products):
     """One layer-direction forward over the packed rows of the steps ``first <= t < stop``.
 
-    Inputs: xp (N, 4H) = U x_t + b, or U x_t with layer norm; w = W (4H, H); bs (T,) int64;
-    h0, c0 (B, H); mask (B, H) or (0, H) for none; peephole (3, H) or (0, H); gain_hh, gain_x
+    Inputs: xp (N, 4H) = U x_t + b, or U x_t with layer norm; w = W (4H, H); offsets (T + 1,)
+    int64, the packed layout's (:func:`row_offsets`); h0, c0 (B, H); mask (B, H) or (0, H) for none; peephole (3, H) or (0, H); gain_hh, gain_x
     (4H,), gain_c, bias_c (H,) or empty for no layer norm, shift_x (4H,) = b or empty for none;
     act: a code of :data:`ACTIVATIONS`; ``products``: compute
     rec_t = W (h_{t-1} ⊙ m) here, else the caller has written it (into rec with layer norm,
@@ -374,13 +388,12 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, 
     pad_h, pad_g = np.empty((4, H), dtype=xp.dtype), np.empty((4, 4 * H), dtype=xp.dtype)
     h_in = np.empty(mask.shape if products else (0, H), dtype=w.dtype)  # h_{t-1} ⊙ m, for the rows of a step
     scratch = _forward_scratch(xp, H)
-    offsets = row_offsets(bs)
     for t in range(first, stop):
-        b = bs[t]
         o = offsets[t]
-        cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+        b = offsets[t + 1] - o
+        cp = _previous(c0, c, offsets, t)
         if products:
-            hp = h0[:b] if t == 0 else h[offsets[t - 1] : offsets[t - 1] + b]
+            hp = _previous(h0, h, offsets, t)
             target = rec[o : o + b] if layer_norm else gates[o : o + b]
             recurrent_product(hp, mask, h_in, w, target, pad_h, pad_g)  # W (h_{t-1} ⊙ m)
         _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
@@ -388,17 +401,16 @@ def forward(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, 
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST, error_model="numpy")
-def forward_parallel(xp, w, bs, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
+def forward_parallel(xp, w, offsets, h0, c0, mask, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act,
                      h, c, gates, tanh_c, rec, stats_h, stats_c, stats_x, t, parts):
     """:func:`forward` of step t without its product, its rows cut into ``parts`` ranges
     that numba's threads run at once (rows are independent within a step)."""
-    offsets = row_offsets(bs[: t + 1])
-    b = bs[t]
-    cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+    b = offsets[t + 1] - offsets[t]
+    cp = _previous(c0, c, offsets, t)
     for k in numba.prange(parts):
         _forward_rows(xp, peephole, gain_hh, gain_c, bias_c, gain_x, shift_x, eps, act, h, c, gates, tanh_c, rec,
                       stats_h, stats_c, stats_x, offsets[t], cp, k * b // parts, (k + 1) * b // parts,
-                      _forward_scratch(xp, c.shape[1]))
+                      _forward_scratch(xp, cp.shape[1]))
 
 
 @numba.njit(cache=True, fastmath=_FAST, error_model="numpy", inline="always")
@@ -488,7 +500,7 @@ FOLD_ROWS = 32
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST, error_model="numpy")
-def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
+def backward(d_out, dh, dc, w, offsets, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
              c, gates, tanh_c, rec, stats_h, stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c, d_bias_c,
              d_gain_x, d_shift_x, first, stop, products):
     """BPTT of :func:`forward` over the steps ``stop > t >= first``, from the last, in
@@ -503,16 +515,15 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, 
     (P, 0) for none) into their first part (float64 sums over the rows; P >= 1, the parts of
     :func:`backward_parallel`; (P, 0, ...) when absent)."""
     layer_norm = gain_hh.shape[0] > 0
-    offsets = row_offsets(bs)
     wt, back, pad_g, pad_h = backprop_scratch(w if products else w[:0], dh.shape[0])
-    scratch = (np.empty(dc.shape[1], dtype=dc.dtype), np.empty(dc.shape[1], dtype=dc.dtype))
+    scratch = _backward_scratch(dc)
     grads = (d_peephole[0], d_gain_hh[0], d_gain_c[0], d_bias_c[0], d_gain_x[0], d_shift_x[0])
     sums = _sums_like(*grads, dc)  # in the data's precision, moved into grads every FOLD_ROWS rows
     pending = 0
     for t in range(stop - 1, first - 1, -1):
-        b = bs[t]
         o = offsets[t]
-        cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+        b = offsets[t + 1] - o
+        cp = _previous(c0, c, offsets, t)
         _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
                        stats_c, stats_x, d_xp, d_rec, sums[0], sums[1], sums[2], sums[3], sums[4], sums[5],
                        o, cp, 0, b, scratch)
@@ -526,19 +537,17 @@ def backward(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, 
 
 
 @numba.njit(cache=True, nogil=True, parallel=True, fastmath=_FAST, error_model="numpy")
-def backward_parallel(d_out, dh, dc, w, bs, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
+def backward_parallel(d_out, dh, dc, w, offsets, c0, mask, peephole, gain_hh, gain_c, gain_x, act, xp,
                       c, gates, tanh_c, rec, stats_h, stats_c, stats_x, d_xp, d_rec, d_peephole, d_gain_hh, d_gain_c,
                       d_bias_c, d_gain_x, d_shift_x, t, parts):
     """:func:`backward` of step t without its product, its rows cut into ``parts`` ranges
     that numba's threads run at once, part k adding into the k-th of the parameters' gradients."""
-    offsets = row_offsets(bs[: t + 1])
-    b = bs[t]
-    cp = c0[:b] if t == 0 else c[offsets[t - 1] : offsets[t - 1] + b]
+    b = offsets[t + 1] - offsets[t]
+    cp = _previous(c0, c, offsets, t)
     for k in numba.prange(parts):
         grads = (d_peephole[k], d_gain_hh[k], d_gain_c[k], d_bias_c[k], d_gain_x[k], d_shift_x[k])
         sums = _sums_like(*grads, dc)
         _backward_rows(d_out, dh, dc, peephole, gain_hh, gain_c, gain_x, act, xp, c, gates, tanh_c, rec, stats_h,
                        stats_c, stats_x, d_xp, d_rec, sums[0], sums[1], sums[2], sums[3], sums[4], sums[5],
-                       offsets[t], cp, k * b // parts, (k + 1) * b // parts,
-                       (np.empty(dc.shape[1], dtype=dc.dtype), np.empty(dc.shape[1], dtype=dc.dtype)))
+                       offsets[t], cp, k * b // parts, (k + 1) * b // parts, _backward_scratch(dc))
         _fold(sums, *grads)
