@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit import lstm_loop
+from rnnkit import ctc, lstm_loop
 from rnnkit import threads as pass_threads
 
 needs_two = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="numba has one thread here")
@@ -49,9 +49,7 @@ def test_a_second_thread_runs_on_one_thread_meanwhile(monkeypatch):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 def test_a_forked_child_trains_on_one_thread(monkeypatch):
     """GNU OpenMP aborts a forked child that uses the threads its parent started: the child
-    of a process that cut steps into parts runs the same LSTM on one thread, and agrees
-    (torch's own pool is no safer after a fork: the child sets torch to one thread, as
-    torch's DataLoader workers do, while get_num_threads here still says 2)."""
+    of a process that cut steps into parts runs the same LSTM on one thread, and agrees."""
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.setattr(pass_threads, "MIN_PART_UNITS", 8)
     cut = []
@@ -63,23 +61,87 @@ def test_a_forked_child_trains_on_one_thread(monkeypatch):
     m(x)[0].sum().backward()
     assert cut, "the parent cut its steps"
     grad = m.cells[0].weight_hh.grad.clone()
+
+    def child() -> bool:
+        cut.clear()
+        m.zero_grad()
+        m(x)[0].sum().backward()
+        return not cut and torch.allclose(m.cells[0].weight_hh.grad, grad, atol=1e-12)
+
+    assert in_forked_child(child)
+
+
+def in_forked_child(check) -> bool:
+    """``check()`` in a forked child on one torch thread (torch's own pool is no safer after
+    a fork: torch's DataLoader workers set it so too): True only if the child lived and the
+    check passed; the child leaves without pytest's teardown."""
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: same gradient, no parts, then leave without pytest's teardown
+    if pid == 0:
         code = 1
         try:
             torch.set_num_threads(1)
-            cut.clear()
-            m.zero_grad()
-            m(x)[0].sum().backward()
-            code = 0 if (not cut and torch.allclose(m.cells[0].weight_hh.grad, grad, atol=1e-12)) else 3
+            code = 0 if check() else 3
         finally:
             os.write(write, bytes([code]))
             os._exit(0)
     os.close(write)
     _, status = os.waitpid(pid, 0)
     answer = os.read(read, 1)
-    assert os.WIFEXITED(status) and answer == b"\x00", (status, answer)
+    assert os.WIFEXITED(status), f"the child died: status {status}"
+    return answer == b"\x00"
+
+
+def _ctc_case():
+    torch.manual_seed(0)
+    lp = torch.randn(8, 50, 20, dtype=torch.double).log_softmax(-1).requires_grad_()
+    return lp, torch.randint(1, 20, (8, 10)), [50] * 8, [10] * 8
+
+
+def _ctc_answers(lp, targets, input_lengths, target_lengths):
+    """The CTC lattice's two kernels: loss, its gradient, and the Viterbi paths."""
+    lp.grad = None
+    ctc.ctc_loss(lp, targets, input_lengths, target_lengths, reduction="sum").backward()
+    paths = [a.path for a in ctc.forced_align(lp.detach(), targets, input_lengths, target_lengths)]
+    return lp.grad.clone(), paths
+
+
+@needs_two
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_the_ctc_lattice_in_a_forked_child(monkeypatch):
+    """A CTC loss and a forced alignment in a forked child of a process that ran them on
+    numba's threads (GNU OpenMP aborted such a child before the lattice got its one-thread
+    twins), with the parent's answers."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    case = _ctc_case()
+    threads_used = []
+    real = pass_threads.set_numba_threads
+    monkeypatch.setattr(pass_threads, "set_numba_threads", lambda n: threads_used.append(n) or real(n))
+    grad, paths = _ctc_answers(*case)
+    assert threads_used == [2, 2], "the parent ran both kernels on two threads"
+
+    def child() -> bool:
+        threads_used.clear()
+        g, p = _ctc_answers(*case)
+        return not threads_used and torch.equal(g, grad) and p == paths
+
+    assert in_forked_child(child)
+
+
+@needs_two
+def test_the_ctc_lattice_in_a_second_thread(monkeypatch):
+    """While one thread holds numba's threads, a CTC loss in another runs on its own thread,
+    with the same answers."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    case = _ctc_case()
+    grad, paths = _ctc_answers(*case)
+    seen = []
+    with pass_threads.kernel_threads(2) as n:
+        other = threading.Thread(target=lambda: seen.append(_ctc_answers(*case)), daemon=True)
+        other.start()
+        other.join(timeout=60)
+    assert not other.is_alive(), "the second thread waited for the first's threads"
+    assert n == 2 and torch.equal(seen[0][0], grad) and seen[0][1] == paths
 
 
 @needs_two

@@ -39,7 +39,7 @@ from torch import Tensor
 
 from rnnkit import ctc_kernels
 from rnnkit.divergence import check_reduction
-from rnnkit.threads import match_torch_threads
+from rnnkit.threads import kernel_threads
 
 __all__ = ["ctc_loss", "ctc_expected_divergence", "ctc_posteriors", "forced_align", "viterbi_loss", "ctc_feasible",
            "Alignment", "Segment"]
@@ -200,9 +200,10 @@ def _lattice_cpu(lp: Tensor, batch: _Batch, blank: int, want_grad: bool, want_ga
     status = np.empty(B, dtype=np.int8)
     grad = np.zeros((B, T, C), dtype=x.dtype) if want_grad else np.zeros((1, 1, 1), dtype=x.dtype)
     gamma = np.zeros((B, T, S_)) if want_gamma else np.zeros((1, 1, 1))
-    match_torch_threads()
-    ctc_kernels.forward_backward(x, batch.targets, batch.input_lengths, batch.target_lengths, blank,
-                                 want_grad, want_gamma, loss, grad, gamma, status)
+    with kernel_threads(torch.get_num_threads()) as n:
+        kernel = ctc_kernels.forward_backward if n > 1 else ctc_kernels.forward_backward_serial
+        kernel(x, batch.targets, batch.input_lengths, batch.target_lengths, blank, want_grad, want_gamma, loss, grad,
+               gamma, status)
     return loss, grad if want_grad else None, gamma if want_gamma else None, status
 
 
@@ -406,8 +407,9 @@ def _viterbi(log_probs: Tensor, batch: _Batch, blank: int) -> tuple[np.ndarray, 
     positions = np.full((B, T), -1, dtype=np.int64)
     score = np.empty(B)
     status = np.empty(B, dtype=np.int8)
-    match_torch_threads()
-    ctc_kernels.viterbi(x, batch.targets, batch.input_lengths, batch.target_lengths, blank, positions, score, status)
+    with kernel_threads(torch.get_num_threads()) as n:
+        kernel = ctc_kernels.viterbi if n > 1 else ctc_kernels.viterbi_serial
+        kernel(x, batch.targets, batch.input_lengths, batch.target_lengths, blank, positions, score, status)
     symbols = np.where(positions % 2 == 1, np.take_along_axis(batch.targets, np.maximum(positions - 1, 0) // 2, 1), blank)
     symbols[positions < 0] = -1
     return positions, symbols, score, status

@@ -1,5 +1,9 @@
 """How many threads numba's parallel kernels use, decided in one place: the CTC lattice's
-(:func:`match_torch_threads`: torch's count) and a compiled pass over a recurrent step's rows.
+(:func:`kernel_threads` of torch's count: its rows at once) and a compiled pass over a
+recurrent step's rows (:func:`pass_parts`).
+
+Every parallel kernel has a one-thread twin, run instead in a forked child and while another
+Python thread holds numba's threads (the last two points below).
 
 The LSTM's time loop at larger batches (:class:`rnnkit.kernels.LSTMKernel`) alternates torch's
 matmul for the recurrent product, which runs on torch's intra-op threads, with one compiled
@@ -29,12 +33,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 import numba
 import torch
 
-__all__ = ["MIN_PART_UNITS", "available", "describe", "match_torch_threads", "pass_parts", "set_numba_threads",
+__all__ = ["MIN_PART_UNITS", "available", "describe", "kernel_threads", "pass_parts", "set_numba_threads",
            "step_parts"]
 
 #: a part of a step's rows must hold at least this many units (rows x hidden size) for the
@@ -67,11 +71,6 @@ def set_numba_threads(n: int) -> None:
         torch.set_num_threads(torch_threads)
 
 
-def match_torch_threads() -> None:
-    """Run numba's next parallel kernel (the CTC lattice's) on torch's thread count."""
-    set_numba_threads(torch.get_num_threads())
-
-
 def _most_parts() -> int:
     return 1 if _forked else min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
 
@@ -89,18 +88,25 @@ def step_parts(parts: int, rows: int, hidden_size: int) -> int:
 
 
 @contextmanager
-def pass_parts(rows: int, hidden_size: int) -> Iterator[int]:
-    """The number of parts (1: one thread) for passes over steps of at most ``rows`` rows of
-    ``hidden_size`` units, held for the block (other threads get 1 meanwhile)."""
-    parts = step_parts(_most_parts(), rows, hidden_size)
-    if parts < 2 or not _LOCK.acquire(blocking=False):
+def kernel_threads(wanted: int) -> Iterator[int]:
+    """Threads for numba's parallel kernels run in the block: ``wanted`` capped by torch's and
+    numba's counts, held for the block; 1 (run the one-thread twin) in a forked child, while
+    another Python thread holds them, or when one is wanted."""
+    n = min(wanted, _most_parts())
+    if n < 2 or not _LOCK.acquire(blocking=False):
         yield 1
         return
     try:
-        set_numba_threads(parts)
-        yield parts
+        set_numba_threads(n)
+        yield n
     finally:
         _LOCK.release()
+
+
+def pass_parts(rows: int, hidden_size: int) -> AbstractContextManager[int]:
+    """The number of parts (1: one thread) for passes over steps of at most ``rows`` rows of
+    ``hidden_size`` units, held for the block (other threads get 1 meanwhile)."""
+    return kernel_threads(step_parts(_most_parts(), rows, hidden_size))
 
 
 def describe() -> str:
