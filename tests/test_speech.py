@@ -66,6 +66,24 @@ def test_log_mel_matches_librosa():
     np.testing.assert_allclose(features[0].numpy(), x, atol=2e-3)
 
 
+def test_cepstra_match_librosa_mfcc():
+    """With n_ceps the features equal librosa's MFCCs of the same log-mel bands (its DCT-II,
+    orthonormal), normalised; the model's input size follows."""
+    import librosa
+
+    wave = np.random.default_rng(2).normal(0, 0.1, 4000).astype(np.float32)
+    config = FeatureConfig(n_ceps=13)
+    features, _ = LogMel(config)(torch.from_numpy(wave)[None])
+    S = librosa.feature.melspectrogram(y=wave, sr=RATE, n_fft=256, hop_length=80, win_length=200, window="hann",
+                                       center=True, pad_mode="constant", power=2.0, n_mels=40, fmin=20.0)
+    x = librosa.feature.mfcc(S=np.log(S + 1e-6), n_mfcc=13).T
+    x = (x - x.mean(0)) / (x.std(0) + 1e-5)
+    assert features.shape[-1] == config.size == 13
+    np.testing.assert_allclose(features[0].numpy(), x, atol=2e-3)
+    model = CTCRecognizer(CTCRecognizerConfig(input_size=13, num_tokens=5, features=config.to_dict()))
+    assert model.hear(torch.from_numpy(wave)[None])[0].shape[-1] == 5
+
+
 def test_log_mel_of_a_padded_batch_equals_each_wave_alone():
     rng = np.random.default_rng(1)
     waves = [torch.from_numpy(rng.normal(0, 0.1, n).astype(np.float32)) for n in (4000, 2500, 801)]
@@ -120,8 +138,12 @@ def test_feature_config_and_recognizer_errors():
         FeatureConfig(win_length=300)
     with pytest.raises(ValueError, match="fmin/fmax"):
         FeatureConfig(fmax=5000.0)
-    with pytest.raises(ValueError, match=r"input_size \(13\) must equal features' n_mels \(40\)"):
+    with pytest.raises(ValueError, match=r"FeatureConfig.n_ceps.*\[0, n_mels = 40\].*41"):
+        FeatureConfig(n_ceps=41)
+    with pytest.raises(ValueError, match=r"input_size \(13\) must equal the features' size.*: 40\)"):
         CTCRecognizer(CTCRecognizerConfig(input_size=13, num_tokens=5, features=FeatureConfig().to_dict()))
+    with pytest.raises(ValueError, match=r"input_size \(40\) must equal the features' size.*: 13\)"):
+        CTCRecognizer(CTCRecognizerConfig(input_size=40, num_tokens=5, features=FeatureConfig(n_ceps=13).to_dict()))
     with pytest.raises(ValueError, match="features: .*hop"):
         CTCRecognizer(CTCRecognizerConfig(input_size=40, num_tokens=5, features={"hop": 3}))
     with pytest.raises(ValueError, match="reads features, not recordings"):

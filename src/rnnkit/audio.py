@@ -6,7 +6,10 @@ spectrum in mel-spaced bands,
     x_t = log(M |STFT(w)_t|^2 + eps)        normalised per utterance: (x_t - mean) / std per band
 
 with M the mel filterbank (librosa's, Slaney's mel scale) and the STFT torch's, so the
-features are computed on the model's device, batched. Recordings are read with soundfile,
+features are computed on the model's device, batched. With ``n_ceps`` the frame is the first
+n_ceps coefficients of the bands' orthonormal DCT-II instead (MFCCs, as librosa's
+``feature.mfcc`` computes them): truncating the cepstrum smooths the spectrum's envelope and
+drops the voice's pitch harmonics, which the narrow low bands otherwise resolve. Recordings are read with soundfile,
 mixed down to mono and resampled to the model's rate with soxr (the resampler librosa uses).
 
 These need the ``audio`` extra: ``pip install 'rnnkit[audio]'``.
@@ -75,7 +78,8 @@ def write_audio(path: str | Path, wave: np.ndarray, rate: int) -> Path:
 @dataclass(frozen=True)
 class FeatureConfig:
     """Log-mel features: sample_rate (Hz), n_fft and win_length (samples; the window is Hann),
-    hop_length (samples between frames), n_mels bands from fmin to fmax Hz (None: rate / 2)."""
+    hop_length (samples between frames), n_mels bands from fmin to fmax Hz (None: rate / 2);
+    n_ceps: 0 for the log-mel bands themselves, else that many cepstral coefficients (MFCCs)."""
 
     sample_rate: int = 8000
     n_fft: int = 256
@@ -84,6 +88,7 @@ class FeatureConfig:
     n_mels: int = 40
     fmin: float = 20.0
     fmax: float | None = None
+    n_ceps: int = 0
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "n_fft", "win_length", "hop_length", "n_mels"):
@@ -91,6 +96,8 @@ class FeatureConfig:
             require(is_int(value) and value >= 1, f"FeatureConfig.{name}", "an integer >= 1", value)
         require(self.win_length <= self.n_fft, "FeatureConfig.win_length", f"<= n_fft ({self.n_fft})",
                 self.win_length)
+        require(is_int(self.n_ceps) and 0 <= self.n_ceps <= self.n_mels, "FeatureConfig.n_ceps",
+                f"an integer in [0, n_mels = {self.n_mels}] (0: the log-mel bands)", self.n_ceps)
         top = self.sample_rate / 2 if self.fmax is None else self.fmax
         require(is_number(self.fmin) and 0 <= self.fmin < top <= self.sample_rate / 2, "FeatureConfig.fmin/fmax",
                 f"0 <= fmin < fmax <= sample_rate / 2 = {self.sample_rate / 2}", (self.fmin, self.fmax))
@@ -99,14 +106,20 @@ class FeatureConfig:
     def frame_seconds(self) -> float:
         return self.hop_length / self.sample_rate
 
+    @property
+    def size(self) -> int:
+        """Numbers per frame: n_ceps, or n_mels without cepstra."""
+        return self.n_ceps or self.n_mels
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class LogMel(nn.Module):
-    """Waves (B, N) -> normalised log-mel features (B, T, n_mels), T = 1 + N // hop_length
-    (frames centred on samples 0, hop, 2 hop, ...). No parameters: the filterbank and the
-    window are buffers that are not saved, rebuilt from the config."""
+    """Waves (B, N) -> normalised log-mel features (B, T, size), T = 1 + N // hop_length
+    (frames centred on samples 0, hop, 2 hop, ...); size is n_mels, or n_ceps when the config
+    asks for cepstra. No parameters: the filterbank, the DCT and the window are buffers that
+    are not saved, rebuilt from the config."""
 
     def __init__(self, config: FeatureConfig | None = None, **options: Any) -> None:
         super().__init__()
@@ -115,13 +128,18 @@ class LogMel(nn.Module):
         mel = librosa.filters.mel(sr=c.sample_rate, n_fft=c.n_fft, n_mels=c.n_mels, fmin=c.fmin, fmax=c.fmax)
         self.register_buffer("mel", torch.from_numpy(mel).float(), persistent=False)  # (n_mels, n_fft / 2 + 1)
         self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+        if c.n_ceps:  # scipy's orthonormal DCT-II of the bands, first n_ceps rows (librosa's MFCC)
+            dct = _needs("scipy.fft").dct(np.eye(c.n_mels), type=2, norm="ortho", axis=0)[: c.n_ceps]
+            self.register_buffer("dct", torch.from_numpy(dct).float(), persistent=False)  # (n_ceps, n_mels)
+        else:
+            self.dct = None
 
     def frames(self, samples: Tensor) -> Tensor:
         """Frames of waves of ``samples`` samples each."""
         return 1 + samples // self.config.hop_length
 
     def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(features (B, T, n_mels), frames (B,)) of waves (B, N) of ``lengths`` samples each
+        """(features (B, T, size), frames (B,)) of waves (B, N) of ``lengths`` samples each
         (default N); each utterance is normalised over its own frames only. The STFT pads with
         zeros (as librosa does), so a wave's features are the same alone or padded in a batch."""
         c = self.config
@@ -136,6 +154,8 @@ class LogMel(nn.Module):
                               center=True, pad_mode="constant", return_complex=True)
         energy = self.mel @ spectrum.abs().square()  # (B, n_mels, T)
         x = torch.log(energy + 1e-6).transpose(1, 2)  # (B, T, n_mels)
+        if self.dct is not None:
+            x = x @ self.dct.T  # (B, T, n_ceps)
         frames = self.frames(lengths)
         valid = (torch.arange(x.shape[1])[None, :] < frames[:, None]).to(x.device).unsqueeze(-1).float()
         count = valid.sum(1, keepdim=True)

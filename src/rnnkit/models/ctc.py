@@ -54,8 +54,9 @@ class CTCRecognizer(Model):
                 features = FeatureConfig(**c.features)
             except TypeError as e:
                 raise ValueError(f"features: {e}") from None
-            if features.n_mels != c.input_size:
-                raise ValueError(f"input_size ({c.input_size}) must equal features' n_mels ({features.n_mels})")
+            if features.size != c.input_size:
+                raise ValueError(f"input_size ({c.input_size}) must equal the features' size per frame "
+                                 f"(n_ceps or n_mels: {features.size})")
             self.frontend = LogMel(features)
         self.rnn = build_recurrent(c.input_size * c.stack_frames, **c.rnn)
         self.drop = nn.Dropout(c.dropout)

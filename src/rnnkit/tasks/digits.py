@@ -82,6 +82,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-digits", type=positive_int, default=7, help="digits per utterance: 1 to this")
     p.add_argument("--speeds", type=speeds, default=[0.9, 1.0, 1.1], help="speed perturbation factors (comma-separated)")
     p.add_argument("--noise", type=fraction, default=0.01, help="white noise std drawn in [0, this] per training utterance")
+    p.add_argument("--cepstra", type=nonnegative_int, default=0,
+                   help="hear this many cepstral coefficients of the 40 log-mel bands (MFCCs; 0: the bands)")
     p.add_argument("--spec-augment", type=nonnegative_int, default=0,
                    help="SpecAugment: this many frequency and time masks per utterance (0: off)")
     p.add_argument("--test-passes", type=positive_int, default=3,
@@ -127,9 +129,9 @@ def train(args: argparse.Namespace) -> RunDir:
     torch.manual_seed(args.seed)
     parts = split_recordings(load_recordings(args.data_dir), args.split)
     groups = by_speaker(parts["train"])
-    vocab, features = vocabulary(), FeatureConfig()
+    vocab, features = vocabulary(), FeatureConfig(n_ceps=args.cepstra)
     model = CTCRecognizer(CTCRecognizerConfig(
-        input_size=features.n_mels, num_tokens=len(vocab), blank=0, stack_frames=args.stack_frames,
+        input_size=features.size, num_tokens=len(vocab), blank=0, stack_frames=args.stack_frames,
         dropout=args.dropout, features=features.to_dict(),
         rnn={"cell": "lstm", "hidden_size": args.hidden, "num_layers": args.layers, "bidirectional": True}))
     model.vocab = vocab
