@@ -68,20 +68,32 @@ def test_log_mel_matches_librosa():
 
 def test_cepstra_match_librosa_mfcc():
     """With n_ceps the features equal librosa's MFCCs of the same log-mel bands (its DCT-II,
-    orthonormal), normalised; the model's input size follows."""
+    orthonormal), normalised; the model's input size follows, and its alignment picture
+    still shows the bands."""
     import librosa
+
+    from rnnkit.speech import Transcriber
+    from rnnkit.tasks.digits import vocabulary
 
     wave = np.random.default_rng(2).normal(0, 0.1, 4000).astype(np.float32)
     config = FeatureConfig(n_ceps=13)
     features, _ = LogMel(config)(torch.from_numpy(wave)[None])
     S = librosa.feature.melspectrogram(y=wave, sr=RATE, n_fft=256, hop_length=80, win_length=200, window="hann",
                                        center=True, pad_mode="constant", power=2.0, n_mels=40, fmin=20.0)
-    x = librosa.feature.mfcc(S=np.log(S + 1e-6), n_mfcc=13).T
-    x = (x - x.mean(0)) / (x.std(0) + 1e-5)
+
+    def normalised(x):
+        return (x - x.mean(0)) / (x.std(0) + 1e-5)
+
     assert features.shape[-1] == config.size == 13
-    np.testing.assert_allclose(features[0].numpy(), x, atol=2e-3)
-    model = CTCRecognizer(CTCRecognizerConfig(input_size=13, num_tokens=5, features=config.to_dict()))
-    assert model.hear(torch.from_numpy(wave)[None])[0].shape[-1] == 5
+    np.testing.assert_allclose(features[0].numpy(), normalised(librosa.feature.mfcc(S=np.log(S + 1e-6), n_mfcc=13).T),
+                               atol=2e-3)
+    vocab = vocabulary()
+    model = CTCRecognizer(CTCRecognizerConfig(input_size=13, num_tokens=len(vocab), stack_frames=3,
+                                              features=config.to_dict(),
+                                              rnn={"cell": "lstm", "hidden_size": 8, "bidirectional": True}))
+    model.vocab = vocab
+    view = Transcriber(model.eval(), beam=1).align(wave, "one")
+    np.testing.assert_allclose(view.features, normalised(np.log(S + 1e-6).T), atol=2e-3)
 
 
 def test_log_mel_of_a_padded_batch_equals_each_wave_alone():

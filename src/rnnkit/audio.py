@@ -142,6 +142,14 @@ class LogMel(nn.Module):
         """(features (B, T, size), frames (B,)) of waves (B, N) of ``lengths`` samples each
         (default N); each utterance is normalised over its own frames only. The STFT pads with
         zeros (as librosa does), so a wave's features are the same alone or padded in a batch."""
+        return self._features(waves, lengths, cepstra=self.dct is not None)
+
+    def bands(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(normalised log-mel bands (B, T, n_mels), frames): the spectrogram, whether the
+        features are the bands or their cepstra (what a picture of the recording shows)."""
+        return self._features(waves, lengths, cepstra=False)
+
+    def _features(self, waves: Tensor, lengths: Tensor | None, cepstra: bool) -> tuple[Tensor, Tensor]:
         c = self.config
         if waves.dim() != 2:
             raise ValueError(f"waves must be (batch, samples). Received shape {tuple(waves.shape)}")
@@ -154,7 +162,7 @@ class LogMel(nn.Module):
                               center=True, pad_mode="constant", return_complex=True)
         energy = self.mel @ spectrum.abs().square()  # (B, n_mels, T)
         x = torch.log(energy + 1e-6).transpose(1, 2)  # (B, T, n_mels)
-        if self.dct is not None:
+        if cepstra:
             x = x @ self.dct.T  # (B, T, n_ceps)
         frames = self.frames(lengths)
         valid = (torch.arange(x.shape[1])[None, :] < frames[:, None]).to(x.device).unsqueeze(-1).float()

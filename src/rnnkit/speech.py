@@ -154,7 +154,8 @@ class Transcriber:
                              f"({T * self.model.frame_seconds:.2f} s)")
         gamma, _ = ctc_posteriors(lp[None].double(), torch.tensor([ids]), [T], [len(ids)], self.blank)
         path = forced_align(lp[None], torch.tensor([ids]), [T], [len(ids)], self.blank)[0]
-        return AlignmentView(features[0, : int(frames[0])].cpu().numpy(), self.model.frontend.config.frame_seconds,
+        spectrogram, _ = self.model.frontend.bands(samples)
+        return AlignmentView(spectrogram[0, : int(frames[0])].cpu().numpy(), self.model.frontend.config.frame_seconds,
                              lp.exp().numpy(), self.model.frame_seconds, list(self.tokens), self.blank, ids,
                              gamma[0, :T, : 2 * len(ids) + 1].numpy(), path.positions,
                              _words(path, self.model.frame_seconds, self.tokens, self.delimiter))
@@ -164,7 +165,8 @@ class Transcriber:
 class AlignmentView:
     """One recording as the recognizer sees it (for :func:`rnnkit.plots.ctc_alignment`).
 
-    features (T, n_mels) every feature_seconds; posteriors y_t(c) (T', C) every frame_seconds;
+    features (T, n_mels): the normalised log-mel bands every feature_seconds (also when the model
+    hears their cepstra); posteriors y_t(c) (T', C) every frame_seconds;
     target: the token ids aligned; gamma (T', 2S+1): the posterior of each position of the
     blank-extended target (even: blank); positions: the Viterbi path's position per frame;
     words: the target's words timed by that path.
