@@ -17,6 +17,9 @@ Then beam search with 32 beams from one start token for ``--tokens`` steps (no e
     torch beam loop   the peer: the same modules on the 32 beams, log_softmax, top-32 of the
                       32 x 100 extensions, the state and the token history reordered
     rnnkit            rnnkit.decode.beam_search over LanguageModel.step
+    floor: ...        not a search: the least a step must compute at 32 rows (each layer's
+                      product; then its activations, the output layer and the top-k), so
+                      its ratio bounds what any beam step on these products could reach
 
 Rounds run back to back; the ratio is the median of the rounds' ratios (the machine is
 shared). Speeds in tokens/s (higher is faster; a beam step counts as one token).
@@ -74,6 +77,24 @@ def torch_beam_loop(tokens: int, width: int = 32) -> None:
         state = tuple(s[:, beam] for s in state)
         history = torch.cat([history[beam], token[:, None]], 1)
         x = token[:, None]
+
+
+def beam_floor(tokens: int, width: int = 32, everything: bool = True) -> None:
+    """The least a beam step must compute, nothing else, on the same modules' weights: each
+    layer's product [x_t h_{t-1}] [W_ih W_hh]^T + b at ``width`` rows (torch's matmul); with
+    ``everything`` also the gates' sigmoids and tanhs, the output layer, log_softmax and the
+    top-k of the extensions (no state update, reordering or history: a bound, not a search)."""
+    layers = [(torch.cat([getattr(LSTM, f"weight_ih_l{k}"), getattr(LSTM, f"weight_hh_l{k}")], 1).t().contiguous(),
+               getattr(LSTM, f"bias_ih_l{k}") + getattr(LSTM, f"bias_hh_l{k}")) for k in range(LAYERS)]
+    inputs = [torch.randn(width, w.shape[0]) for w, _ in layers]
+    h = torch.randn(width, H)
+    for _ in range(tokens):
+        for x, (w, b) in zip(inputs, layers):
+            gates = torch.addmm(b, x, w)
+            if everything:
+                torch.sigmoid(gates), torch.tanh(gates)
+        if everything:
+            OUTPUT(h).log_softmax(-1).reshape(-1).topk(width)
 
 
 def rnnkit_beam(model: LanguageModel, tokens: int, width: int = 32) -> None:
@@ -189,7 +210,9 @@ def main() -> None:
            f"generation at batch 1: {LAYERS} x {H} LSTM, embeddings {E}, {V} symbols, {args.tokens} tokens; "
            f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.rounds} rounds",
            args.json, {"rounds": args.rounds, "tokens": args.tokens, "threads": torch.get_num_threads()})
-    runs = {"torch beam loop": torch_beam_loop, "rnnkit": lambda n: rnnkit_beam(auto, n)}
+    runs = {"torch beam loop": torch_beam_loop, "rnnkit": lambda n: rnnkit_beam(auto, n),
+            "floor: products only": lambda n: beam_floor(n, everything=False),
+            "floor: + activations, output, top-k": beam_floor}
     speeds = {name: [] for name in runs}
     for _ in range(args.rounds):
         for name, run in runs.items():
