@@ -1,14 +1,14 @@
 """digits: speech recognition with CTC on connected spoken digits (FSDD), from recordings to timed words.
 
 Utterances of 1 to 7 digits said by one speaker are joined from FSDD's isolated recordings
-(rnnkit.data.digits); the model hears 40 log-mel bands every 10 ms, stacks 3 frames into one
-(30 ms), and a bidirectional LSTM emits y_t over the letters of the digit words, the space
+(rnnkit.data.digits); the model hears 13 cepstral coefficients of 40 log-mel bands (MFCCs)
+every 10 ms, stacks 3 frames into one (30 ms), and a bidirectional LSTM emits y_t over the letters of the digit words, the space
 and the blank. Trained with CTC (no alignments), it is decoded four ways: greedy, prefix
 beam search, beam search restricted to the ten words (lexicon), and lexicon plus a word
 trigram model estimated on training transcripts.
 
-Training utterances are drawn afresh for every batch (speed perturbation 0.9/1.0/1.1, white
-noise, SpecAugment masks); valid and test utterances are fixed (seeded). ``--split standard``
+Training utterances are drawn afresh for every batch (speed perturbation 0.85-1.15, white
+noise, SpecAugment masks when asked); valid and test utterances are fixed (seeded). ``--split standard``
 is FSDD's official split (recordings 0-4 test); ``--split speaker:NAME`` holds one speaker
 out entirely.
 
@@ -80,9 +80,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, default=2e-3, help="Adam's learning rate")
     p.add_argument("--epoch-batches", type=positive_int, default=100, help="batches between dev evaluations")
     p.add_argument("--max-digits", type=positive_int, default=7, help="digits per utterance: 1 to this")
-    p.add_argument("--speeds", type=speeds, default=[0.9, 1.0, 1.1], help="speed perturbation factors (comma-separated)")
+    p.add_argument("--speeds", type=speeds, default=[0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15],
+                   help="speed perturbation factors (comma-separated)")
     p.add_argument("--noise", type=fraction, default=0.01, help="white noise std drawn in [0, this] per training utterance")
-    p.add_argument("--cepstra", type=nonnegative_int, default=0,
+    p.add_argument("--cepstra", type=nonnegative_int, default=13,
                    help="hear this many cepstral coefficients of the 40 log-mel bands (MFCCs; 0: the bands)")
     p.add_argument("--spec-augment", type=nonnegative_int, default=0,
                    help="SpecAugment: this many frequency and time masks per utterance (0: off)")
