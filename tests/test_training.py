@@ -86,6 +86,20 @@ def _tiny_run(tmp_path) -> Path:
     return RunDir(tmp_path).checkpoints()[-1].path
 
 
+def test_finish_ends_the_process_group(tmp_path, monkeypatch):
+    """rnnkit.train.distributed.finish (called by `rnnkit train` after the task's training on
+    every process) destroys the group, so gloo's threads are stopped before the interpreter exits."""
+    import torch.distributed as dist
+
+    from rnnkit.train import distributed
+
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    assert dist.is_initialized()
+    distributed.finish()
+    assert not dist.is_initialized()
+    distributed.finish()  # without a group: nothing to do
+
+
 def test_checkpoint_loads_as_a_model_and_bad_ones_are_refused(tmp_path):
     path = _tiny_run(tmp_path)
     model = rnnkit.load(path)

@@ -90,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
     from rnnkit.plots import learning_curves
     from rnnkit.run_dir import RunDir
     from rnnkit.tasks import TASKS
-    from rnnkit.train.distributed import is_main_process
+    from rnnkit.train.distributed import finish, is_main_process
     from rnnkit.train.loggers import log_outputs
 
     def last_step(run: RunDir) -> int | None:
@@ -100,6 +100,7 @@ def _train(args: argparse.Namespace) -> int:
     task = TASKS[args.task]
     before = last_step(RunDir(Path(args.resume))) if args.resume else None
     run = task.train(args)
+    finish()  # the processes' collectives are over: what follows is rank 0's alone
     if not is_main_process():  # under torchrun only rank 0 reports
         return 0
     if run.metrics.is_file():

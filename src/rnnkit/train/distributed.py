@@ -32,6 +32,15 @@ def init(device: torch.device | str = "cpu") -> tuple[int, int]:
     return 0, 1
 
 
+def finish() -> None:
+    """End the process group once training is over (every process, after its last collective).
+    Left to the interpreter's exit, gloo's worker threads can abort a process that finished
+    its work (SIGABRT, "terminate called without an active exception"; torch issue 190489),
+    and torchrun then reports the run as failed."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def local_device(name: str) -> torch.device:
     """The device of this process for a --device value: under torchrun, "auto" and "cuda" mean
     this process's own GPU (cuda:LOCAL_RANK), and "auto" means the CPU when the node has fewer
