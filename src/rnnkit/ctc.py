@@ -191,6 +191,13 @@ def _max_id(targets: IntsLike) -> int:
 # ----------------------------------------------------------------------------- lattice backends
 
 
+def _on_threads(parallel, serial, *args) -> None:
+    """Run a lattice kernel over the batch's rows on torch's thread count, or its one-thread
+    twin where numba's threads are unsafe (:func:`rnnkit.threads.kernel_threads`)."""
+    with kernel_threads(torch.get_num_threads()) as n:
+        (parallel if n > 1 else serial)(*args)
+
+
 def _lattice_cpu(lp: Tensor, batch: _Batch, blank: int, want_grad: bool, want_gamma: bool):
     """Run the compiled forward-backward: (loss (B,) f64, grad (B,T,C) or None, gamma, status)."""
     x = lp.detach().contiguous().numpy()
@@ -200,10 +207,8 @@ def _lattice_cpu(lp: Tensor, batch: _Batch, blank: int, want_grad: bool, want_ga
     status = np.empty(B, dtype=np.int8)
     grad = np.zeros((B, T, C), dtype=x.dtype) if want_grad else np.zeros((1, 1, 1), dtype=x.dtype)
     gamma = np.zeros((B, T, S_)) if want_gamma else np.zeros((1, 1, 1))
-    with kernel_threads(torch.get_num_threads()) as n:
-        kernel = ctc_kernels.forward_backward if n > 1 else ctc_kernels.forward_backward_serial
-        kernel(x, batch.targets, batch.input_lengths, batch.target_lengths, blank, want_grad, want_gamma, loss, grad,
-               gamma, status)
+    _on_threads(ctc_kernels.forward_backward, ctc_kernels.forward_backward_serial, x, batch.targets,
+                batch.input_lengths, batch.target_lengths, blank, want_grad, want_gamma, loss, grad, gamma, status)
     return loss, grad if want_grad else None, gamma if want_gamma else None, status
 
 
@@ -407,9 +412,8 @@ def _viterbi(log_probs: Tensor, batch: _Batch, blank: int) -> tuple[np.ndarray, 
     positions = np.full((B, T), -1, dtype=np.int64)
     score = np.empty(B)
     status = np.empty(B, dtype=np.int8)
-    with kernel_threads(torch.get_num_threads()) as n:
-        kernel = ctc_kernels.viterbi if n > 1 else ctc_kernels.viterbi_serial
-        kernel(x, batch.targets, batch.input_lengths, batch.target_lengths, blank, positions, score, status)
+    _on_threads(ctc_kernels.viterbi, ctc_kernels.viterbi_serial, x, batch.targets, batch.input_lengths,
+                batch.target_lengths, blank, positions, score, status)
     symbols = np.where(positions % 2 == 1, np.take_along_axis(batch.targets, np.maximum(positions - 1, 0) // 2, 1), blank)
     symbols[positions < 0] = -1
     return positions, symbols, score, status
