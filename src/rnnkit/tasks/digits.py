@@ -2,15 +2,15 @@
 
 Utterances of 1 to 7 digits said by one speaker are joined from FSDD's isolated recordings
 (rnnkit.data.digits); the model hears 13 cepstral coefficients of 40 log-mel bands (MFCCs)
-every 10 ms, stacks 3 frames into one (30 ms), and a bidirectional LSTM emits y_t over the letters of the digit words, the space
-and the blank. Trained with CTC (no alignments), it is decoded four ways: greedy, prefix
-beam search, beam search restricted to the ten words (lexicon), and lexicon plus a word
-trigram model estimated on training transcripts.
+every 10 ms, stacks 3 frames into one (30 ms), and a bidirectional LSTM emits y_t over the
+letters of the digit words, the space and the blank. Trained with CTC (no alignments), it is
+decoded four ways: greedy, prefix beam search, beam search restricted to the ten words
+(lexicon), and lexicon plus a word trigram model estimated on training transcripts.
 
 Training utterances are drawn afresh for every batch (speed perturbation 0.85-1.15, white
-noise, SpecAugment masks when asked); valid and test utterances are fixed (seeded). ``--split standard``
-is FSDD's official split (recordings 0-4 test); ``--split speaker:NAME`` holds one speaker
-out entirely.
+noise, SpecAugment masks when asked); valid and test utterances are fixed (seeded).
+``--split standard`` is FSDD's official split (recordings 0-4 test); ``--split speaker:NAME``
+holds one speaker out entirely.
 
     rnnkit evaluate RUN --split test      WER and CER of each decoder, WER per speaker
     rnnkit transcribe RUN FILE.wav        timed words
