@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
-from rnnkit.audio import FeatureConfig, LogMel, read_audio, spec_augment
+from rnnkit.audio import FeatureConfig, FeatureStats, LogMel, read_audio, spec_augment, warp_spectrum
 from rnnkit.cli import main
 from rnnkit.data import DrawnBatches, pad
 from rnnkit.data import digits as D
@@ -132,6 +133,48 @@ def test_read_audio_errors_name_the_file(tmp_path, content, error):
     assert str(path) in str(e.value)
 
 
+def test_warp_spectrum_moves_a_tone_by_its_factor_and_keeps_the_nyquist_bin():
+    power = torch.rand(3, 129, 4)
+    assert torch.allclose(warp_spectrum(power, torch.ones(3)), power, atol=1e-6)
+    tone = torch.zeros(3, 129, 1)
+    tone[:, 40] = 1.0
+    warped = warp_spectrum(tone, torch.tensor([0.9, 1.0, 1.1]))[:, :, 0]
+    centre = (warped * torch.arange(129)).sum(1) / warped.sum(1)
+    assert torch.allclose(centre, torch.tensor([36.0, 40.0, 44.0]), atol=1e-4)
+    top = torch.zeros(2, 129, 1)
+    top[:, 128] = 1.0  # the Nyquist bin maps to itself
+    assert torch.allclose(warp_spectrum(top, torch.tensor([0.9, 1.1]))[:, 128, 0], torch.ones(2))
+    with pytest.raises(ValueError, match=r"warps \(B,\)"):
+        warp_spectrum(power, torch.ones(2))
+
+
+def test_warped_features_differ_only_when_warped():
+    wave = torch.from_numpy(np.sin(2 * np.pi * 440 * np.arange(4000) / 8000).astype(np.float32))[None]
+    front = LogMel(FeatureConfig(n_ceps=13))
+    plain, _ = front(wave)
+    assert torch.allclose(front(wave, warps=torch.ones(1))[0], plain, atol=1e-5)
+    assert not torch.allclose(front(wave, warps=torch.tensor([1.1]))[0], plain, atol=1e-2)
+
+
+def test_speaker_normalisation_by_each_recordings_own_stats_is_the_per_utterance_one():
+    front = LogMel(FeatureConfig(n_ceps=13))
+    waves = [np.sin(np.arange(n) * f).astype(np.float32) * 0.1 + np.random.default_rng(n).normal(0, 0.01, n).astype(
+        np.float32) for n, f in ((4000, 0.3), (2400, 0.7))]
+    batch, lengths = pad([torch.from_numpy(w) for w in waves])
+    own, frames = front(batch, lengths)
+    rows = FeatureStats.stack([front.stats([w], batch_size=1) for w in waves])
+    assert torch.allclose(front(batch, lengths, stats=rows)[0], own, atol=2e-3)
+    pooled, _ = front(batch, lengths, stats=front.stats(waves, batch_size=1))  # the two as one speaker
+    valid = torch.cat([pooled[i, : int(frames[i])] for i in range(2)]).double()
+    assert torch.allclose(valid.mean(0), torch.zeros(13, dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(valid.std(0, unbiased=False), torch.ones(13, dtype=torch.float64), atol=1e-3)
+    assert not torch.allclose(pooled, own, atol=1e-2)
+    with pytest.raises(ValueError, match=r"stats must be \(13,\) or \(2, 13\)"):
+        front(batch, lengths, stats=FeatureStats(torch.zeros(40), torch.ones(40)))
+    with pytest.raises(ValueError, match="at least one recording"):
+        front.stats([])
+
+
 def test_spec_augment_masks_within_each_utterance_deterministically():
     x = torch.randn(3, 50, 40)
     lengths = torch.tensor([50, 30, 10])
@@ -212,6 +255,43 @@ def test_speed_perturbation_changes_the_duration(fsdd):
     assert len(slow.wave) == pytest.approx(len(r.wave) / 0.9, abs=2)
 
 
+def test_level_scales_the_speech_and_not_the_pauses(fsdd):
+    recordings = D.load_recordings(fsdd)[:3]
+    plain = D.join(recordings, np.random.default_rng(1))
+    loud = D.join(recordings, np.random.default_rng(1), level=0.1)
+    speech = np.concatenate([loud.wave[a:b] for a, b in loud.spans])
+    assert np.sqrt(np.mean(speech.astype(np.float64) ** 2)) == pytest.approx(0.1, rel=1e-4)
+    assert loud.spans == plain.spans
+    pause = slice(0, loud.spans[0][0])
+    assert np.array_equal(loud.wave[pause], plain.wave[pause])
+    levels = []
+    for seed in range(20):
+        u = D.draw_utterance(D.by_speaker(recordings), np.random.default_rng(seed), noise=0.0, levels=(-40.0, -20.0))
+        speech = np.concatenate([u.wave[a:b] for a, b in u.spans]).astype(np.float64)
+        levels.append(20 * np.log10(np.sqrt(np.mean(speech ** 2))))
+    assert -40 - 1e-3 <= min(levels) < -35 and -25 < max(levels) <= -20 + 1e-3
+
+
+def test_trim_cuts_only_the_edges_of_each_recording(fsdd):
+    recordings = D.load_recordings(fsdd)[:3]
+    u = D.join(recordings, np.random.default_rng(2), trim=0.05)
+    for r, (start, end) in zip(recordings, u.spans):
+        kept = u.wave[start:end]
+        cut = len(r.wave) - len(kept)
+        assert 0 < cut <= 2 * min(0.05 * D.RATE, len(r.wave) / 4)
+        at = next(i for i in range(cut + 1) if np.array_equal(r.wave[i : i + len(kept)], kept))
+        assert 0 <= at <= cut  # a contiguous middle of the recording
+    assert [e - s for s, e in D.join(recordings, np.random.default_rng(2)).spans] == [len(r.wave) for r in recordings]
+
+
+@pytest.mark.parametrize("text", ["-20,-40", "-45", "loud,-20", "-20,5"])
+def test_levels_option_names_the_expected_form(text, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "digits", f"--levels={text}", "--max-steps", "1"])
+    assert exit_.value.code == 2
+    assert "argument --levels: must be LOW,HIGH in dBFS" in capsys.readouterr().err
+
+
 def test_drawn_batches_resume_exactly():
     def draw(rng):
         return {"x": torch.from_numpy(rng.integers(0, 10**6, 3))}
@@ -275,6 +355,29 @@ def test_a_recognizer_overfits_a_few_utterances(fsdd):
         opt.step()
     hyps = model.eval().decode(batch["input"], batch["lengths"])
     assert ["".join(vocab.tokens[i] for i in h.ids) for h in hyps] == [u.text for u in utterances]
+
+
+def test_digits_normalised_by_speaker_trains_evaluates_and_transcribes(fsdd, tmp_path, capsys):
+    from rnnkit.tasks.digits import training_speakers
+
+    recordings = D.split_recordings(D.load_recordings(fsdd), "speaker:theo")["train"]
+    stats = training_speakers(recordings, [0.9, 1.0], LogMel(FeatureConfig(n_ceps=13)), seed=0)
+    assert set(stats) == {(s, v) for s in D.SPEAKERS if s != "theo" for v in (0.9, 1.0)}
+    assert not torch.allclose(stats["george", 0.9].mean, stats["george", 1.0].mean)
+    runs = tmp_path / "runs"
+    assert main(["train", "digits", "--split", "speaker:theo", "--normalise", "speaker", "--data-dir", str(fsdd),
+                 "--runs", str(runs), "--max-steps", "1", "--hidden", "8", "--layers", "1", "--batch-size", "4",
+                 "--test-passes", "1", "--valid-passes", "1", "--device", "cpu", "--no-progress"]) == 0
+    (run,) = runs.iterdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "test", "--json", "--data-dir", str(fsdd), "--no-progress"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["words"] == 120 and 0 <= scores["wer_lexicon_lm_theo"] <= 1
+    files = [str(tmp_path / f"{d}.wav") for d in (3, 5)]
+    for d, name in zip((3, 5), files):
+        Path(name).write_bytes(wav_bytes(tone(d, D.SPEAKERS.index("theo"), 0)))
+    assert main(["transcribe", str(run), *files, "--one-speaker", "--json", "--device", "cpu"]) == 0
+    assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == files
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ spectrum in mel-spaced bands,
 
     x_t = log(M |STFT(w)_t|^2 + eps)        normalised per utterance: (x_t - mean) / std per band
 
+(or by the mean and std over all of a speaker's recordings, :meth:`LogMel.stats`: speaker normalisation)
+
 with M the mel filterbank (librosa's, Slaney's mel scale) and the STFT torch's, so the
 features are computed on the model's device, batched. With ``n_ceps`` the frame is the first
 n_ceps coefficients of the bands' orthonormal DCT-II instead (MFCCs, as librosa's
@@ -18,6 +20,7 @@ These need the ``audio`` extra: ``pip install 'rnnkit[audio]'``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from torch import Tensor, nn
 
 from rnnkit.checks import is_int, is_number, require
 
-__all__ = ["FeatureConfig", "LogMel", "read_audio", "resample", "spec_augment"]
+__all__ = ["FeatureConfig", "FeatureStats", "LogMel", "read_audio", "resample", "spec_augment", "warp_spectrum"]
 
 EXTRA = "pip install 'rnnkit[audio]' (or: pip install soundfile soxr librosa)"
 
@@ -138,18 +141,49 @@ class LogMel(nn.Module):
         """Frames of waves of ``samples`` samples each."""
         return 1 + samples // self.config.hop_length
 
-    def forward(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, waves: Tensor, lengths: Tensor | None = None, warps: Tensor | None = None,
+                stats: FeatureStats | None = None) -> tuple[Tensor, Tensor]:
         """(features (B, T, size), frames (B,)) of waves (B, N) of ``lengths`` samples each
-        (default N); each utterance is normalised over its own frames only. The STFT pads with
-        zeros (as librosa does), so a wave's features are the same alone or padded in a batch."""
-        return self._features(waves, lengths, cepstra=self.dct is not None)
+        (default N). Each utterance is normalised over its own frames, or by ``stats`` (the
+        mean and std of a speaker's features, :meth:`stats`: speaker normalisation). The STFT
+        pads with zeros (as librosa does), so a wave's features are the same alone or padded in
+        a batch. ``warps`` (B,): each utterance's spectrum warped by that factor first
+        (:func:`warp_spectrum`, vocal tract length perturbation in training)."""
+        x, frames, valid = self._unnormalised(waves, lengths, warps)
+        if self.dct is not None:
+            x = x @ self.dct.T  # (B, T, n_ceps)
+        return _normalise(x, valid, stats), frames
 
     def bands(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(normalised log-mel bands (B, T, n_mels), frames): the spectrogram, whether the
         features are the bands or their cepstra (what a picture of the recording shows)."""
-        return self._features(waves, lengths, cepstra=False)
+        x, frames, valid = self._unnormalised(waves, lengths)
+        return _normalise(x, valid, None), frames
 
-    def _features(self, waves: Tensor, lengths: Tensor | None, cepstra: bool) -> tuple[Tensor, Tensor]:
+    @torch.no_grad()
+    def stats(self, waves: Sequence[np.ndarray], batch_size: int = 32) -> FeatureStats:
+        """The mean and std of each feature over every frame of ``waves`` (one speaker's
+        recordings, samples at the config's rate), for :meth:`forward`'s ``stats``."""
+        if not waves:
+            raise ValueError("stats needs at least one recording")
+        total = torch.zeros(self.config.size, dtype=torch.float64)
+        squares, count = torch.zeros_like(total), 0
+        for i in range(0, len(waves), batch_size):
+            chunk = [torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in waves[i : i + batch_size]]
+            lengths = torch.tensor([len(w) for w in chunk])
+            x, _, valid = self._unnormalised(nn.utils.rnn.pad_sequence(chunk, batch_first=True), lengths)
+            if self.dct is not None:
+                x = x @ self.dct.T
+            x = x.double().cpu()[valid.cpu()[..., 0] > 0]  # (frames, size)
+            total += x.sum(0)
+            squares += x.square().sum(0)
+            count += len(x)
+        mean = total / count
+        return FeatureStats(mean.float(), (squares / count - mean.square()).clamp(min=0).sqrt().float())
+
+    def _unnormalised(self, waves: Tensor, lengths: Tensor | None,
+                      warps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(log-mel bands (B, T, n_mels), frames (B,), valid (B, T, 1): 1 on each wave's frames)."""
         c = self.config
         if waves.dim() != 2:
             raise ValueError(f"waves must be (batch, samples). Received shape {tuple(waves.shape)}")
@@ -160,16 +194,71 @@ class LogMel(nn.Module):
         inside = torch.arange(N, device=waves.device)[None, :] < lengths.to(waves.device)[:, None]
         spectrum = torch.stft(waves.float() * inside, c.n_fft, c.hop_length, c.win_length, self.window,
                               center=True, pad_mode="constant", return_complex=True)
-        energy = self.mel @ spectrum.abs().square()  # (B, n_mels, T)
+        power = spectrum.abs().square()  # (B, n_fft / 2 + 1, T)
+        if warps is not None:
+            power = warp_spectrum(power, warps.to(power.device))
+        energy = self.mel @ power  # (B, n_mels, T)
         x = torch.log(energy + 1e-6).transpose(1, 2)  # (B, T, n_mels)
-        if cepstra:
-            x = x @ self.dct.T  # (B, T, n_ceps)
         frames = self.frames(lengths)
         valid = (torch.arange(x.shape[1])[None, :] < frames[:, None]).to(x.device).unsqueeze(-1).float()
+        return x, frames, valid
+
+
+@dataclass(frozen=True)
+class FeatureStats:
+    """The mean and std of features over many frames (a speaker's), for normalisation: (size,)
+    for a whole batch, or (B, size), one row per utterance."""
+
+    mean: Tensor
+    std: Tensor
+
+    @staticmethod
+    def stack(rows: Sequence[FeatureStats]) -> FeatureStats:
+        """One row per utterance, from each utterance's stats."""
+        return FeatureStats(torch.stack([r.mean for r in rows]), torch.stack([r.std for r in rows]))
+
+
+def _normalise(x: Tensor, valid: Tensor, stats: FeatureStats | None) -> Tensor:
+    """(x - mean) / std per feature, zero past each utterance's frames: the utterance's own
+    mean and std over its valid frames, or ``stats``'."""
+    if stats is None:
         count = valid.sum(1, keepdim=True)
         mean = (x * valid).sum(1, keepdim=True) / count
         std = (((x - mean) * valid).square().sum(1, keepdim=True) / count).sqrt()
-        return (x - mean) / (std + 1e-5) * valid, frames
+    else:
+        if stats.mean.shape not in (x.shape[-1:], (x.shape[0], x.shape[-1])):
+            raise ValueError(f"stats must be ({x.shape[-1]},) or ({x.shape[0]}, {x.shape[-1]}) for features "
+                             f"{tuple(x.shape)}. Received {tuple(stats.mean.shape)}")
+        mean, std = stats.mean.to(x.device), stats.std.to(x.device)
+        if mean.dim() == 2:
+            mean, std = mean[:, None], std[:, None]
+    return (x - mean) / (std + 1e-5) * valid
+
+
+def warp_spectrum(power: Tensor, warps: Tensor, boundary: float = 0.8) -> Tensor:
+    """Vocal tract length perturbation (Jaitly & Hinton 2013): spectra (B, F, T) over F bins
+    from 0 to the Nyquist frequency, each warped along frequency by its factor alpha (B,):
+
+        f' = alpha f                                     for f <= f_0 = boundary min(alpha, 1) / alpha
+        f' = alpha f_0 + (1 - alpha f_0)(f - f_0) / (1 - f_0)   above (the Nyquist frequency stays put)
+
+    (frequencies as fractions of the Nyquist frequency), so alpha > 1 moves the formants up as a
+    shorter vocal tract would. The warped spectrum at f' is the power at f, linearly interpolated
+    between bins; alpha = 1 leaves it as it is."""
+    if power.dim() != 3 or warps.shape != power.shape[:1]:
+        raise ValueError(f"warp_spectrum needs power (B, F, T) and warps (B,). Received shapes "
+                         f"{tuple(power.shape)} and {tuple(warps.shape)}")
+    B, F_, _ = power.shape
+    alpha = warps.to(power.dtype)[:, None]  # (B, 1)
+    out = torch.linspace(0, 1, F_, dtype=power.dtype, device=power.device)[None, :]  # f' per bin
+    f0 = boundary * torch.clamp(alpha, max=1) / alpha
+    source = torch.where(out <= alpha * f0, out / alpha, f0 + (out - alpha * f0) * (1 - f0) / (1 - alpha * f0))
+    position = source.clamp(0, 1) * (F_ - 1)  # (B, F): the source bin of each output bin
+    low = position.floor().long().clamp(max=F_ - 2)
+    weight = (position - low).unsqueeze(-1)
+    below = power.gather(1, low.unsqueeze(-1).expand(-1, -1, power.shape[2]))
+    above = power.gather(1, (low + 1).unsqueeze(-1).expand(-1, -1, power.shape[2]))
+    return below + weight * (above - below)
 
 
 def spec_augment(features: Tensor, lengths: Tensor, generator: torch.Generator, freq_masks: int = 2,

@@ -199,9 +199,10 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     transcriber = _transcriber(args)
     rate = transcriber.model.frontend.config.sample_rate
-    for name in args.files:
-        wave, _ = read_audio(name, rate)
-        words = transcriber([wave])[0]
+    waves = [read_audio(name, rate)[0] for name in args.files]
+    stats = transcriber.speaker(waves) if args.one_speaker else None
+    for name, wave in zip(args.files, waves):
+        words = transcriber([wave], stats)[0]
         if args.json:
             print(json.dumps({"file": name, "text": " ".join(w.text for w in words),
                               "words": [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
@@ -441,6 +442,9 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
         if verb == "transcribe":
             sp.add_argument("files", nargs="+", metavar="FILE", help="recordings (WAV, FLAC, OGG; any rate)")
             sp.add_argument("--json", action="store_true", help="one JSON object per file")
+            sp.add_argument("--one-speaker", action="store_true",
+                            help="the files are one speaker's: normalise the features over all of them "
+                                 "(speaker normalisation; default: each file over itself)")
         else:
             sp.add_argument("file", metavar="FILE", help="a recording (WAV, FLAC, OGG; any rate)")
             sp.add_argument("--text", default=None, help="the words said (default: what the run recognises)")

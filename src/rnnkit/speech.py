@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rnnkit.audio import FeatureStats
 from rnnkit.ctc import Alignment, ctc_posteriors, forced_align
 from rnnkit.decode import BeamSearchOptions, CTCBeamDecoder, Lexicon, NGramLM, ctc_greedy
 from rnnkit.decode.hypothesis import Hypothesis
@@ -95,12 +96,17 @@ class Transcriber:
                 lm=None if lm is None else NGramLM(lm))
 
     @torch.no_grad()
-    def log_probs(self, waves: Sequence[np.ndarray]) -> list[Tensor]:
-        """Per recording (samples at the model's rate), its log-probabilities (T', C) on the CPU."""
+    def log_probs(self, waves: Sequence[np.ndarray], stats: FeatureStats | None = None) -> list[Tensor]:
+        """Per recording (samples at the model's rate), its log-probabilities (T', C) on the CPU;
+        features normalised per recording, or by ``stats`` (a speaker's: :meth:`speaker`)."""
         device = next(self.model.parameters()).device
         batch, lengths = pad([torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in waves])
-        lp, frames = self.model.hear(batch.to(device), lengths)
+        lp, frames = self.model.hear(batch.to(device), lengths, stats)
         return [lp[i, : int(frames[i])].float().cpu() for i in range(len(waves))]
+
+    def speaker(self, waves: Sequence[np.ndarray]) -> FeatureStats:
+        """The mean and std of the features of one speaker's recordings, for :meth:`log_probs`."""
+        return self.model.frontend.stats(waves)
 
     def decode(self, log_probs: Sequence[Tensor]) -> list[Hypothesis]:
         """The best hypothesis of each utterance's log-probabilities."""
@@ -118,9 +124,9 @@ class Transcriber:
         return timed_words(log_probs, hypothesis.ids, self.model.frame_seconds, self.tokens, self.delimiter,
                            self.blank)
 
-    def __call__(self, waves: Sequence[np.ndarray]) -> list[list[Word]]:
-        """Timed words of each recording."""
-        lps = self.log_probs(waves)
+    def __call__(self, waves: Sequence[np.ndarray], stats: FeatureStats | None = None) -> list[list[Word]]:
+        """Timed words of each recording (features normalised per recording, or by ``stats``)."""
+        lps = self.log_probs(waves, stats)
         return [self.words(lp, h) for lp, h in zip(lps, self.decode(lps))]
 
     def spell(self, text: str) -> list[int]:
@@ -136,12 +142,13 @@ class Transcriber:
         return [self.model.vocab.index[c] for c in text]
 
     @torch.no_grad()
-    def align(self, wave: np.ndarray, text: str | None = None) -> AlignmentView:
+    def align(self, wave: np.ndarray, text: str | None = None, stats: FeatureStats | None = None) -> AlignmentView:
         """What the recognizer does with one recording: features, posteriors y_t, the occupancy
-        gamma of ``text`` (default: the decoded hypothesis) and its Viterbi path and words."""
+        gamma of ``text`` (default: the decoded hypothesis) and its Viterbi path and words
+        (features normalised over the recording, or by its speaker's ``stats``)."""
         device = next(self.model.parameters()).device
         samples = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None].to(device)
-        features, frames = self.model.frontend(samples)
+        features, frames = self.model.frontend(samples, stats=stats)
         lp, lengths = self.model(features, frames)
         lp = lp[0, : int(lengths[0])].float().cpu()
         ids = self.decode([lp])[0].ids if text is None else self.spell(text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,9 @@ from rnnkit.ctc import ctc_loss
 from rnnkit.decode import ctc_beam_search, ctc_greedy
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.models.base import Loss, Model, build_recurrent
+
+if TYPE_CHECKING:
+    from rnnkit.audio import FeatureStats
 
 
 @dataclass
@@ -69,11 +72,13 @@ class CTCRecognizer(Model):
             raise ValueError("this CTCRecognizer reads features, not recordings (its config has no features)")
         return self.frontend.config.frame_seconds * self.config.stack_frames
 
-    def hear(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(log_probs (B, T', C), frame lengths) of waves (B, N) at the features' sample rate."""
+    def hear(self, waves: Tensor, lengths: Tensor | None = None,
+             stats: FeatureStats | None = None) -> tuple[Tensor, Tensor]:
+        """(log_probs (B, T', C), frame lengths) of waves (B, N) at the features' sample rate,
+        normalised per utterance or by ``stats`` (a speaker's, :meth:`rnnkit.audio.LogMel.stats`)."""
         if self.frontend is None:
             raise ValueError("this CTCRecognizer reads features, not recordings (its config has no features)")
-        return self(*self.frontend(waves, lengths))
+        return self(*self.frontend(waves, lengths, stats=stats))
 
     def forward(self, features: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(log_probs (B, T', C), frame lengths (B,)) with T' = ceil(T / stack_frames)."""
