@@ -272,18 +272,6 @@ def test_level_scales_the_speech_and_not_the_pauses(fsdd):
     assert -40 - 1e-3 <= min(levels) < -35 and -25 < max(levels) <= -20 + 1e-3
 
 
-def test_trim_cuts_only_the_edges_of_each_recording(fsdd):
-    recordings = D.load_recordings(fsdd)[:3]
-    u = D.join(recordings, np.random.default_rng(2), trim=0.05)
-    for r, (start, end) in zip(recordings, u.spans):
-        kept = u.wave[start:end]
-        cut = len(r.wave) - len(kept)
-        assert 0 < cut <= 2 * min(0.05 * D.RATE, len(r.wave) / 4)
-        at = next(i for i in range(cut + 1) if np.array_equal(r.wave[i : i + len(kept)], kept))
-        assert 0 <= at <= cut  # a contiguous middle of the recording
-    assert [e - s for s, e in D.join(recordings, np.random.default_rng(2)).spans] == [len(r.wave) for r in recordings]
-
-
 @pytest.mark.parametrize("text", ["-20,-40", "-45", "loud,-20", "-20,5"])
 def test_levels_option_names_the_expected_form(text, capsys):
     with pytest.raises(SystemExit) as exit_:

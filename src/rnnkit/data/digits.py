@@ -98,20 +98,13 @@ def split_recordings(recordings: Sequence[Recording], split: str) -> dict[str, l
 
 
 def join(parts: Sequence[Recording], rng: np.random.Generator, pause: tuple[float, float] = (0.05, 0.3),
-         speed: float = 1.0, noise: float = 0.0, level: float | None = None, trim: float = 0.0) -> Utterance:
+         speed: float = 1.0, noise: float = 0.0, level: float | None = None) -> Utterance:
     """One utterance: ``parts`` in order, a random pause (seconds, uniform in ``pause``) before,
-    between and after them, filled with low noise; ``trim`` cuts up to that many seconds
-    (uniform, at most a quarter of the recording) off each recording's start and end, as a
-    tighter trimming of the recordings would; ``speed`` resamples the speech (1.1: 10% faster
-    and higher, as Ko et al.'s speed perturbation); ``level`` scales the speech (not the pauses)
-    to that RMS, as if the voice were recorded louder or softer; ``noise`` adds white noise of
-    that std to the whole utterance."""
-    waves = [r.wave for r in parts]
-    if trim > 0:
-        cuts = [rng.uniform(0, min(trim * RATE, len(w) / 4), 2).astype(int) for w in waves]
-        waves = [w[a : len(w) - b] for w, (a, b) in zip(waves, cuts)]
-    if speed != 1.0:
-        waves = [resample(w, round(RATE * speed), RATE) for w in waves]
+    between and after them, filled with low noise; ``speed`` resamples the speech (1.1: 10%
+    faster and higher, as Ko et al.'s speed perturbation); ``level`` scales the speech (not the
+    pauses) to that RMS, as if the voice were recorded louder or softer; ``noise`` adds white
+    noise of that std to the whole utterance."""
+    waves = [resample(r.wave, round(RATE * speed), RATE) if speed != 1.0 else r.wave for r in parts]
     if level is not None:
         rms = float(np.sqrt(np.mean(np.concatenate(waves).astype(np.float64) ** 2)))
         waves = [w * np.float32(level / max(rms, 1e-9)) for w in waves]
@@ -172,12 +165,11 @@ def draw_parts(groups: dict[str, list[Recording]], rng: np.random.Generator, max
 
 def draw_utterance(groups: dict[str, list[Recording]], rng: np.random.Generator, max_digits: int = 7,
                    speeds: Sequence[float] = (0.9, 1.0, 1.1), noise: float = 0.01, count: int | None = None,
-                   levels: tuple[float, float] | None = None, trim: float = 0.0) -> Utterance:
+                   levels: tuple[float, float] | None = None) -> Utterance:
     """A random training utterance (:func:`draw_parts`) at a speed drawn from ``speeds``, its
-    speech at an RMS level uniform in ``levels`` (dBFS: 20 log10 RMS; None: as recorded), each
-    recording's edges trimmed by up to ``trim`` seconds (:func:`join`), with white noise of a
-    std uniform in [0, ``noise``]."""
+    speech at an RMS level uniform in ``levels`` (dBFS: 20 log10 RMS; None: as recorded), with
+    white noise of a std uniform in [0, ``noise``]."""
     parts = draw_parts(groups, rng, max_digits, count)
     speed = float(speeds[int(rng.integers(len(speeds)))])
     level = None if levels is None else float(10 ** (rng.uniform(*levels) / 20))
-    return join(parts, rng, speed=speed, noise=float(rng.uniform(0, noise)), level=level, trim=trim)
+    return join(parts, rng, speed=speed, noise=float(rng.uniform(0, noise)), level=level)

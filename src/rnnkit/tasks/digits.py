@@ -8,8 +8,8 @@ decoded four ways: greedy, prefix beam search, beam search restricted to the ten
 (lexicon), and lexicon plus a word trigram model estimated on training transcripts.
 
 Training utterances are drawn afresh for every batch (speed perturbation 0.85-1.15, white
-noise; when asked, a random speech level, trimmed recording edges, vocal tract length
-perturbation and SpecAugment masks); valid and test utterances are fixed (seeded). Features
+noise; when asked, a random speech level, vocal tract length perturbation and SpecAugment
+masks); valid and test utterances are fixed (seeded). Features
 are normalised per utterance, or per speaker (``--normalise speaker``: each voice by the mean
 and std of its features over all its utterances: the training voices' over their training
 recordings at each speed, a test voice's over its test utterances, unlabelled).
@@ -100,8 +100,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="speed perturbation factors (comma-separated)")
     p.add_argument("--levels", type=levels, default=None,
                    help="speech level of each training utterance, uniform in LOW,HIGH dBFS (RMS; default: as recorded)")
-    p.add_argument("--trim", type=fraction, default=0.0,
-                   help="cut up to this many seconds off each training recording's start and end (0: off)")
     p.add_argument("--noise", type=fraction, default=0.01, help="white noise std drawn in [0, this] per training utterance")
     p.add_argument("--cepstra", type=nonnegative_int, default=13,
                    help="hear this many cepstral coefficients of the 40 log-mel bands (MFCCs; 0: the bands)")
@@ -193,8 +191,7 @@ def train(args: argparse.Namespace) -> RunDir:
     def draw(rng: np.random.Generator) -> dict[str, Any]:
         """A batch of utterances of one digit count (similar lengths: little padding)."""
         count = int(rng.integers(1, args.max_digits + 1))
-        batch = [draw_utterance(groups, rng, args.max_digits, args.speeds, args.noise, count, args.levels,
-                                args.trim)
+        batch = [draw_utterance(groups, rng, args.max_digits, args.speeds, args.noise, count, args.levels)
                  for _ in range(args.batch_size)]
         return collate(batch, frontend, vocab, torch.Generator().manual_seed(int(rng.integers(2**62))),
                        args.spec_augment, args.vtlp, speakers)
