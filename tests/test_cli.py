@@ -87,6 +87,8 @@ def test_evaluate_and_plot(charlm_run, capsys):
     assert table["task"] == "charlm" and float(table["loss"]) == pytest.approx(result["loss"], abs=1e-4)
     assert main(["evaluate", str(charlm_run), "--split", "test"]) == 2
     assert "the charlm task has the splits valid" in capsys.readouterr().err
+    assert main(["evaluate", str(charlm_run), "--normalise", "speaker"]) == 2
+    assert "--normalise speaker: the charlm task's features are not normalised per speaker" in capsys.readouterr().err
     assert main(["plot", str(charlm_run)]) == 0
     assert capsys.readouterr().out.strip().endswith("learning_curves.png")
 

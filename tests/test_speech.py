@@ -345,29 +345,6 @@ def test_a_recognizer_overfits_a_few_utterances(fsdd):
     assert ["".join(vocab.tokens[i] for i in h.ids) for h in hyps] == [u.text for u in utterances]
 
 
-def test_digits_normalised_by_speaker_trains_evaluates_and_transcribes(fsdd, tmp_path, capsys):
-    from rnnkit.tasks.digits import training_speakers
-
-    recordings = D.split_recordings(D.load_recordings(fsdd), "speaker:theo")["train"]
-    stats = training_speakers(recordings, [0.9, 1.0], LogMel(FeatureConfig(n_ceps=13)), seed=0)
-    assert set(stats) == {(s, v) for s in D.SPEAKERS if s != "theo" for v in (0.9, 1.0)}
-    assert not torch.allclose(stats["george", 0.9].mean, stats["george", 1.0].mean)
-    runs = tmp_path / "runs"
-    assert main(["train", "digits", "--split", "speaker:theo", "--normalise", "speaker", "--data-dir", str(fsdd),
-                 "--runs", str(runs), "--max-steps", "1", "--hidden", "8", "--layers", "1", "--batch-size", "4",
-                 "--test-passes", "1", "--valid-passes", "1", "--device", "cpu", "--no-progress"]) == 0
-    (run,) = runs.iterdir()
-    capsys.readouterr()
-    assert main(["evaluate", str(run), "--split", "test", "--json", "--data-dir", str(fsdd), "--no-progress"]) == 0
-    scores = json.loads(capsys.readouterr().out)
-    assert scores["words"] == 120 and 0 <= scores["wer_lexicon_lm_theo"] <= 1
-    files = [str(tmp_path / f"{d}.wav") for d in (3, 5)]
-    for d, name in zip((3, 5), files):
-        Path(name).write_bytes(wav_bytes(tone(d, D.SPEAKERS.index("theo"), 0)))
-    assert main(["transcribe", str(run), *files, "--one-speaker", "--json", "--device", "cpu"]) == 0
-    assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == files
-
-
 @pytest.fixture(scope="module")
 def digits_run(fsdd, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
@@ -414,6 +391,27 @@ def test_digits_trains_evaluates_transcribes_and_aligns(digits_run, fsdd, tmp_pa
 
         tags = EventAccumulator(str(digits_run / "tensorboard")).Reload().Tags()
         assert "samples/alignment" in tags["audio"] and "plots/alignment" in tags["images"]
+
+
+def test_evaluate_and_transcribe_normalise_by_speaker(digits_run, fsdd, tmp_path, capsys):
+    scores = {}
+    for normalise in ("utterance", "speaker"):
+        assert main(["evaluate", str(digits_run), "--split", "test", "--normalise", normalise, "--json", "--data-dir",
+                     str(fsdd), "--no-progress"]) == 0
+        scores[normalise] = json.loads(capsys.readouterr().out)
+    assert scores["speaker"]["normalise"] == "speaker" and scores["speaker"]["words"] == scores["utterance"]["words"]
+    files = [str(tmp_path / f"{d}.wav") for d in (3, 5)]
+    for d, name in zip((3, 5), files):
+        Path(name).write_bytes(wav_bytes(tone(d, D.SPEAKERS.index("theo"), 0)))
+    assert main(["transcribe", str(digits_run), *files, "--one-speaker", "--json", "--device", "cpu"]) == 0
+    assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == files
+
+
+def test_speaker_normalisation_is_refused_without_the_task_data(digits_run, tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("one two\n")
+    assert main(["evaluate", str(digits_run), "--text", str(text), "--normalise", "speaker"]) == 2
+    assert "--normalise speaker scores a speech run on its task's data" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

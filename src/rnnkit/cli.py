@@ -148,6 +148,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     started = time.time()
     if args.ensemble and (args.text is not None or args.conllu is not None):
         raise ValueError("--with scores an ensemble on a split of the task's data, not with --text or --conllu")
+    if args.normalise != "utterance" and (args.text is not None or args.conllu is not None):
+        raise ValueError(f"--normalise {args.normalise} scores a speech run on its task's data, not with --text or "
+                         "--conllu")
     if args.text is not None:
         result = {"task": "text", "split": args.text, **evaluate_text(ckpt, Path(args.text), device(args.device),
                                                                         progress(args))}
@@ -159,7 +162,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         found = TASKS.get(task["task"])
         if found is None or found.evaluate is None:
             raise ValueError(f"{ckpt.path}: the {task['task']!r} task has no evaluate")
+        if args.normalise != "utterance" and not found.normalises:
+            raise ValueError(f"--normalise {args.normalise}: the {found.name} task's features are not normalised "
+                             "per speaker (a speech run's are: digits)")
         saved = argparse.Namespace(**{**task["args"], "no_progress": args.no_progress, "device": args.device,
+                                      "normalise": args.normalise,
                                       **({"data_dir": args.data_dir} if args.data_dir else {})})
         if args.ensemble:
             if not found.ensembles:
@@ -429,6 +436,9 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     ev.add_argument("--with", dest="ensemble", nargs="+", default=None, metavar="RUN",
                     help="score the ensemble of RUN and these runs of the same task and settings (their class "
                          "probabilities averaged; sentiment)")
+    ev.add_argument("--normalise", choices=("utterance", "speaker"), default="utterance",
+                    help="a speech run's features normalised per utterance (as trained) or over each speaker's "
+                         "utterances (speaker CMVN)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ev.add_argument("--device", type=device_name, default="auto", help="auto, cpu, cuda, cuda:N or mps")
     ev.add_argument("--data-dir", default=None, help="data root (else the run's, $RNNKIT_DATA, ../shared/data, "

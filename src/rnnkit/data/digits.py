@@ -49,14 +49,12 @@ class Recording:
 
 @dataclass(frozen=True)
 class Utterance:
-    """Connected digits: the samples, the words, the speaker, each recording's span in samples,
-    and the speed the speech was resampled at (1: as recorded)."""
+    """Connected digits: the samples, the words, the speaker, and each recording's span in samples."""
 
     wave: np.ndarray
     words: tuple[str, ...]
     speaker: str
     spans: tuple[tuple[int, int], ...]
-    speed: float = 1.0
 
     @property
     def text(self) -> str:
@@ -125,7 +123,7 @@ def join(parts: Sequence[Recording], rng: np.random.Generator, pause: tuple[floa
     wave = np.concatenate(pieces)
     if noise > 0:
         wave = wave + rng.normal(0.0, noise, len(wave)).astype(np.float32)
-    return Utterance(wave, tuple(WORDS[r.digit] for r in parts), parts[0].speaker, tuple(spans), speed)
+    return Utterance(wave, tuple(WORDS[r.digit] for r in parts), parts[0].speaker, tuple(spans))
 
 
 def by_speaker(recordings: Sequence[Spoken]) -> dict[str, list[Spoken]]:

@@ -49,6 +49,9 @@ class Task:
     #: its evaluate also reads ``args.ensemble`` (checkpoints of other runs of the task, whose
     #: class probabilities it averages with the run's): ``rnnkit evaluate RUN --with RUN2 ...``
     ensembles: bool = False
+    #: its evaluate also reads ``args.normalise`` ("utterance" or "speaker": features normalised
+    #: over each speaker's utterances): ``rnnkit evaluate RUN --normalise speaker``
+    normalises: bool = False
 
 
 #: every registered task, by name, in registration order

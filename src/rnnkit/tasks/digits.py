@@ -9,10 +9,9 @@ decoded four ways: greedy, prefix beam search, beam search restricted to the ten
 
 Training utterances are drawn afresh for every batch (speed perturbation 0.85-1.15, white
 noise; when asked, a random speech level, vocal tract length perturbation and SpecAugment
-masks); valid and test utterances are fixed (seeded). Features
-are normalised per utterance, or per speaker (``--normalise speaker``: each voice by the mean
-and std of its features over all its utterances: the training voices' over their training
-recordings at each speed, a test voice's over its test utterances, unlabelled).
+masks); valid and test utterances are fixed (seeded). Features are normalised per utterance;
+``rnnkit evaluate RUN --normalise speaker`` normalises each test voice over all of its test
+utterances instead (their mean and std: speaker CMVN, no transcripts needed).
 ``--split standard`` is FSDD's official split (recordings 0-4 test); ``--split speaker:NAME``
 holds one speaker out entirely.
 
@@ -34,10 +33,10 @@ from torch import Tensor
 
 import rnnkit
 from rnnkit.arguments import fraction, nonnegative_int, positive_float, positive_int
-from rnnkit.audio import FeatureConfig, FeatureStats, LogMel, spec_augment
+from rnnkit.audio import FeatureConfig, LogMel, spec_augment
 from rnnkit.data import DrawnBatches, SequenceBatches, Vocabulary, pad
-from rnnkit.data.digits import (RATE, SPEAKERS, WORDS, Recording, Utterance, by_speaker, draw_parts, draw_utterance,
-                                join, load_recordings, split_recordings, test_utterances)
+from rnnkit.data.digits import (RATE, SPEAKERS, WORDS, Utterance, by_speaker, draw_parts, draw_utterance,
+                                load_recordings, split_recordings, test_utterances)
 from rnnkit.decode.arpa import arpa_text
 from rnnkit.files import read_utf8, write_text_atomic
 from rnnkit.models import CTCRecognizer, CTCRecognizerConfig
@@ -103,9 +102,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=fraction, default=0.01, help="white noise std drawn in [0, this] per training utterance")
     p.add_argument("--cepstra", type=nonnegative_int, default=13,
                    help="hear this many cepstral coefficients of the 40 log-mel bands (MFCCs; 0: the bands)")
-    p.add_argument("--normalise", choices=("utterance", "speaker"), default="utterance",
-                   help="features normalised per utterance, or over all of its speaker's (speaker CMVN: "
-                        "training voices over their training recordings, test voices over their test utterances)")
     p.add_argument("--vtlp", type=fraction, default=0.0,
                    help="vocal tract length perturbation: each training spectrum warped by a factor in "
                         "[1 - this, 1 + this] (0: off)")
@@ -131,41 +127,17 @@ def encode(words: Sequence[str], vocab: Vocabulary) -> torch.Tensor:
 
 
 def collate(utterances: Sequence[Utterance], frontend: LogMel, vocab: Vocabulary,
-            generator: torch.Generator | None = None, masks: int = 0, vtlp: float = 0.0,
-            speakers: dict[tuple[str, float], FeatureStats] | None = None) -> dict[str, Any]:
-    """A batch of utterances: log-mel features normalised per utterance, or by the stats of
-    each one's (speaker, speed) in ``speakers`` (each spectrum warped by a factor uniform in
-    [1 - vtlp, 1 + vtlp] when ``vtlp``; SpecAugment masks when ``masks``), the spelled
-    transcripts as CTC targets."""
+            generator: torch.Generator | None = None, masks: int = 0, vtlp: float = 0.0) -> dict[str, Any]:
+    """A batch of utterances: normalised log-mel features (each spectrum warped by a factor
+    uniform in [1 - vtlp, 1 + vtlp] when ``vtlp``; SpecAugment masks when ``masks``), the
+    spelled transcripts as CTC targets."""
     waves, samples = pad([torch.from_numpy(u.wave) for u in utterances])
     warps = 1 + vtlp * (2 * torch.rand(len(utterances), generator=generator) - 1) if vtlp else None
-    stats = None if speakers is None else FeatureStats.stack([speakers[u.speaker, u.speed] for u in utterances])
-    features, frames = frontend(waves, samples, warps, stats)
+    features, frames = frontend(waves, samples, warps)
     if masks:
         features = spec_augment(features, frames, generator, freq_masks=masks, time_masks=masks)
     targets, target_lengths = pad([encode(u.words, vocab) for u in utterances])
     return {"input": features, "lengths": frames, "target": targets, "target_lengths": target_lengths}
-
-
-def speaker_stats(utterances: Sequence[Utterance], frontend: LogMel) -> dict[tuple[str, float], FeatureStats]:
-    """The feature stats of each (speaker, speed) over its utterances: speaker normalisation."""
-    groups: dict[tuple[str, float], list[np.ndarray]] = {}
-    for u in utterances:
-        groups.setdefault((u.speaker, u.speed), []).append(u.wave)
-    return {key: frontend.stats(waves) for key, waves in groups.items()}
-
-
-def training_speakers(recordings: Sequence[Recording], speeds: Sequence[float], frontend: LogMel,
-                      seed: int) -> dict[tuple[str, float], FeatureStats]:
-    """The stats of each training speaker at each speed of the perturbation: every recording
-    once, shuffled, in utterances of four joined as the test's are, resampled to that speed."""
-    rng = np.random.default_rng(seed)
-    utts = []
-    for group in by_speaker(recordings).values():
-        order = rng.permutation(len(group))
-        for speed in speeds:
-            utts += [join([group[j] for j in order[i : i + 4]], rng, speed=speed) for i in range(0, len(order), 4)]
-    return speaker_stats(utts, frontend)
 
 
 def lm_transcripts(args: argparse.Namespace, groups: dict, count: int = 20000) -> list[list[str]]:
@@ -194,13 +166,10 @@ def train(args: argparse.Namespace) -> RunDir:
         batch = [draw_utterance(groups, rng, args.max_digits, args.speeds, args.noise, count, args.levels)
                  for _ in range(args.batch_size)]
         return collate(batch, frontend, vocab, torch.Generator().manual_seed(int(rng.integers(2**62))),
-                       args.spec_augment, args.vtlp, speakers)
+                       args.spec_augment, args.vtlp)
 
-    by_speaker_norm = args.normalise == "speaker"
-    speakers = training_speakers(parts["train"], args.speeds, frontend, args.seed + 4) if by_speaker_norm else None
     valid = utterances("valid", args, parts)
-    valid_stats = speaker_stats(valid, frontend) if by_speaker_norm else None
-    valid_batches = [collate(valid[i : i + 64], frontend, vocab, speakers=valid_stats) for i in range(0, len(valid), 64)]
+    valid_batches = [collate(valid[i : i + 64], frontend, vocab) for i in range(0, len(valid), 64)]
     run = run_dir(NAME, args)
     transcripts = lm_transcripts(args, groups)
     lexicon = "\n".join(sorted({w for words in transcripts for w in words})) + "\n"
@@ -235,7 +204,8 @@ def utterances(split: str, args: argparse.Namespace, parts: dict[str, list] | No
 
 def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, Any]:
     """WER and CER (jiwer) of each decoder on the valid or test utterances, and WER per speaker
-    with the lexicon and LM."""
+    with the lexicon and LM. ``args.normalise``: "utterance" (features normalised per utterance,
+    as in training) or "speaker" (each speaker's utterances by their stats over them all)."""
     import jiwer
 
     dev = device(args.device)
@@ -244,7 +214,8 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     lm = checkpoint.path / Checkpoint.LM
     utts = utterances(split, args)
     first = Transcriber(model, beam=1)
-    by_speaker_norm = getattr(args, "normalise", "utterance") == "speaker"
+    normalise = getattr(args, "normalise", "utterance")  # training's dev scores: as trained
+    by_speaker_norm = normalise == "speaker"
     groups = by_speaker(utts) if by_speaker_norm else {None: list(utts)}
     heard: dict[int, Tensor] = {}
     with bar(len(utts), progress(args), desc=f"{split} utterances", unit="utt", leave=False) as shown:
@@ -257,7 +228,8 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
                 shown.update(len(chunk))
     log_probs = [heard[id(u)] for u in utts]
     refs = [u.text for u in utts]
-    out: dict[str, Any] = {"utterances": len(utts), "words": sum(len(u.words) for u in utts)}
+    out: dict[str, Any] = {"utterances": len(utts), "words": sum(len(u.words) for u in utts),
+                           "normalise": normalise}
     best: list[str] = []
     for name, (search, use_lexicon, use_lm) in DECODERS.items():
         decoder = Transcriber(model, beam=args.beam if search else 1, lexicon=lexicon if use_lexicon else None,
@@ -280,13 +252,10 @@ def after_train(run: RunDir, args: argparse.Namespace) -> None:
     from rnnkit.plots import ctc_alignment
     from rnnkit.speech import load_transcriber
 
-    valid = utterances("valid", args)
-    utterance = next((u for u in valid if len(u.words) >= 3), None)
+    utterance = next((u for u in utterances("valid", args) if len(u.words) >= 3), None)
     if utterance is not None:
         transcriber = load_transcriber(run.path, device(args.device), beam=args.beam, lexicon="")
-        stats = (transcriber.speaker([u.wave for u in valid if u.speaker == utterance.speaker])
-                 if args.normalise == "speaker" else None)
-        view = transcriber.align(utterance.wave, stats=stats)
+        view = transcriber.align(utterance.wave)
         out = ctc_alignment(view, run.plots / "alignment.png",
                             f"a valid utterance of {utterance.speaker}: \"{utterance.text}\"")
         run.samples.mkdir(exist_ok=True)
@@ -299,4 +268,5 @@ def after_train(run: RunDir, args: argparse.Namespace) -> None:
           f"Align a file:      rnnkit align {run.path} FILE.wav [--text 'seven three']", file=sys.stderr)
 
 
-TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("test", "valid"), after_train))
+TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("test", "valid"), after_train,
+                     normalises=True))
