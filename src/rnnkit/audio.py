@@ -206,16 +206,10 @@ class LogMel(nn.Module):
 
 @dataclass(frozen=True)
 class FeatureStats:
-    """The mean and std of features over many frames (a speaker's), for normalisation: (size,)
-    for a whole batch, or (B, size), one row per utterance."""
+    """The mean and std (size,) of features over many frames (a speaker's), for normalisation."""
 
     mean: Tensor
     std: Tensor
-
-    @staticmethod
-    def stack(rows: Sequence[FeatureStats]) -> FeatureStats:
-        """One row per utterance, from each utterance's stats."""
-        return FeatureStats(torch.stack([r.mean for r in rows]), torch.stack([r.std for r in rows]))
 
 
 def _normalise(x: Tensor, valid: Tensor, stats: FeatureStats | None) -> Tensor:
@@ -226,12 +220,10 @@ def _normalise(x: Tensor, valid: Tensor, stats: FeatureStats | None) -> Tensor:
         mean = (x * valid).sum(1, keepdim=True) / count
         std = (((x - mean) * valid).square().sum(1, keepdim=True) / count).sqrt()
     else:
-        if stats.mean.shape not in (x.shape[-1:], (x.shape[0], x.shape[-1])):
-            raise ValueError(f"stats must be ({x.shape[-1]},) or ({x.shape[0]}, {x.shape[-1]}) for features "
-                             f"{tuple(x.shape)}. Received {tuple(stats.mean.shape)}")
+        if stats.mean.shape != x.shape[-1:]:
+            raise ValueError(f"stats must be of {x.shape[-1]} features, as the frames are. Received "
+                             f"{tuple(stats.mean.shape)}")
         mean, std = stats.mean.to(x.device), stats.std.to(x.device)
-        if mean.dim() == 2:
-            mean, std = mean[:, None], std[:, None]
     return (x - mean) / (std + 1e-5) * valid
 
 

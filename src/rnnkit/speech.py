@@ -142,13 +142,12 @@ class Transcriber:
         return [self.model.vocab.index[c] for c in text]
 
     @torch.no_grad()
-    def align(self, wave: np.ndarray, text: str | None = None, stats: FeatureStats | None = None) -> AlignmentView:
+    def align(self, wave: np.ndarray, text: str | None = None) -> AlignmentView:
         """What the recognizer does with one recording: features, posteriors y_t, the occupancy
-        gamma of ``text`` (default: the decoded hypothesis) and its Viterbi path and words
-        (features normalised over the recording, or by its speaker's ``stats``)."""
+        gamma of ``text`` (default: the decoded hypothesis) and its Viterbi path and words."""
         device = next(self.model.parameters()).device
         samples = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None].to(device)
-        features, frames = self.model.frontend(samples, stats=stats)
+        features, frames = self.model.frontend(samples)
         lp, lengths = self.model(features, frames)
         lp = lp[0, : int(lengths[0])].float().cpu()
         ids = self.decode([lp])[0].ids if text is None else self.spell(text)

@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
@@ -59,9 +58,6 @@ class Utterance:
     @property
     def text(self) -> str:
         return " ".join(self.words)
-
-
-Spoken = TypeVar("Spoken", Recording, Utterance)
 
 
 def load_recordings(data_dir: str | Path | None = None) -> list[Recording]:
@@ -126,9 +122,8 @@ def join(parts: Sequence[Recording], rng: np.random.Generator, pause: tuple[floa
     return Utterance(wave, tuple(WORDS[r.digit] for r in parts), parts[0].speaker, tuple(spans))
 
 
-def by_speaker(recordings: Sequence[Spoken]) -> dict[str, list[Spoken]]:
-    """Recordings or utterances grouped by speaker, the speakers in alphabetical order."""
-    grouped: dict[str, list[Spoken]] = defaultdict(list)
+def by_speaker(recordings: Sequence[Recording]) -> dict[str, list[Recording]]:
+    grouped: dict[str, list[Recording]] = defaultdict(list)
     for r in recordings:
         grouped[r.speaker].append(r)
     return dict(sorted(grouped.items()))

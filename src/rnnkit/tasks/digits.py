@@ -215,18 +215,18 @@ def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> di
     utts = utterances(split, args)
     first = Transcriber(model, beam=1)
     normalise = getattr(args, "normalise", "utterance")  # training's dev scores: as trained
-    by_speaker_norm = normalise == "speaker"
-    groups = by_speaker(utts) if by_speaker_norm else {None: list(utts)}
-    heard: dict[int, Tensor] = {}
+    groups: dict[str | None, list[int]] = {}  # one group, or each speaker's utterances
+    for i, u in enumerate(utts):
+        groups.setdefault(u.speaker if normalise == "speaker" else None, []).append(i)
+    log_probs: list[Tensor] = [torch.empty(0)] * len(utts)
     with bar(len(utts), progress(args), desc=f"{split} utterances", unit="utt", leave=False) as shown:
-        for group in groups.values():  # a speaker's utterances normalised by their stats over them all
-            stats = first.speaker([u.wave for u in group]) if by_speaker_norm else None
-            for i in range(0, len(group), 32):
-                chunk = group[i : i + 32]
-                for u, lp in zip(chunk, first.log_probs([u.wave for u in chunk], stats)):
-                    heard[id(u)] = lp
+        for speaker, rows in groups.items():
+            stats = None if speaker is None else first.speaker([utts[i].wave for i in rows])
+            for start in range(0, len(rows), 32):
+                chunk = rows[start : start + 32]
+                for i, lp in zip(chunk, first.log_probs([utts[i].wave for i in chunk], stats)):
+                    log_probs[i] = lp
                 shown.update(len(chunk))
-    log_probs = [heard[id(u)] for u in utts]
     refs = [u.text for u in utts]
     out: dict[str, Any] = {"utterances": len(utts), "words": sum(len(u.words) for u in utts),
                            "normalise": normalise}
