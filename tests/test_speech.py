@@ -148,6 +148,17 @@ def test_warp_spectrum_moves_a_tone_by_its_factor_and_keeps_the_nyquist_bin():
         warp_spectrum(power, torch.ones(2))
 
 
+def test_features_with_bands_are_the_features_and_the_bands_features():
+    waves = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, 3000)).astype(np.float32))
+    lengths = torch.tensor([3000, 2100])
+    cepstra, bands = LogMel(FeatureConfig(n_ceps=13)), LogMel(FeatureConfig())
+    features, spectrogram, frames = cepstra.with_bands(waves, lengths)
+    assert torch.equal(features, cepstra(waves, lengths)[0]) and torch.equal(frames, cepstra(waves, lengths)[1])
+    assert torch.equal(spectrogram, bands(waves, lengths)[0]) and spectrogram.shape[-1] == 40
+    same, spectrogram, _ = bands.with_bands(waves, lengths)
+    assert same is spectrogram
+
+
 def test_warped_features_differ_only_when_warped():
     wave = torch.from_numpy(np.sin(2 * np.pi * 440 * np.arange(4000) / 8000).astype(np.float32))[None]
     front = LogMel(FeatureConfig(n_ceps=13))

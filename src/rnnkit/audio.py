@@ -154,11 +154,13 @@ class LogMel(nn.Module):
             x = x @ self.dct.T  # (B, T, n_ceps)
         return _normalise(x, valid, stats), frames
 
-    def bands(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(normalised log-mel bands (B, T, n_mels), frames): the spectrogram, whether the
-        features are the bands or their cepstra (what a picture of the recording shows)."""
+    def with_bands(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(features, normalised log-mel bands (B, T, n_mels), frames) from one STFT: what the
+        model hears (normalised per utterance) and the spectrogram a picture of the recording
+        shows, the same tensor when the features are the bands."""
         x, frames, valid = self._unnormalised(waves, lengths)
-        return _normalise(x, valid, None), frames
+        bands = _normalise(x, valid, None)
+        return bands if self.dct is None else _normalise(x @ self.dct.T, valid, None), bands, frames
 
     @torch.no_grad()
     def stats(self, waves: Sequence[np.ndarray], batch_size: int = 32) -> FeatureStats:

@@ -147,7 +147,7 @@ class Transcriber:
         gamma of ``text`` (default: the decoded hypothesis) and its Viterbi path and words."""
         device = next(self.model.parameters()).device
         samples = torch.from_numpy(np.asarray(wave, dtype=np.float32))[None].to(device)
-        features, frames = self.model.frontend(samples)
+        features, spectrogram, frames = self.model.frontend.with_bands(samples)
         lp, lengths = self.model(features, frames)
         lp = lp[0, : int(lengths[0])].float().cpu()
         ids = self.decode([lp])[0].ids if text is None else self.spell(text)
@@ -160,7 +160,6 @@ class Transcriber:
                              f"({T * self.model.frame_seconds:.2f} s)")
         gamma, _ = ctc_posteriors(lp[None].double(), torch.tensor([ids]), [T], [len(ids)], self.blank)
         path = forced_align(lp[None], torch.tensor([ids]), [T], [len(ids)], self.blank)[0]
-        spectrogram, _ = self.model.frontend.bands(samples)
         return AlignmentView(spectrogram[0, : int(frames[0])].cpu().numpy(), self.model.frontend.config.frame_seconds,
                              lp.exp().numpy(), self.model.frame_seconds, list(self.tokens), self.blank, ids,
                              gamma[0, :T, : 2 * len(ids) + 1].numpy(), path.positions,
