@@ -150,9 +150,7 @@ class LogMel(nn.Module):
         a batch. ``warps`` (B,): each utterance's spectrum warped by that factor first
         (:func:`warp_spectrum`, vocal tract length perturbation in training)."""
         x, frames, valid = self._unnormalised(waves, lengths, warps)
-        if self.dct is not None:
-            x = x @ self.dct.T  # (B, T, n_ceps)
-        return _normalise(x, valid, stats), frames
+        return _normalise(self._cepstra(x), valid, stats), frames
 
     def with_bands(self, waves: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(features, normalised log-mel bands (B, T, n_mels), frames) from one STFT: what the
@@ -160,7 +158,7 @@ class LogMel(nn.Module):
         shows, the same tensor when the features are the bands."""
         x, frames, valid = self._unnormalised(waves, lengths)
         bands = _normalise(x, valid, None)
-        return bands if self.dct is None else _normalise(x @ self.dct.T, valid, None), bands, frames
+        return bands if self.dct is None else _normalise(self._cepstra(x), valid, None), bands, frames
 
     @torch.no_grad()
     def stats(self, waves: Sequence[np.ndarray], batch_size: int = 32) -> FeatureStats:
@@ -174,14 +172,17 @@ class LogMel(nn.Module):
             chunk = [torch.as_tensor(np.asarray(w, dtype=np.float32)) for w in waves[i : i + batch_size]]
             lengths = torch.tensor([len(w) for w in chunk])
             x, _, valid = self._unnormalised(nn.utils.rnn.pad_sequence(chunk, batch_first=True), lengths)
-            if self.dct is not None:
-                x = x @ self.dct.T
-            x = x.double().cpu()[valid.cpu()[..., 0] > 0]  # (frames, size)
+            x = self._cepstra(x).double().cpu()[valid.cpu()[..., 0] > 0]  # (frames, size)
             total += x.sum(0)
             squares += x.square().sum(0)
             count += len(x)
         mean = total / count
         return FeatureStats(mean.float(), (squares / count - mean.square()).clamp(min=0).sqrt().float())
+
+    def _cepstra(self, x: Tensor) -> Tensor:
+        """The features of log-mel bands x (B, T, n_mels): their first n_ceps cepstral
+        coefficients (B, T, n_ceps) when the config asks for cepstra, else the bands."""
+        return x if self.dct is None else x @ self.dct.T
 
     def _unnormalised(self, waves: Tensor, lengths: Tensor | None,
                       warps: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
