@@ -1,8 +1,9 @@
 """Speaker normalisation at test time alone: a speech run trained with its features normalised
 per utterance, scored on its test split twice — features normalised per utterance (as it was
 trained) and over each speaker's test utterances (their mean and std, unlabelled: speaker
-CMVN) — with the same decoders as `rnnkit evaluate`. For a held-out voice this asks how much
-of the unseen voice's errors a per-speaker normalisation removes without retraining.
+CMVN) — by `rnnkit evaluate RUN --split test --normalise utterance|speaker`, one thread. For a
+held-out voice this asks how much of the unseen voice's errors a per-speaker normalisation
+removes without retraining.
 
     python benchmarks/digits_normalisation.py RUN [RUN ...]     # runs of `rnnkit train digits`
 
@@ -14,13 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-from task_runs import write_results
+from task_runs import evaluate, write_results
 
-from rnnkit.run_dir import Checkpoint, RunDir
 from rnnkit.speech import DECODERS
-from rnnkit.tasks import digits
-from rnnkit.tasks.common import run_task
 
 
 def main() -> None:
@@ -30,16 +27,13 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    data = ["--data-dir", args.data_dir] if args.data_dir else []
     print(f"{'run':<52}{'normalised':>12}" + "".join(f"{name:>12}" for name in DECODERS))
     rows = []
     for run in args.runs:
-        saved = run_task(RunDir(run))["args"]
         for normalise in ("utterance", "speaker"):
-            task = argparse.Namespace(**{**saved, "normalise": normalise, "data_dir": args.data_dir,
-                                         "no_progress": True, "device": "cpu"})
-            scores = digits.evaluate(Checkpoint.resolve(run), args.split, task)
-            rows.append({"run": str(run), "split": saved["split"], "normalise": normalise, **scores})
+            scores = evaluate([str(run)], args.split, ["--normalise", normalise, "--device", "cpu", *data])
+            rows.append({"run": str(run), **scores})
             print(f"{str(run)[-52:]:<52}{normalise:>12}" + "".join(f"{scores[f'wer_{n}']:>12.2%}" for n in DECODERS),
                   flush=True)
     write_results(args.json, "digits-normalisation", {"split": args.split, "rows": rows})

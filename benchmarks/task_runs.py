@@ -30,13 +30,13 @@ def train_and_test(task: str, options: list[str], folder: Path) -> dict[str, Any
     return {"run": str(run), "minutes": minutes, "valid": valid, "test": evaluate([str(run)], "test")}
 
 
-def evaluate(runs: list[str], split: str) -> dict[str, Any]:
-    """``rnnkit evaluate RUNS[0] --split SPLIT --json`` on one thread; more runs are scored as
-    an ensemble (``--with RUNS[1:]``)."""
+def evaluate(runs: list[str], split: str, options: list[str] | None = None) -> dict[str, Any]:
+    """``rnnkit evaluate RUNS[0] --split SPLIT --json [OPTIONS]`` on one thread; more runs are
+    scored as an ensemble (``--with RUNS[1:]``)."""
     ensemble = ["--with", *runs[1:]] if len(runs) > 1 else []
     return json.loads(subprocess.run([*RNNKIT, "evaluate", runs[0], *ensemble, "--split", split, "--json",
-                                      "--no-progress"], check=True, env=ONE_THREAD, capture_output=True,
-                                     text=True).stdout)
+                                      "--no-progress", *(options or [])], check=True, env=ONE_THREAD,
+                                     capture_output=True, text=True).stdout)
 
 
 def runs_parser(doc: str, runs: str, extra_help: str) -> argparse.ArgumentParser:
