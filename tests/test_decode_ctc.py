@@ -448,3 +448,58 @@ def test_acoustic_score_is_the_exact_ctc_log_probability_even_with_token_pruning
             exact = -float(ctc_loss(lp, [h.ids], [5], [len(h.ids)], reduction="none")) if h.ids else float(
                 lp[0, :, 0].sum())
             assert h.acoustic_score == pytest.approx(exact, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- ensembles
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), members=st.integers(1, 3), bonus=st.booleans())
+def test_ensemble_picks_the_pooled_hypothesis_of_highest_mean_log_probability(seed, members, bonus):
+    """Against torch's CTC loss: every label sequence of length <= 3 over two symbols proposed
+    by some member; the choice maximises the members' mean log p_m(y | x) plus its LM terms.
+    Members differ in frame count (as runs with different frame stacking do)."""
+    from rnnkit.decode import Hypothesis, ctc_ensemble
+
+    g = torch.Generator().manual_seed(seed)
+    lps = [torch.randn(4 + m, 3, generator=g).mul(2).log_softmax(-1) for m in range(members)]
+    every = [list(y) for n in range(4) for y in itertools.product((1, 2), repeat=n)]
+    terms = {tuple(y): (0.3 * len(y) if bonus else 0.0) for y in every}
+    nbests = [[[Hypothesis(y, terms[tuple(y)] - 5.0, -5.0) for y in every[m::members]]] for m in range(members)]
+
+    def log_p(lp, y):
+        if not y:
+            return float(lp[:, 0].sum())
+        return -float(torch.nn.functional.ctc_loss(lp[:, None].double(), torch.tensor([y]), [len(lp)], [len(y)],
+                                                   reduction="sum", zero_infinity=False))
+
+    mean = {tuple(y): sum(log_p(lp, y) for lp in lps) / members for y in every}
+    want = max(every, key=lambda y: mean[tuple(y)] + terms[tuple(y)])
+    (got,) = ctc_ensemble(nbests, [[lp] for lp in lps], blank=0)
+    assert got.ids == want
+    assert got.acoustic_score == pytest.approx(mean[tuple(want)], abs=1e-4)
+    assert got.score == pytest.approx(mean[tuple(want)] + terms[tuple(want)], abs=1e-4)
+
+
+def test_ensemble_of_one_search_is_the_search():
+    """One member's n-best, rescored alone, keeps the search's own best (its scores are exact)."""
+    from rnnkit.decode import CTCBeamDecoder, BeamSearchOptions, ctc_ensemble
+
+    lp = torch.randn(3, 30, 6, generator=torch.Generator().manual_seed(1)).mul(3).log_softmax(-1)
+    nbest = CTCBeamDecoder(BeamSearchOptions(beam_width=8, nbest=8))(lp)
+    best = ctc_ensemble([nbest], [list(lp)], blank=0)
+    assert [h.ids for h in best] == [n[0].ids for n in nbest]
+    assert [h.acoustic_score for h in best] == pytest.approx([n[0].acoustic_score for n in nbest], abs=1e-4)
+
+
+def test_ensemble_inputs_are_checked():
+    from rnnkit.decode import Hypothesis, ctc_ensemble
+
+    lp = torch.randn(5, 3).log_softmax(-1)
+    one = [[Hypothesis([1], 0.0, 0.0)]]
+    with pytest.raises(ValueError, match="one list per member of nbests \\(2\\). Received: 1"):
+        ctc_ensemble([one, one], [[lp]])
+    with pytest.raises(ValueError, match="the same 1 utterances"):
+        ctc_ensemble([one, one + one], [[lp], [lp, lp]])
+    (empty,) = ctc_ensemble([[[]]], [[lp]])
+    assert empty.ids == [] and empty.score == -math.inf

@@ -419,6 +419,34 @@ def test_evaluate_and_transcribe_normalise_by_speaker(digits_run, fsdd, tmp_path
     assert [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()] == files
 
 
+def test_evaluate_scores_an_ensemble_of_digits_runs(digits_run, fsdd, tmp_path, capsys):
+    """rnnkit evaluate RUN --with RUN2: each member's own WER is its WER alone; a run of
+    another split (which may have heard the test voice) is refused."""
+    def scores(*argv):
+        capsys.readouterr()
+        assert main(["evaluate", *map(str, argv), "--split", "test", "--json", "--data-dir", str(fsdd),
+                     "--no-progress", "--normalise", "speaker"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    def run(*options):
+        runs = tmp_path / "-".join(options)
+        assert main(["train", "digits", "--data-dir", str(fsdd), "--runs", str(runs), "--max-steps", "2", "--hidden",
+                     "8", "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1",
+                     "--device", "cpu", "--no-progress", *options]) == 0
+        (made,) = runs.iterdir()
+        return made
+
+    other = run("--stack-frames", "2")  # the same seed: the same test utterances when alone
+    alone, second = scores(digits_run), scores(other)
+    both = scores(digits_run, "--with", other)
+    assert both["members"] == 2 and both["words"] == alone["words"]
+    for name in ("greedy", "beam", "lexicon", "lexicon_lm"):
+        assert both[f"wer_{name}_member_0"] == alone[f"wer_{name}"]
+        assert both[f"wer_{name}_member_1"] == second[f"wer_{name}"]
+    assert main(["evaluate", str(digits_run), "--with", str(run("--split", "speaker:theo")), "--split", "test"]) == 2
+    assert "its --split is 'speaker:theo', the first run's 'standard'" in capsys.readouterr().err
+
+
 def test_speaker_normalisation_is_refused_without_the_task_data(digits_run, tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("one two\n")

@@ -124,14 +124,14 @@ def _generate(args: argparse.Namespace) -> int:
 
 def _ensemble_member(ckpt: Checkpoint, task: dict[str, Any]) -> Checkpoint:
     """A checkpoint for ``--with``: a run of the same task whose settings that shape the
-    outputs (model kind, labels) are the first run's."""
+    outputs or what it may have seen (model kind, labels, data split) are the first run's."""
     from rnnkit.tasks.common import checkpoint_task
 
     other = checkpoint_task(ckpt)
     if other is None or other["task"] != task["task"]:
         got = "no task" if other is None else f"the {other['task']!r} task"
         raise ValueError(f"--with {ckpt.path}: a run of the {task['task']!r} task is needed. Received: {got}")
-    for key in ("model", "labels"):
+    for key in ("model", "labels", "split"):
         mine, theirs = task["args"].get(key), other["args"].get(key)
         if mine != theirs:
             raise ValueError(f"--with {ckpt.path}: its --{key} is {theirs!r}, the first run's {mine!r}; "
@@ -170,7 +170,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                                       **({"data_dir": args.data_dir} if args.data_dir else {})})
         if args.ensemble:
             if not found.ensembles:
-                raise ValueError(f"--with: the {found.name} task does not score ensembles (sentiment does)")
+                raise ValueError(f"--with: the {found.name} task does not score ensembles (sentiment and digits do)")
             saved.ensemble = [_ensemble_member(Checkpoint.resolve(run), task) for run in args.ensemble]
         if args.conllu is not None:
             if found.evaluate_file is None:
@@ -434,8 +434,9 @@ def build_parser(with_tasks: bool = True) -> argparse.ArgumentParser:
     ev.add_argument("--conllu", default=None, metavar="FILE",
                     help="score a tagging run on this CoNLL-U file (gold UPOS) instead")
     ev.add_argument("--with", dest="ensemble", nargs="+", default=None, metavar="RUN",
-                    help="score the ensemble of RUN and these runs of the same task and settings (their class "
-                         "probabilities averaged; sentiment)")
+                    help="score the ensemble of RUN and these runs of the same task and settings (sentiment: "
+                         "their class probabilities averaged; digits: their hypotheses pooled and ranked by the "
+                         "runs' mean CTC log-probability)")
     ev.add_argument("--normalise", choices=("utterance", "speaker"), default="utterance",
                     help="a speech run's features normalised per utterance (as trained) or over each speaker's "
                          "utterances (speaker CMVN)")

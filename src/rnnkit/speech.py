@@ -77,10 +77,12 @@ class Transcriber:
         lexicon: the words allowed (None: any spelling).
         lm: an ARPA word model (path) scored at every word end, weighted by ``lm_weight``.
         word_score: bonus per word (natural log), against the LM's per-word cost.
+        nbest: hypotheses :meth:`candidates` gives per recording when searching (at most ``beam``).
     """
 
     def __init__(self, model: CTCRecognizer, beam: int = 16, lexicon: Sequence[str] | None = None,
-                 lm: str | Path | None = None, lm_weight: float = 0.5, word_score: float = 0.0) -> None:
+                 lm: str | Path | None = None, lm_weight: float = 0.5, word_score: float = 0.0,
+                 nbest: int = 1) -> None:
         if model.vocab is None or " " not in model.vocab.index:
             raise ValueError("the recognizer needs a vocabulary with a space (the word delimiter)")
         self.model = model.eval()
@@ -91,7 +93,8 @@ class Transcriber:
         if beam > 1 or lexicon is not None or lm is not None:
             lex = None if lexicon is None else Lexicon(lexicon, tokens=self.tokens, word_delimiter=self.delimiter)
             self.search = CTCBeamDecoder(
-                BeamSearchOptions(beam_width=beam, blank=self.blank, lm_weight=lm_weight, word_score=word_score),
+                BeamSearchOptions(beam_width=beam, nbest=nbest, blank=self.blank, lm_weight=lm_weight,
+                                  word_score=word_score),
                 tokens=self.tokens, word_delimiter=self.delimiter, lexicon=lex,
                 lm=None if lm is None else NGramLM(lm))
 
@@ -108,16 +111,22 @@ class Transcriber:
         """The mean and std of the features of one speaker's recordings, for :meth:`log_probs`."""
         return self.model.frontend.stats(waves)
 
-    def decode(self, log_probs: Sequence[Tensor]) -> list[Hypothesis]:
-        """The best hypothesis of each utterance's log-probabilities."""
+    def candidates(self, log_probs: Sequence[Tensor]) -> list[list[Hypothesis]]:
+        """Each utterance's hypotheses, best first: the search's ``nbest`` (none where it
+        pruned every prefix), or greedy decoding's one path."""
         lengths = [len(x) for x in log_probs]
         padded = torch.full((len(log_probs), max(lengths), len(self.tokens)), -1e4)
         for i, x in enumerate(log_probs):
             padded[i, : len(x)] = x
         if self.search is None:
-            return ctc_greedy(padded, lengths, blank=self.blank, tokens=self.tokens, word_delimiter=self.delimiter)
+            return [[h] for h in ctc_greedy(padded, lengths, blank=self.blank, tokens=self.tokens,
+                                            word_delimiter=self.delimiter)]
+        return self.search(padded, lengths)
+
+    def decode(self, log_probs: Sequence[Tensor]) -> list[Hypothesis]:
+        """The best hypothesis of each utterance's log-probabilities."""
         return [h[0] if h else Hypothesis([], -float("inf"), -float("inf"), text="")
-                for h in self.search(padded, lengths)]
+                for h in self.candidates(log_probs)]
 
     def words(self, log_probs: Tensor, hypothesis: Hypothesis) -> list[Word]:
         """The hypothesis' words with their times."""

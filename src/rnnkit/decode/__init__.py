@@ -6,6 +6,7 @@ search also as an object built once, :class:`CTCBeamDecoder`); they know nothing
 """
 
 from rnnkit.decode.ctc_beam import BeamSearchOptions, CTCBeamDecoder, ctc_beam_search
+from rnnkit.decode.ensemble import ctc_ensemble
 from rnnkit.decode.greedy import ctc_greedy
 from rnnkit.decode.hypothesis import Hypothesis
 from rnnkit.decode.lm_scorer import NGramLM, RNNLMScorer
@@ -14,6 +15,6 @@ from rnnkit.decode.scorers import Hotwords, Lexicon, Scorer, TextLM
 from rnnkit.decode.seq_beam import beam_search
 from rnnkit.decode.stopping import StopAtLength, StopOnHalt, StopOnToken, StopPolicy
 
-__all__ = ["Hypothesis", "ctc_greedy", "ctc_beam_search", "CTCBeamDecoder", "BeamSearchOptions", "Lexicon",
+__all__ = ["Hypothesis", "ctc_greedy", "ctc_beam_search", "ctc_ensemble", "CTCBeamDecoder", "BeamSearchOptions", "Lexicon",
            "Hotwords", "NGramLM", "RNNLMScorer", "Scorer", "TextLM", "generate", "beam_search", "filter_log_probs", "StopPolicy",
            "StopOnToken", "StopOnHalt", "StopAtLength"]

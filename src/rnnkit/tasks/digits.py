@@ -37,7 +37,9 @@ from rnnkit.audio import FeatureConfig, LogMel, spec_augment
 from rnnkit.data import DrawnBatches, SequenceBatches, Vocabulary, pad
 from rnnkit.data.digits import (RATE, SPEAKERS, WORDS, Utterance, by_speaker, draw_parts, draw_utterance,
                                 load_recordings, split_recordings, test_utterances)
+from rnnkit.decode import Hypothesis
 from rnnkit.decode.arpa import arpa_text
+from rnnkit.decode.ensemble import ctc_ensemble
 from rnnkit.files import read_utf8, write_text_atomic
 from rnnkit.models import CTCRecognizer, CTCRecognizerConfig
 from rnnkit.progress import bar
@@ -205,36 +207,57 @@ def utterances(split: str, args: argparse.Namespace, parts: dict[str, list] | No
 def evaluate(checkpoint: Checkpoint, split: str, args: argparse.Namespace) -> dict[str, Any]:
     """WER and CER (jiwer) of each decoder on the valid or test utterances, and WER per speaker
     with the lexicon and LM. ``args.normalise``: "utterance" (features normalised per utterance,
-    as in training) or "speaker" (each speaker's utterances by their stats over them all)."""
+    as in training) or "speaker" (each speaker's utterances by their stats over them all).
+    With ``args.ensemble`` (other runs of the same split) each decoder's hypotheses of every
+    run are pooled and ranked by the runs' mean CTC log-probability (:func:`ctc_ensemble`;
+    greedy pools each run's best path, the searches their ``--beam`` best), decoded with the
+    first run's lexicon and LM; each run's own WER is reported too (``wer_NAME_member_k``)."""
     import jiwer
 
     dev = device(args.device)
-    model = rnnkit.load(checkpoint.path, map_location=dev)
+    members = [checkpoint, *(getattr(args, "ensemble", None) or [])]
+    models = [rnnkit.load(c.path, map_location=dev) for c in members]
     lexicon = read_utf8(checkpoint.path / Checkpoint.LEXICON).split()
     lm = checkpoint.path / Checkpoint.LM
     utts = utterances(split, args)
-    first = Transcriber(model, beam=1)
     normalise = getattr(args, "normalise", "utterance")  # training's dev scores: as trained
     groups: dict[str | None, list[int]] = {}  # one group, or each speaker's utterances
     for i, u in enumerate(utts):
         groups.setdefault(u.speaker if normalise == "speaker" else None, []).append(i)
-    log_probs: list[Tensor] = [torch.empty(0)] * len(utts)
-    with bar(len(utts), progress(args), desc=f"{split} utterances", unit="utt", leave=False) as shown:
-        for speaker, rows in groups.items():
-            stats = None if speaker is None else first.speaker([utts[i].wave for i in rows])
-            for start in range(0, len(rows), 32):
-                chunk = rows[start : start + 32]
-                for i, lp in zip(chunk, first.log_probs([utts[i].wave for i in chunk], stats)):
-                    log_probs[i] = lp
-                shown.update(len(chunk))
+    log_probs: list[list[Tensor]] = [[torch.empty(0)] * len(utts) for _ in models]
+    with bar(len(utts) * len(models), progress(args), desc=f"{split} utterances", unit="utt", leave=False) as shown:
+        for model, heard in zip(models, log_probs):
+            first = Transcriber(model, beam=1)
+            for speaker, rows in groups.items():
+                stats = None if speaker is None else first.speaker([utts[i].wave for i in rows])
+                for start in range(0, len(rows), 32):
+                    chunk = rows[start : start + 32]
+                    for i, lp in zip(chunk, first.log_probs([utts[i].wave for i in chunk], stats)):
+                        heard[i] = lp
+                    shown.update(len(chunk))
     refs = [u.text for u in utts]
     out: dict[str, Any] = {"utterances": len(utts), "words": sum(len(u.words) for u in utts),
-                           "normalise": normalise}
+                           "normalise": normalise, **({"members": len(models)} if len(models) > 1 else {})}
+
+    def text(h: Hypothesis) -> str:
+        return " ".join(h.text.split())
+
     best: list[str] = []
     for name, (search, use_lexicon, use_lm) in DECODERS.items():
-        decoder = Transcriber(model, beam=args.beam if search else 1, lexicon=lexicon if use_lexicon else None,
-                              lm=lm if use_lm else None, lm_weight=args.lm_weight, word_score=args.word_score)
-        hyps = [" ".join(h.text.split()) for h in decoder.decode(log_probs)]
+        def decoder(model: CTCRecognizer, nbest: int) -> Transcriber:
+            return Transcriber(model, beam=args.beam if search else 1, lexicon=lexicon if use_lexicon else None,
+                               lm=lm if use_lm else None, lm_weight=args.lm_weight, word_score=args.word_score,
+                               nbest=nbest)
+
+        if len(models) == 1:
+            hyps = [text(h) for h in decoder(models[0], 1).decode(log_probs[0])]
+        else:
+            nbests = [decoder(model, args.beam if search else 1).candidates(heard)
+                      for model, heard in zip(models, log_probs)]
+            hyps = [text(h) for h in ctc_ensemble(nbests, log_probs, models[0].config.blank)]
+            for k, (model, heard) in enumerate(zip(models, log_probs)):  # each run as it decodes alone
+                own = [text(h) for h in decoder(model, 1).decode(heard)]
+                out[f"wer_{name}_member_{k}"] = float(jiwer.wer(refs, own))
         out[f"wer_{name}"] = float(jiwer.wer(refs, hyps))
         out[f"cer_{name}"] = float(jiwer.cer(refs, hyps))
         best = hyps
@@ -269,4 +292,4 @@ def after_train(run: RunDir, args: argparse.Namespace) -> None:
 
 
 TASK = register(Task(NAME, HELP, __doc__, add_arguments, train, evaluate, ("test", "valid"), after_train,
-                     normalises=True))
+                     normalises=True, ensembles=True))
