@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -447,6 +448,28 @@ def test_evaluate_scores_an_ensemble_of_digits_runs(digits_run, fsdd, tmp_path, 
     assert "its --split is 'speaker:theo', the first run's 'standard'" in capsys.readouterr().err
 
 
+def test_extra_voices_join_training_only(fsdd, tmp_path, capsys):
+    """--extra-voices: FSDD-named recordings of other voices (any rate) are read and drawn for
+    training; a missing or empty folder, or a voice named as an FSDD speaker, is one line."""
+    voices = tmp_path / "voices"
+    voices.mkdir()
+    for d in range(10):
+        (voices / f"{d}_synth_0.wav").write_bytes(wav_bytes(tone(d, 9, 0)))
+    (voices / "notes.txt").write_text("skipped")
+    assert D.read_recordings(voices)[3].digit == 3 and len(D.read_recordings(voices)) == 10
+    argv = ["train", "digits", "--data-dir", str(fsdd), "--runs", str(tmp_path / "runs"), "--max-steps", "2",
+            "--hidden", "8", "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1",
+            "--valid-passes", "1", "--device", "cpu", "--no-progress"]
+    assert main([*argv, "--extra-voices", str(voices), "--extra-share", "0.5"]) == 0
+    assert "(+ 10 of 1 extra voices, 50% of the utterances)" in capsys.readouterr().err
+    (voices / "3_theo_0.wav").write_bytes(wav_bytes(tone(3, 4, 0)))
+    for folder, message in [(voices, r"voices \['theo'\] are FSDD's own"), (tmp_path / "none", "no such folder"),
+                            (tmp_path, "no recordings named")]:
+        assert main([*argv, "--extra-voices", str(folder)]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
 def test_speaker_normalisation_is_refused_without_the_task_data(digits_run, tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("one two\n")
@@ -476,8 +499,6 @@ def test_speech_verbs_give_one_line_errors(digits_run, tmp_path, capsys, argv, m
     assert main([*argv, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rnnkit: error:") and len(err.strip().splitlines()) == 1
-    import re
-
     assert re.search(message, err), err
 
 

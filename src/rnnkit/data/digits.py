@@ -26,7 +26,7 @@ import numpy as np
 from rnnkit.audio import read_audio, resample
 from rnnkit.data.registry import require
 
-__all__ = ["WORDS", "SPEAKERS", "Recording", "Utterance", "load_recordings", "split_recordings", "by_speaker",
+__all__ = ["WORDS", "SPEAKERS", "Recording", "Utterance", "load_recordings", "read_recordings", "split_recordings", "by_speaker",
            "test_utterances", "draw_parts", "draw_utterance", "join"]
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -62,7 +62,12 @@ class Utterance:
 
 def load_recordings(data_dir: str | Path | None = None) -> list[Recording]:
     """All 3,000 recordings of a verified FSDD copy, in file-name order."""
-    folder = require("fsdd", data_dir) / "recordings"
+    return read_recordings(require("fsdd", data_dir) / "recordings")
+
+
+def read_recordings(folder: Path) -> list[Recording]:
+    """The recordings named as FSDD's (``{digit}_{speaker}_{index}.wav``, any rate: resampled
+    to 8 kHz) in ``folder``, in file-name order; other files are skipped."""
     out = []
     for path in sorted(folder.iterdir()):
         m = _NAME.match(path.name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,9 @@ import rnnkit
 from rnnkit.arguments import fraction, nonnegative_int, positive_float, positive_int
 from rnnkit.audio import FeatureConfig, LogMel, spec_augment
 from rnnkit.data import DrawnBatches, SequenceBatches, Vocabulary, pad
-from rnnkit.data.digits import (RATE, SPEAKERS, WORDS, Utterance, by_speaker, draw_parts, draw_utterance,
-                                load_recordings, split_recordings, test_utterances)
+from rnnkit.data.digits import (RATE, SPEAKERS, WORDS, Recording, Utterance, by_speaker, draw_parts,
+                                draw_utterance, load_recordings, read_recordings, split_recordings,
+                                test_utterances)
 from rnnkit.decode import Hypothesis
 from rnnkit.decode.arpa import arpa_text
 from rnnkit.decode.ensemble import ctc_ensemble
@@ -107,6 +109,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vtlp", type=fraction, default=0.0,
                    help="vocal tract length perturbation: each training spectrum warped by a factor in "
                         "[1 - this, 1 + this] (0: off)")
+    p.add_argument("--extra-voices", default=None, metavar="DIR",
+                   help="more training voices: FSDD-named recordings ({digit}_{voice}_{index}.wav; voices not "
+                        "FSDD's), e.g. synthesised ones (benchmarks/synthetic_voices.py); training only")
+    p.add_argument("--extra-share", type=fraction, default=0.6,
+                   help="the share of training utterances drawn from --extra-voices")
     p.add_argument("--spec-augment", type=nonnegative_int, default=0,
                    help="SpecAugment: this many frequency and time masks per utterance (0: off)")
     p.add_argument("--test-passes", type=positive_int, default=3,
@@ -148,12 +155,31 @@ def lm_transcripts(args: argparse.Namespace, groups: dict, count: int = 20000) -
     return [[WORDS[r.digit] for r in draw_parts(groups, rng, args.max_digits)] for _ in range(count)]
 
 
+def extra_voices(folder: str | None) -> dict[str, list[Recording]]:
+    """The recordings of ``--extra-voices`` by voice ({} without it), or a ValueError naming
+    the folder and what is wrong with it."""
+    if folder is None:
+        return {}
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"--extra-voices {folder}: no such folder")
+    groups = by_speaker(read_recordings(path))
+    if not groups:
+        raise ValueError(f"--extra-voices {folder}: no recordings named {{digit}}_{{voice}}_{{index}}.wav in it")
+    clash = sorted(set(groups) & set(SPEAKERS))
+    if clash:
+        raise ValueError(f"--extra-voices {folder}: voices {clash} are FSDD's own (their recordings would leak "
+                         "across the splits); name the extra voices otherwise")
+    return groups
+
+
 def train(args: argparse.Namespace) -> RunDir:
     if args.max_steps is None and args.epochs is None and args.minutes is None:
         args.max_steps = DEFAULT_STEPS
     torch.manual_seed(args.seed)
     parts = split_recordings(load_recordings(args.data_dir), args.split)
     groups = by_speaker(parts["train"])
+    extra = extra_voices(args.extra_voices)
     vocab, features = vocabulary(), FeatureConfig(n_ceps=args.cepstra)
     model = CTCRecognizer(CTCRecognizerConfig(
         input_size=features.size, num_tokens=len(vocab), blank=0, stack_frames=args.stack_frames,
@@ -165,7 +191,8 @@ def train(args: argparse.Namespace) -> RunDir:
     def draw(rng: np.random.Generator) -> dict[str, Any]:
         """A batch of utterances of one digit count (similar lengths: little padding)."""
         count = int(rng.integers(1, args.max_digits + 1))
-        batch = [draw_utterance(groups, rng, args.max_digits, args.speeds, args.noise, count, args.levels)
+        batch = [draw_utterance(extra if extra and rng.random() < args.extra_share else groups, rng,
+                                args.max_digits, args.speeds, args.noise, count, args.levels)
                  for _ in range(args.batch_size)]
         return collate(batch, frontend, vocab, torch.Generator().manual_seed(int(rng.integers(2**62))),
                        args.spec_augment, args.vtlp)
@@ -177,8 +204,10 @@ def train(args: argparse.Namespace) -> RunDir:
     lexicon = "\n".join(sorted({w for words in transcripts for w in words})) + "\n"
     lm = arpa_text(transcripts, order=args.lm_order)
     if is_main_process():
-        print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers (utterances "
-              f"drawn afresh), {len(valid)} valid utterances; {sum(p.numel() for p in model.parameters()):,} "
+        more = (f" (+ {sum(map(len, extra.values()))} of {len(extra)} extra voices, {args.extra_share:.0%} of the "
+                f"utterances)" if extra else "")
+        print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers{more} "
+              f"(utterances drawn afresh), {len(valid)} valid utterances; {sum(p.numel() for p in model.parameters()):,} "
               f"parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
     trainer = task_trainer(
         NAME, model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
