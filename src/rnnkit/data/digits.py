@@ -26,8 +26,8 @@ import numpy as np
 from rnnkit.audio import read_audio, resample
 from rnnkit.data.registry import require
 
-__all__ = ["WORDS", "SPEAKERS", "Recording", "Utterance", "load_recordings", "read_recordings", "split_recordings", "by_speaker",
-           "test_utterances", "draw_parts", "draw_utterance", "join"]
+__all__ = ["WORDS", "SPEAKERS", "Recording", "Utterance", "load_recordings", "read_recordings", "split_recordings",
+           "by_speaker", "test_utterances", "draw_parts", "draw_utterance", "join"]
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")

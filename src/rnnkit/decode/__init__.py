@@ -15,6 +15,6 @@ from rnnkit.decode.scorers import Hotwords, Lexicon, Scorer, TextLM
 from rnnkit.decode.seq_beam import beam_search
 from rnnkit.decode.stopping import StopAtLength, StopOnHalt, StopOnToken, StopPolicy
 
-__all__ = ["Hypothesis", "ctc_greedy", "ctc_beam_search", "ctc_ensemble", "CTCBeamDecoder", "BeamSearchOptions", "Lexicon",
-           "Hotwords", "NGramLM", "RNNLMScorer", "Scorer", "TextLM", "generate", "beam_search", "filter_log_probs", "StopPolicy",
-           "StopOnToken", "StopOnHalt", "StopAtLength"]
+__all__ = ["Hypothesis", "ctc_greedy", "ctc_beam_search", "ctc_ensemble", "CTCBeamDecoder", "BeamSearchOptions",
+           "Lexicon", "Hotwords", "NGramLM", "RNNLMScorer", "Scorer", "TextLM", "generate", "beam_search",
+           "filter_log_probs", "StopPolicy", "StopOnToken", "StopOnHalt", "StopAtLength"]

@@ -207,8 +207,8 @@ def train(args: argparse.Namespace) -> RunDir:
         more = (f" (+ {sum(map(len, extra.values()))} of {len(extra)} extra voices, {args.extra_share:.0%} of the "
                 f"utterances)" if extra else "")
         print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers{more} "
-              f"(utterances drawn afresh), {len(valid)} valid utterances; {sum(p.numel() for p in model.parameters()):,} "
-              f"parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
+              f"(utterances drawn afresh), {len(valid)} valid utterances; "
+              f"{sum(p.numel() for p in model.parameters()):,} parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
     trainer = task_trainer(
         NAME, model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
         SequenceBatches.prebuilt(valid_batches, shuffle=False), run, args,
