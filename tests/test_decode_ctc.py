@@ -503,3 +503,5 @@ def test_ensemble_inputs_are_checked():
         ctc_ensemble([one, one + one], [[lp], [lp, lp]])
     (empty,) = ctc_ensemble([[[]]], [[lp]])
     assert empty.ids == [] and empty.score == -math.inf
+    hopeless = Hypothesis([1], -math.inf, -math.inf)  # its decoder's terms are -inf - -inf: never chosen
+    assert ctc_ensemble([[[hopeless, Hypothesis([2], -9.0, -9.0)]]], [[lp]])[0].ids == [2]

@@ -81,6 +81,7 @@ def ctc_ensemble(nbests: Sequence[Sequence[Sequence[Hypothesis]]], log_probs: Se
         candidates = list(pooled)
         mean = np.mean([_log_likelihoods(log_probs[m][b], candidates, blank) for m in range(M)], axis=0)
         terms = np.array([h.score - h.acoustic_score for h in pooled.values()])
+        terms[np.isnan(terms)] = -np.inf  # a hypothesis scored -inf by its own decoder is not chosen
         k = int(np.argmax(mean + terms))
         h = pooled[candidates[k]]
         best.append(replace(h, acoustic_score=float(mean[k]), score=float(mean[k] + terms[k])))
