@@ -47,7 +47,8 @@ class Task:
     evaluate_file: Callable[[Checkpoint, Path, argparse.Namespace], dict[str, Any]] | None = None
     dependent_defaults: Callable[[argparse.Namespace], dict[str, Any]] | None = None
     #: its evaluate also reads ``args.ensemble`` (checkpoints of other runs of the task, whose
-    #: class probabilities it averages with the run's): ``rnnkit evaluate RUN --with RUN2 ...``
+    #: outputs it combines with the run's: sentiment averages class probabilities, digits pools
+    #: n-best lists ranked by the runs' mean CTC log-probability): ``rnnkit evaluate RUN --with RUN2 ...``
     ensembles: bool = False
     #: its evaluate also reads ``args.normalise`` ("utterance" or "speaker": features normalised
     #: over each speaker's utterances): ``rnnkit evaluate RUN --normalise speaker``

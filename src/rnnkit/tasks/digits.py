@@ -102,7 +102,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speeds", type=speeds, default=[0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15],
                    help="speed perturbation factors (comma-separated)")
     p.add_argument("--levels", type=levels, default=None,
-                   help="speech level of each training utterance, uniform in LOW,HIGH dBFS (RMS; default: as recorded)")
+                   help="speech level of each training utterance, uniform in LOW,HIGH dBFS (RMS; default: as "
+                        "recorded)")
     p.add_argument("--noise", type=fraction, default=0.01, help="white noise std drawn in [0, this] per training utterance")
     p.add_argument("--cepstra", type=nonnegative_int, default=13,
                    help="hear this many cepstral coefficients of the 40 log-mel bands (MFCCs; 0: the bands)")
@@ -208,7 +209,8 @@ def train(args: argparse.Namespace) -> RunDir:
                 f"utterances)" if extra else "")
         print(f"digits ({args.split}): {len(parts['train'])} training recordings of {len(groups)} speakers{more} "
               f"(utterances drawn afresh), {len(valid)} valid utterances; "
-              f"{sum(p.numel() for p in model.parameters()):,} parameters; at most {args.max_steps or '-'} steps; run directory {run.path}", file=sys.stderr)
+              f"{sum(p.numel() for p in model.parameters()):,} parameters; at most {args.max_steps or '-'} steps; "
+              f"run directory {run.path}", file=sys.stderr)
     trainer = task_trainer(
         NAME, model, DrawnBatches(draw, args.epoch_batches, seed=args.seed),
         SequenceBatches.prebuilt(valid_batches, shuffle=False), run, args,
