@@ -358,12 +358,17 @@ def test_a_recognizer_overfits_a_few_utterances(fsdd):
     assert ["".join(vocab.tokens[i] for i in h.ids) for h in hyps] == [u.text for u in utterances]
 
 
+def tiny_training(fsdd: Path, runs: Path, *options: str) -> list[str]:
+    """The arguments of a two-step `rnnkit train digits` of a tiny recognizer on the stand-in FSDD."""
+    return ["train", "digits", "--data-dir", str(fsdd), "--runs", str(runs), "--max-steps", "2", "--hidden", "8",
+            "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1", "--device", "cpu",
+            "--no-progress", *options]
+
+
 @pytest.fixture(scope="module")
 def digits_run(fsdd, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    assert main(["train", "digits", "--data-dir", str(fsdd), "--runs", str(runs), "--max-steps", "2", "--hidden", "8",
-                 "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1", "--device", "cpu",
-                 "--no-progress"]) == 0
+    assert main(tiny_training(fsdd, runs)) == 0
     (run,) = runs.iterdir()
     return run
 
@@ -431,9 +436,7 @@ def test_evaluate_scores_an_ensemble_of_digits_runs(digits_run, fsdd, tmp_path, 
 
     def run(*options):
         runs = tmp_path / "-".join(options)
-        assert main(["train", "digits", "--data-dir", str(fsdd), "--runs", str(runs), "--max-steps", "2", "--hidden",
-                     "8", "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1",
-                     "--device", "cpu", "--no-progress", *options]) == 0
+        assert main(tiny_training(fsdd, runs, *options)) == 0
         (made,) = runs.iterdir()
         return made
 
@@ -457,9 +460,7 @@ def test_extra_voices_join_training_only(fsdd, tmp_path, capsys):
         (voices / f"{d}_synth_0.wav").write_bytes(wav_bytes(tone(d, 9, 0)))
     (voices / "notes.txt").write_text("skipped")
     assert D.read_recordings(voices)[3].digit == 3 and len(D.read_recordings(voices)) == 10
-    argv = ["train", "digits", "--data-dir", str(fsdd), "--runs", str(tmp_path / "runs"), "--max-steps", "2",
-            "--hidden", "8", "--layers", "1", "--epoch-batches", "2", "--batch-size", "4", "--test-passes", "1",
-            "--valid-passes", "1", "--device", "cpu", "--no-progress"]
+    argv = tiny_training(fsdd, tmp_path / "runs", "--valid-passes", "1")
     assert main([*argv, "--extra-voices", str(voices), "--extra-share", "0.5"]) == 0
     assert "(+ 10 of 1 extra voices, 50% of the utterances)" in capsys.readouterr().err
     (voices / "3_theo_0.wav").write_bytes(wav_bytes(tone(3, 4, 0)))
